@@ -1,0 +1,172 @@
+"""``Aligner``: face detector -> 256x256 crop -> heatmap network -> decoded landmarks in image pixels."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import geometry
+from .backends import load_backend
+from .decode import REFINE_MODES, Refine, decode_heatmaps
+from .detectors.base import Detection, FaceDetector
+from .imageio import read_image, to_bgr8
+from .model import ModelError, load_manifest, resolve_model_dir
+from .results import FaceLandmarks
+
+log = logging.getLogger("facealign_sdk")
+
+BoxLike = Detection | Sequence[float]
+ImageLike = np.ndarray | str | Path
+
+
+def _as_detection(box: BoxLike) -> Detection:
+    if isinstance(box, Detection):
+        return box
+    values = [float(v) for v in box]
+    if len(values) != 4:
+        raise ValueError(f"a face box is (x1, y1, x2, y2), got {list(box)}")
+    return Detection(box=tuple(values), score=1.0)
+
+
+class Aligner:
+    """68-point (or any L-point) facial landmarks for faces in images.
+
+    >>> aligner = Aligner()                      # bundled model, fastest backend, YuNet detector
+    >>> faces = aligner.align("face.jpg")        # list of FaceLandmarks
+    >>> faces[0].points.shape, faces[0].confidence.shape
+    ((68, 2), (68,))
+
+    Args:
+        model: released model name, model folder, or one artifact in it (``.onnx``, ``.engine``).
+        backend: ``"auto"`` (fastest available; see ``backend_name``), ``"ort"``, ``"torch"`` or ``"trt"``.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` (``"tensorrt"`` for the ORT TensorRT EP).
+        detector: ``"yunet"`` (bundled), any object with ``detect(image) -> list[Detection]``,
+            or ``None`` to always pass ``boxes``.
+        refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.
+        max_faces: keep at most this many faces per image (highest detector score first).
+        batch_size: crops per inference call.
+        num_landmarks: if given, refuse a model with another landmark count.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        device: str = "auto",
+        detector: str | FaceDetector | None = "yunet",
+        refine: Refine = "soft",
+        max_faces: int | None = None,
+        batch_size: int = 32,
+        num_landmarks: int | None = None,
+    ) -> None:
+        if refine not in REFINE_MODES:
+            raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_dir = resolve_model_dir(model)
+        self.manifest = load_manifest(self.model_dir)
+        artifact = Path(model) if model is not None and Path(model).is_file() else None
+        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact)
+        if self.backend.num_landmarks != self.manifest.num_landmarks:
+            raise ModelError(
+                f"{self.model_dir}: network outputs {self.backend.num_landmarks} landmarks but the manifest says "
+                f"{self.manifest.num_landmarks}"
+            )
+        if num_landmarks is not None and num_landmarks != self.manifest.num_landmarks:
+            raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
+        self.detector = self._make_detector(detector)
+        self.refine: Refine = refine
+        self.max_faces = max_faces
+        self.batch_size = batch_size
+        crop = self.manifest.crop
+        self._crop_args = {"crop_scale": crop.crop_scale, "center_shift": crop.center_shift}
+        log.info("facealign: model %s, backend %s", self.manifest.name, self.backend_name)
+
+    @staticmethod
+    def _make_detector(detector: str | FaceDetector | None) -> FaceDetector | None:
+        if detector is None or isinstance(detector, FaceDetector):
+            return detector
+        if detector == "yunet":
+            from .detectors.yunet import YuNetDetector
+
+            return YuNetDetector()
+        raise ValueError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    @property
+    def num_landmarks(self) -> int:
+        return self.manifest.num_landmarks
+
+    # -- public API ---------------------------------------------------------------------------
+    def align(self, image: ImageLike, boxes: Iterable[BoxLike] | None = None) -> list[FaceLandmarks]:
+        """Landmarks of every face in one image (an empty list when there is no face)."""
+        return self.align_batch([image], None if boxes is None else [boxes])[0]
+
+    def align_batch(
+        self, images: Sequence[ImageLike], boxes: Sequence[Iterable[BoxLike] | None] | None = None
+    ) -> list[list[FaceLandmarks]]:
+        """Landmarks for several images; all face crops go through the network in shared batches."""
+        if boxes is not None and len(boxes) != len(images):
+            raise ValueError(f"got {len(boxes)} box lists for {len(images)} images")
+        loaded = [self.load_image(im) for im in images]
+        detections = [self.detect(im, None if boxes is None else boxes[i]) for i, im in enumerate(loaded)]
+        jobs = [(i, det, self.frame_for(det)) for i, dets in enumerate(detections) for det in dets]
+        points, conf = self.landmarks_in_frames([(loaded[i], frame) for i, _, frame in jobs])
+        out: list[list[FaceLandmarks]] = [[] for _ in loaded]
+        for (i, det, _), p, c in zip(jobs, points, conf):
+            out[i].append(FaceLandmarks(box=det.box, score=det.score, points=p, confidence=c))
+        return out
+
+    # -- building blocks (used by video tracking) ------------------------------------------------
+    @staticmethod
+    def load_image(image: ImageLike) -> np.ndarray:
+        """A file path or an array -> uint8 BGR (greyscale, BGRA, 16-bit and float are converted)."""
+        if isinstance(image, (str, Path)):
+            return read_image(image)
+        return to_bgr8(image)
+
+    def detect(self, image: np.ndarray, boxes: Iterable[BoxLike] | None = None) -> list[Detection]:
+        """Faces to align: the given boxes, or the detector's, best first, at most ``max_faces``."""
+        if boxes is not None:
+            dets = [_as_detection(b) for b in boxes]
+        elif self.detector is None:
+            raise ValueError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
+        else:
+            dets = list(self.detector.detect(image))
+        return dets[: self.max_faces] if self.max_faces else dets
+
+    def frame_for(self, detection: Detection) -> geometry.CropFrame:
+        """The crop window of a detection (rolled upright with its eye keypoints when present)."""
+        roll = 0.0
+        if self.manifest.crop.use_roll and detection.keypoints:
+            roll = geometry.roll_from_eyes(detection.keypoints[0], detection.keypoints[1])
+        return geometry.frame_from_box(detection.box, roll, **self._crop_args)
+
+    def frame_from_landmarks(self, points: np.ndarray) -> geometry.CropFrame:
+        """The crop window a detector would give for a face with these landmarks (for tracking)."""
+        return geometry.frame_from_points(points, self.manifest.crop.use_roll, **self._crop_args)
+
+    def landmarks_in_frames(
+        self, jobs: Sequence[tuple[np.ndarray, geometry.CropFrame]]
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Run the network on crops ``(image, frame)``; points in image pixels and confidences."""
+        size, hm = self.manifest.input_size, self.manifest.heatmap_size
+        points: list[np.ndarray] = []
+        conf: list[np.ndarray] = []
+        for start in range(0, len(jobs), self.batch_size):
+            chunk = jobs[start : start + self.batch_size]
+            crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
+            batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            heat_pts, confidence = decode_heatmaps(self.backend.run(batch), self.refine)
+            for (_, frame), p, c in zip(chunk, heat_pts, confidence):
+                crop_pts = geometry.heatmap_to_crop(p, hm, size)
+                points.append(geometry.crop_to_image(crop_pts, frame, size))
+                conf.append(c)
+        return points, conf

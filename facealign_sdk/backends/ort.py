@@ -1,0 +1,66 @@
+"""ONNX Runtime backend: CPU, and CUDA / TensorRT execution providers with onnxruntime-gpu."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .base import BackendError, check_batch
+
+# fastest first; only the ones the installed onnxruntime build offers are used
+PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(available: list[str], device: str = "auto") -> list[str]:
+    """Execution providers for ``device`` ("auto", "cpu", "cuda", "tensorrt") from those available."""
+    wanted = {
+        "auto": PROVIDER_PREFERENCE,
+        "cpu": ("CPUExecutionProvider",),
+        "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
+        "tensorrt": PROVIDER_PREFERENCE,
+    }.get(device)
+    if wanted is None:
+        raise BackendError(f"unknown device {device!r} for the ort backend (auto, cpu, cuda, tensorrt)")
+    chosen = [p for p in wanted if p in available]
+    if device in ("cuda", "tensorrt") and chosen[:1] != [wanted[0]]:
+        raise BackendError(
+            f"{wanted[0]} is not available in this onnxruntime build (have {available}); "
+            "install the GPU build: pip uninstall onnxruntime && pip install 'facealign-sdk[gpu]'"
+        )
+    return chosen
+
+
+class OrtBackend:
+    """Runs an ONNX landmark model with ONNX Runtime."""
+
+    def __init__(self, onnx_path: Path, input_size: int = 256, device: str = "auto", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError("the ort backend needs onnxruntime: pip install onnxruntime (or onnxruntime-gpu)") from exc
+        if not Path(onnx_path).is_file():
+            raise BackendError(f"ONNX model not found: {onnx_path}")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = threads or int(os.environ.get("FACEALIGN_THREADS", 0)) or 0
+        opts.log_severity_level = 3
+        providers = choose_providers(ort.get_available_providers(), device)
+        try:
+            self.session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BackendError(f"{onnx_path}: ONNX Runtime cannot load it ({exc})") from exc
+        inp = self.session.get_inputs()[0]
+        out = self.session.get_outputs()[0]
+        self.input_name, self.output_name = inp.name, out.name
+        self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
+        self.num_landmarks = int(out.shape[1])
+        self.input_size = input_size
+        self.providers = self.session.get_providers()
+        self.name = f"ort:{self.providers[0]}"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        x = check_batch(batch, self.input_size).astype(self.input_dtype, copy=False)
+        (heatmaps,) = self.session.run([self.output_name], {self.input_name: x})
+        return np.asarray(heatmaps, dtype=np.float32)

@@ -1,0 +1,57 @@
+"""Result types (pydantic) and drawing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+
+class FaceLandmarks(BaseModel):
+    """Landmarks of one face, in image pixel coordinates (0-based pixel centres)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    box: tuple[float, float, float, float]
+    score: float
+    points: np.ndarray  # (L, 2) float
+    confidence: np.ndarray  # (L,) in [0, 1]
+
+    @property
+    def mean_confidence(self) -> float:
+        return float(self.confidence.mean())
+
+    @field_serializer("points", "confidence")
+    def _arrays(self, value: np.ndarray) -> list:
+        return np.round(value.astype(np.float64), 3).tolist()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict: box, score, points [[x, y], ...], confidence [...]."""
+        return self.model_dump()
+
+
+class ImageLandmarks(BaseModel):
+    """All faces found in one image."""
+
+    source: str = ""
+    width: int
+    height: int
+    faces: list[FaceLandmarks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+def draw_faces(image: np.ndarray, faces: list[FaceLandmarks], min_confidence: float = 0.0) -> np.ndarray:
+    """A copy of a BGR image with boxes and points drawn (low-confidence points in red)."""
+    out = image.copy()
+    scale = max(1, round(max(image.shape[:2]) / 400))
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), (255, 160, 0), scale)
+        for (x, y), c in zip(face.points, face.confidence):
+            color = (0, 255, 0) if c >= max(min_confidence, 0.3) else (0, 0, 255)
+            cv2.circle(out, (int(round(x)), int(round(y))), scale + 1, color, -1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,166 @@
+"""Stage 2: landmark heatmaps with ITLs (+ SCAF skips) on a frozen generator.
+
+SCAF schedule: ITLs, skips and head (``lr``) are trained jointly with the encoder
+(``encoder_lr``) from the start. Targets are Gaussians of sigma 7 px at 256
+(3.5 at the 128 heatmap), loss is MSE.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+from tqdm import tqdm
+
+from .. import geometry
+from ..decode import TARGET_SIGMA, decode_heatmaps
+from ..metrics import nme
+from ..nets import LandmarkNet, NetConfig
+from .autoencoder import load_autoencoder
+from .checkpoint import RunDir
+from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
+
+
+class DataSource(BaseModel):
+    """An annotated folder; ``held_out`` excludes a deterministic share of it (for later evaluation)."""
+
+    folder: str
+    held_out: float | None = None
+
+
+class LandmarkConfig(BaseModel):
+    """Settings of the landmark stage."""
+
+    train: list[DataSource] = Field(
+        default_factory=lambda: [
+            DataSource(folder="../shared/data/ytf68/train"),
+            DataSource(folder="../shared/data/infanface/train", held_out=0.25),
+        ]
+    )
+    val: str | None = "../shared/data/ytf68/val"
+    val_images: int = 128
+    autoencoder: str | None = "runs/ae128"
+    run_dir: str = "runs/lm"
+    net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
+    batch_size: int = 16
+    steps: int = 4000
+    lr: float = 1e-3
+    encoder_lr: float = 1e-4
+    lr_decay_at: float = Field(0.75, description="divide both lrs by 10 after this share of the steps")
+    checkpoint_every: int = 200
+    seed: int = 0
+    threads: int | None = None
+
+
+def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor]) -> int:
+    """Copy matching encoder/generator weights from an autoencoder (e.g. trained at 128); returns count."""
+    own = net.state_dict()
+    matched = {k: v for k, v in ae_state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(matched, strict=False)
+    return len(matched)
+
+
+def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops (RGB uint8) and crop-pixel points -> (image tensor, target heatmaps)."""
+    from .losses import gaussian_heatmaps
+
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    hm_pts = geometry.crop_to_heatmap(np.stack(points), cfg.heatmap_size, cfg.input_size)
+    sigma = TARGET_SIGMA * cfg.heatmap_size / 128
+    return x, gaussian_heatmaps(torch.from_numpy(hm_pts).float(), cfg.heatmap_size, sigma)
+
+
+@torch.no_grad()
+def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float:
+    """Mean NME (%) with crops from the point-derived box (fixed-box mode)."""
+    net.eval()
+    cfg = net.config
+    preds, gts = [], []
+    for i in range(0, len(items), batch):
+        chunk = items[i : i + batch]
+        crops = [landmark_sample(it, cfg.input_size, None)[0] for it in chunk]
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+        pts, _ = decode_heatmaps(net(x).numpy(), "soft")
+        for it, p in zip(chunk, pts):
+            crop_pts = geometry.heatmap_to_crop(p, cfg.heatmap_size, cfg.input_size)
+            frame = geometry.frame_from_box(geometry.box_from_points(it.points))
+            preds.append(geometry.crop_to_image(crop_pts, frame, cfg.input_size))
+            gts.append(it.points)
+    net.train()
+    return float(nme(np.stack(preds), np.stack(gts)).mean() * 100)
+
+
+def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, float]:
+    """Train (or resume) the landmark stage; returns the last logged record."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    run = RunDir(cfg.run_dir)
+    (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
+    items = [it for src in cfg.train for it in load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False)]
+    val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
+    net = LandmarkNet(cfg.net)
+    state = run.load()
+    if state is None and cfg.autoencoder:
+        n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
+        print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
+    enc_params = list(net.encoder.parameters())
+    enc_ids = {id(p) for p in enc_params}
+    new_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
+    opt = torch.optim.Adam([{"params": enc_params, "lr": cfg.encoder_lr}, {"params": new_params, "lr": cfg.lr}])
+    step, best = 0, float("inf")
+    if state:
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        step, best = state["step"], state["best_nme"]
+    base_lrs = [cfg.encoder_lr, cfg.lr]
+    rng = np.random.default_rng(cfg.seed + step)
+    aug = LandmarkAugment()
+    net.train()
+    losses: list[float] = []
+    record: dict[str, float] = {}
+    bar = tqdm(total=cfg.steps, initial=step, desc="landmarks", disable=not progress, dynamic_ncols=True)
+    t0 = time.time()
+    while step < cfg.steps:
+        factor = 0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0
+        for group, lr in zip(opt.param_groups, base_lrs):
+            group["lr"] = lr * factor
+        samples = [landmark_sample(items[i], cfg.net.input_size, rng, aug) for i in rng.integers(0, len(items), cfg.batch_size)]
+        x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
+        loss = torch.mean((net(x) - target) ** 2) * 100
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            val_nme = validate(net, val_items) if val_items else float("nan")
+            record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
+                      "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
+                      "val_nme_fixed_box_pct": round(val_nme, 3)}
+            run.log(record)
+            bar.write(str(record))
+            losses = []
+            if val_nme < best:
+                best = val_nme
+                torch.save({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step, "val_nme": val_nme},
+                           run.path / "best.pt")
+            run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
+                      "config": cfg.model_dump()})
+    bar.close()
+    return record
+
+
+def load_trained(path: str | Path) -> LandmarkNet:
+    """A LandmarkNet from a run's ``best.pt`` / ``last.pt``."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    net_cfg = NetConfig(**(cfg["net"] if "net" in cfg else cfg))
+    net = LandmarkNet(net_cfg)
+    net.load_state_dict(state["net"])
+    return net.eval()

@@ -1,0 +1,46 @@
+"""Turn a trained checkpoint into a released model folder (fp16 safetensors + manifest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, sha256
+from ..nets import FACE_MEAN, FACE_STD
+from .landmarks import load_trained
+
+
+def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
+    """Write ``out_dir/model.safetensors`` (fp16) and ``manifest.json``; returns the manifest."""
+    net = load_trained(checkpoint)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(out / WEIGHTS), metadata={"name": name, "format": "pt"})
+    cfg = net.config
+    manifest = Manifest(
+        name=name,
+        net=cfg.model_dump(),
+        num_landmarks=cfg.num_landmarks,
+        input_size=cfg.input_size,
+        heatmap_size=cfg.heatmap_size,
+        mean=FACE_MEAN,
+        std=FACE_STD,
+        crop=CropSpec(),
+        training_data=training_data,
+        weights_sha256=sha256(out / WEIGHTS),
+    )
+    (out / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    return manifest
+
+
+def fp16_roundtrip_error(checkpoint: str | Path) -> float:
+    """Max heatmap change from storing weights in fp16 (sanity check for the release)."""
+    net = load_trained(checkpoint)
+    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = net(x)
+        net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})
+        return float((net(x) - ref).abs().max())
