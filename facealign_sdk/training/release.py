@@ -8,13 +8,17 @@ import torch
 from safetensors.torch import save_file
 
 from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, sha256
-from ..nets import FACE_MEAN, FACE_STD
+from ..nets import FACE_MEAN, FACE_STD, LandmarkNet
 from .landmarks import load_trained
 
 
 def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
-    """Write ``out_dir/model.safetensors`` (fp16) and ``manifest.json``; returns the manifest."""
-    net = load_trained(checkpoint)
+    """Write a trained checkpoint as ``out_dir/model.safetensors`` (fp16) + ``manifest.json``."""
+    return write_model_folder(load_trained(checkpoint), out_dir, name, training_data)
+
+
+def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
+    """Write a network as a model folder (fp16 safetensors + manifest); returns the manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in net.state_dict().items()}
