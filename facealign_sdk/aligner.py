@@ -170,3 +170,14 @@ class Aligner:
                 points.append(geometry.crop_to_image(crop_pts, frame, size))
                 conf.append(c)
         return points, conf
+
+    # -- video ----------------------------------------------------------------------------------
+    def track(self, video, **options):
+        """Landmarks for every frame of a video (path, camera index or image folder).
+
+        Yields one frame result per decoded frame; see :func:`facealign_sdk.video.track`
+        for the options (re-detection interval, smoothing, max faces, batching).
+        """
+        from .video import track
+
+        return track(self, video, **options)
