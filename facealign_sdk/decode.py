@@ -25,15 +25,24 @@ def _expected_mass(window: int, sigma: float) -> float:
     return float(g.sum() ** 2)
 
 
-def _window_values(hm: np.ndarray, ix: np.ndarray, iy: np.ndarray, radius: int) -> np.ndarray:
-    """(M, 2r+1, 2r+1) values around (ix, iy) of (M, H, W) maps; outside the map counts as 0."""
+def _window_values(hm: np.ndarray, ix: np.ndarray, iy: np.ndarray, radius: int, edge: bool = False) -> np.ndarray:
+    """(M, 2r+1, 2r+1) values around (ix, iy) of (M, H, W) maps; outside the map counts as 0,
+    or is mirrored about the border pixel when ``edge`` (refinement then errs by at most the
+    distance to that pixel's centre instead of being pulled inwards)."""
     m, h, w = hm.shape
     offs = np.arange(-radius, radius + 1)
     xs = ix[:, None] + offs[None, :]
     ys = iy[:, None] + offs[None, :]
     valid = ((xs >= 0) & (xs < w))[:, None, :] & ((ys >= 0) & (ys < h))[:, :, None]
+    if edge:
+        xs, ys = _mirror(xs, w), _mirror(ys, h)
     vals = hm[np.arange(m)[:, None, None], np.clip(ys, 0, h - 1)[:, :, None], np.clip(xs, 0, w - 1)[:, None, :]]
-    return np.where(valid, vals, 0.0)
+    return vals if edge else np.where(valid, vals, 0.0)
+
+
+def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
+    idx = np.abs(idx)
+    return np.where(idx > n - 1, 2 * (n - 1) - idx, idx)
 
 
 def _quadratic_offset(patch: np.ndarray) -> np.ndarray:
@@ -95,9 +104,9 @@ def decode_heatmaps(
     iy, ix = np.divmod(idx, w)
     points = np.stack([ix, iy], axis=-1).astype(np.float64)
     if refine == "quadratic":
-        points += _quadratic_offset(_window_values(flat, ix, iy, 1))
+        points += _quadratic_offset(_window_values(flat, ix, iy, 1, edge=True))
     elif refine == "soft":
-        points += _soft_offset(_window_values(flat, ix, iy, soft_window // 2), soft_power)
+        points += _soft_offset(_window_values(flat, ix, iy, soft_window // 2, edge=True), soft_power)
     mass = _window_values(flat, ix, iy, confidence_window // 2).sum(axis=(1, 2))
     confidence = np.clip(mass / _expected_mass(confidence_window, sigma), 0.0, 1.0)
     return points.reshape(n, lm, 2), confidence.reshape(n, lm).astype(np.float32)

@@ -1,0 +1,85 @@
+"""facealign bench: inference speed per backend/artifact (network only and end to end)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..aligner import Aligner
+from ..imageio import read_image
+from ..model import resolve_model_dir
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "face.jpg"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="model name or folder (default: bundled)")
+    parser.add_argument("--backends", default="all", help="comma list of ort,ort-fp16,ort-int8,torch,trt or 'all' (those available)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--batch", default="1,8", help="comma list of batch sizes for the network-only timing")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per setting (after 2 warm-up runs)")
+    parser.add_argument("--image", type=Path, default=SAMPLE, help="image for the end-to-end timing")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+
+
+def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]:
+    """(label, backend, artifact) for each requested and present target."""
+    all_targets = [("ort", "ort", model_dir / "model.onnx"), ("ort-fp16", "ort", model_dir / "model_fp16.onnx"),
+                   ("ort-int8", "ort", model_dir / "model_int8.onnx"), ("torch", "torch", None)]
+    engines = sorted(model_dir.glob("*.engine"))
+    if engines:
+        all_targets.append(("trt", "trt", engines[0]))
+    names = [t[0] for t in all_targets] if wanted == "all" else [w.strip() for w in wanted.split(",")]
+    known = {t[0]: t for t in all_targets}
+    out = []
+    for name in names:
+        if name not in known:
+            raise ValueError(f"unknown or unavailable bench target {name!r} (available: {', '.join(known)})")
+        label, backend, artifact = known[name]
+        if artifact is None or artifact.is_file():
+            out.append(known[name])
+    return out
+
+
+def _time(fn, iters: int) -> float:
+    for _ in range(2):
+        fn()
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t) / iters
+
+
+def run(args: argparse.Namespace) -> int:
+    model_dir = resolve_model_dir(args.model)
+    batches = [int(b) for b in args.batch.split(",")]
+    image = read_image(args.image)
+    rows = []
+    for label, backend, artifact in _targets(model_dir, args.backends):
+        try:
+            aligner = Aligner(artifact or model_dir, backend=backend, device=args.device)
+        except Exception as exc:  # report and go on with the other targets
+            print(f"{label}: skipped ({exc})")
+            continue
+        row = {"target": label, "backend": aligner.backend_name}
+        for b in batches:
+            x = np.random.default_rng(0).random((b, 3, 256, 256), dtype=np.float32)
+            row[f"net_ms_per_face_b{b}"] = round(_time(lambda: aligner.backend.run(x), args.iters) / b * 1000, 2)
+        row["end_to_end_ms_per_image"] = round(_time(lambda: aligner.align(image), args.iters) * 1000, 2)
+        rows.append(row)
+        print(json.dumps(row))
+    env = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version()}
+    cols = list(rows[0]) if rows else []
+    print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r[c]) for c in cols) + " |")
+    print(f"\n{env}")
+    if args.json:
+        args.json.write_text(json.dumps({"env": env, "results": rows}, indent=1))
+    return 0 if rows else 1

@@ -1,0 +1,105 @@
+"""facealign image PATH... : landmarks for one or many images (JSON or CSV out, optional drawings)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from ..aligner import Aligner
+from ..results import ImageLandmarks, draw_faces
+from ..training.data import IMAGE_SUFFIXES
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model / --backend / --device / --refine, shared by the commands that run a model."""
+    parser.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
+    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
+    parser.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, help="image files or folders of images")
+    parser.add_argument("--out", type=Path, help="write results to .json or .csv (default: JSON to stdout)")
+    parser.add_argument("--draw", type=Path, metavar="DIR", help="write annotated copies of the images here")
+    parser.add_argument("--max-faces", type=int, default=None, help="at most this many faces per image")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_model_arguments(parser)
+
+
+def expand_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; folders expanded to their images (sorted). Missing paths are an error."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{p}: folder has no images")
+            files += found
+        elif p.exists():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return files
+
+
+def check_output(out: Path | None, overwrite: bool) -> None:
+    """Fail before any work when the output cannot be written."""
+    if out is None:
+        return
+    if out.suffix.lower() not in (".json", ".csv"):
+        raise ValueError(f"--out must end in .json or .csv, got {out.name}")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"{out.parent}: output folder does not exist")
+
+
+def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> None:
+    """One row per face: image, face index, box, score, x_0..x_{L-1}, y_0.., c_0.. (no face: a row with face -1)."""
+    idx = range(num_landmarks)
+    header = ["image", "face", "x1", "y1", "x2", "y2", "score", "mean_confidence"]
+    header += [f"x_{i}" for i in idx] + [f"y_{i}" for i in idx] + [f"c_{i}" for i in idx]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for res in results:
+            if not res.faces:
+                w.writerow([res.source, -1] + [""] * (len(header) - 2))
+            for k, face in enumerate(res.faces):
+                w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
+                            *(f"{v:.3f}" for v in face.points[:, 0]), *(f"{v:.3f}" for v in face.points[:, 1]),
+                            *(f"{v:.4f}" for v in face.confidence)])
+
+
+def run(args: argparse.Namespace) -> int:
+    files = expand_paths(args.paths)
+    check_output(args.out, args.overwrite)
+    if args.draw:
+        args.draw.mkdir(parents=True, exist_ok=True)
+    aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, max_faces=args.max_faces)
+    print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
+    results = []
+    for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr):
+        image = aligner.load_image(path)
+        faces = aligner.align(image)
+        results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0], faces=faces))
+        if args.draw:
+            cv2.imwrite(str(args.draw / f"{path.stem}_landmarks.jpg"), draw_faces(image, faces))
+    if args.out and args.out.suffix.lower() == ".csv":
+        write_csv(args.out, results, aligner.num_landmarks)
+    else:
+        text = json.dumps([r.to_dict() for r in results], indent=1)
+        if args.out:
+            args.out.write_text(text)
+        else:
+            print(text)
+    n_faces = sum(len(r.faces) for r in results)
+    print(f"facealign: {len(results)} image(s), {n_faces} face(s)" + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    return 0

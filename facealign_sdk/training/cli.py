@@ -1,0 +1,82 @@
+"""facealign train {autoencoder,landmarks,release}: the two training stages and the release step.
+
+A run folder (``--run-dir``) holds ``last.pt``; running the same command again
+resumes from it. Options override a ``--config`` JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    ae = sub.add_parser("autoencoder", help="stage 1: adversarial autoencoder on unlabelled faces")
+    ae.add_argument("--data", nargs="+", help="folders of face images")
+    lm = sub.add_parser("landmarks", help="stage 2: ITLs (+ SCAF skips) and encoder on annotated faces")
+    lm.add_argument("--data", nargs="+", help="annotated folders (image + .pts); FOLDER:0.25 holds out 25%%")
+    lm.add_argument("--val", help="annotated folder for validation NME")
+    lm.add_argument("--autoencoder", help="autoencoder run folder or checkpoint to start from")
+    lm.add_argument("--num-landmarks", type=int, help="landmarks per face (custom schemes)")
+    lm.add_argument("--width", type=int, help="network width (channels of the first stage)")
+    for p in (ae, lm):
+        p.add_argument("--config", type=Path, help="JSON file with the stage's settings")
+        p.add_argument("--run-dir", help="checkpoint folder (resumes when it has last.pt)")
+        p.add_argument("--steps", type=int, help="total optimisation steps")
+        p.add_argument("--batch-size", type=int)
+        p.add_argument("--lr", type=float)
+        p.add_argument("--threads", type=int, help="torch CPU threads")
+    rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
+    rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
+    rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
+    rel.add_argument("--name", help="model name (default: the folder name)")
+    rel.add_argument("--data", nargs="*", default=[], help="training data to record in the manifest")
+
+
+def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> BaseModel:
+    base = json.loads(args.config.read_text()) if args.config else {}
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    return cls.model_validate(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.stage == "release":
+        from .release import release_model
+
+        if not args.checkpoint.is_file():
+            raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
+        manifest = release_model(args.checkpoint, args.out, args.name or args.out.name, args.data)
+        print(f"wrote {args.out} ({manifest.num_landmarks} landmarks, sha256 {manifest.weights_sha256[:12]}...)")
+        return 0
+    common = {"run_dir": args.run_dir, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+              "threads": args.threads}
+    if args.stage == "autoencoder":
+        from .autoencoder import AutoEncoderConfig, train_autoencoder
+
+        cfg = _config(AutoEncoderConfig, args, {**common, "data": args.data})
+        _say_resume(cfg.run_dir)
+        print(json.dumps(train_autoencoder(cfg)))
+        return 0
+    from .landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    sources = None
+    if args.data:
+        sources = []
+        for spec in args.data:
+            folder, _, frac = spec.partition(":")
+            sources.append(DataSource(folder=folder, held_out=float(frac) if frac else None))
+    cfg = _config(LandmarkConfig, args, {**common, "train": sources, "val": args.val, "autoencoder": args.autoencoder})
+    if args.num_landmarks or args.width:
+        cfg.net = cfg.net.model_copy(update={k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v})
+    _say_resume(cfg.run_dir)
+    print(json.dumps(train_landmarks(cfg)))
+    return 0
+
+
+def _say_resume(run_dir: str) -> None:
+    if (Path(run_dir) / "last.pt").exists():
+        print(f"resuming from {run_dir}/last.pt")

@@ -1,0 +1,168 @@
+"""Aligner: the pipeline on real images, input conversion and every bad-input path."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from facealign_sdk.aligner import Aligner
+from facealign_sdk.backends import BackendError
+from facealign_sdk.detectors.base import Detection
+from facealign_sdk.imageio import ImageError
+from facealign_sdk.model import ModelError
+
+from .conftest import SAMPLES
+
+
+@pytest.fixture(scope="module")
+def aligner(tiny_model):
+    return Aligner(tiny_model, backend="torch")
+
+
+def test_sample_image_gives_68_points_per_face(aligner):
+    faces = aligner.align(SAMPLES / "face.jpg")
+    assert len(faces) == 1
+    f = faces[0]
+    assert f.points.shape == (68, 2) and f.confidence.shape == (68,)
+    assert np.isfinite(f.points).all() and ((f.confidence >= 0) & (f.confidence <= 1)).all()
+    assert f.score > 0.5
+
+
+def test_two_faces_are_batched_into_one_call(tiny_model):
+    calls = []
+    a = Aligner(tiny_model, backend="torch")
+    run = a.backend.run
+    a.backend.run = lambda batch: calls.append(len(batch)) or run(batch)
+    faces = a.align(SAMPLES / "two_faces.jpg")
+    assert len(faces) == 2 and calls == [2]
+
+
+def test_align_batch_shares_inference_calls(tiny_model, face_image):
+    calls = []
+    a = Aligner(tiny_model, backend="torch")
+    run = a.backend.run
+    a.backend.run = lambda batch: calls.append(len(batch)) or run(batch)
+    out = a.align_batch([face_image, face_image, np.zeros((64, 64, 3), np.uint8)])
+    assert [len(r) for r in out] == [1, 1, 0] and calls == [2]
+    assert np.allclose(out[0][0].points, out[1][0].points)
+
+
+def test_user_boxes_skip_the_detector(tiny_model, face_image):
+    a = Aligner(tiny_model, backend="torch", detector=None)
+    faces = a.align(face_image, boxes=[(150, 100, 350, 330)])
+    assert len(faces) == 1 and faces[0].box == (150.0, 100.0, 350.0, 330.0)
+    with pytest.raises(ValueError, match="no detector"):
+        a.align(face_image)
+    with pytest.raises(ValueError, match="x1, y1, x2, y2"):
+        a.align(face_image, boxes=[(1, 2, 3)])
+    with pytest.raises(ValueError, match="invalid face box"):
+        a.align(face_image, boxes=[(10, 10, 5, 5)])
+
+
+def test_custom_detector_protocol(tiny_model, face_image):
+    class Fixed:
+        def detect(self, image):
+            return [Detection(box=(150, 100, 350, 330), score=0.9)]
+
+    faces = Aligner(tiny_model, backend="torch", detector=Fixed()).align(face_image)
+    assert len(faces) == 1 and faces[0].score == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2GRAY),
+        lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2GRAY)[:, :, None],
+        lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2BGRA),
+        lambda im: im.astype(np.uint16) * 257,
+        lambda im: im.astype(np.float32) / 255.0,
+    ],
+    ids=["gray", "gray1", "bgra", "16bit", "float"],
+)
+def test_image_kinds_are_converted(aligner, face_image, convert):
+    faces = aligner.align(convert(face_image))
+    assert len(faces) == 1 and faces[0].points.shape == (68, 2)
+
+
+def test_tiny_and_huge_images(aligner, face_image):
+    assert aligner.align(np.zeros((1, 1, 3), np.uint8)) == []
+    huge = cv2.resize(face_image, (3000, 3000))
+    faces = aligner.align(huge)
+    assert len(faces) == 1 and faces[0].box[2] > 1000  # coordinates in the huge image's pixels
+
+
+def test_no_face_is_an_empty_result_not_an_error(aligner):
+    assert aligner.align(np.full((300, 400, 3), 127, np.uint8)) == []
+
+
+def test_bad_image_inputs(aligner, tmp_path):
+    with pytest.raises(ImageError, match="no such file"):
+        aligner.align(tmp_path / "missing.jpg")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    with pytest.raises(ImageError, match="not a readable image"):
+        aligner.align(bad)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError, match="not a readable image"):
+        aligner.align(empty)
+    with pytest.raises(ImageError, match="shape"):
+        aligner.align(np.zeros((4, 4, 4, 4), np.uint8))
+    with pytest.raises(ImageError, match="channels"):
+        aligner.align(np.zeros((10, 10, 2), np.uint8))
+    with pytest.raises(ImageError, match="pixel type"):
+        aligner.align(np.zeros((10, 10, 3), np.int64))
+
+
+def test_bad_model_and_backend_names(tiny_model, tmp_path):
+    with pytest.raises(BackendError, match="unknown backend"):
+        Aligner(tiny_model, backend="tensorflow")
+    with pytest.raises(ModelError, match="not found"):
+        Aligner(tmp_path / "nope")
+    with pytest.raises(ModelError, match="manifest"):
+        Aligner(tmp_path)  # a folder that is not a model
+    with pytest.raises(ValueError, match="refine"):
+        Aligner(tiny_model, refine="cubic")
+
+
+def test_missing_or_corrupt_weights(tiny_model, tmp_path):
+    broken = tmp_path / "m"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="missing"):
+        Aligner(broken, backend="torch")
+    (broken / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(ModelError, match="sha256"):
+        Aligner(broken, backend="torch")
+
+
+def test_wrong_landmark_count(tiny_model, tmp_path):
+    with pytest.raises(ModelError, match="expected 98"):
+        Aligner(tiny_model, backend="torch", num_landmarks=98)
+    lying = tmp_path / "m"
+    shutil.copytree(tiny_model, lying)
+    manifest = json.loads((lying / "manifest.json").read_text())
+    manifest["net"]["num_landmarks"] = 5
+    (lying / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="do not fit"):
+        Aligner(lying, backend="torch")
+
+
+def test_custom_landmark_scheme(tmp_path):
+    torch = pytest.importorskip("torch")
+    from facealign_sdk.nets import LandmarkNet, NetConfig
+    from facealign_sdk.training.release import write_model_folder
+
+    torch.manual_seed(0)
+    write_model_folder(LandmarkNet(NetConfig(width=8, num_landmarks=5)).eval(), tmp_path, "five", [])
+    a = Aligner(tmp_path, backend="torch")
+    faces = a.align(SAMPLES / "face.jpg")
+    assert faces[0].points.shape == (5, 2) and a.num_landmarks == 5
+
+
+def test_results_serialise(aligner):
+    d = aligner.align(SAMPLES / "face.jpg")[0].to_dict()
+    assert len(d["points"]) == 68 and len(d["confidence"]) == 68 and len(d["box"]) == 4
+    json.dumps(d)

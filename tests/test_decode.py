@@ -1,0 +1,66 @@
+"""Heatmap decoding: subpixel accuracy on synthetic Gaussians, confidence, input checks."""
+
+import numpy as np
+import pytest
+
+from facealign_sdk.decode import TARGET_SIGMA, decode_heatmaps
+
+
+def gaussians(points: np.ndarray, size: int = 128, sigma: float = TARGET_SIGMA, peak: float = 1.0) -> np.ndarray:
+    grid = np.arange(size, dtype=np.float64)
+    gx = np.exp(-((grid[None, None] - points[..., 0:1]) ** 2) / (2 * sigma**2))
+    gy = np.exp(-((grid[None, None] - points[..., 1:2]) ** 2) / (2 * sigma**2))
+    return (peak * gy[..., :, None] * gx[..., None, :]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def subpixel_points():
+    return np.random.default_rng(0).uniform(8, 120, (3, 68, 2))
+
+
+def error(pred, gt):
+    return np.linalg.norm(pred - gt, axis=-1)
+
+
+def test_argmax_is_quantised(subpixel_points):
+    pts, _ = decode_heatmaps(gaussians(subpixel_points), "none")
+    err = error(pts, subpixel_points)
+    assert 0.2 < err.mean() < 0.71  # integer grid: up to sqrt(0.5) px
+
+
+@pytest.mark.parametrize("refine", ["quadratic", "soft"])
+def test_refinement_is_well_below_quantisation(subpixel_points, refine):
+    pts, _ = decode_heatmaps(gaussians(subpixel_points), refine)
+    err = error(pts, subpixel_points)
+    assert err.mean() < 0.1 and err.max() < 0.1
+
+
+@pytest.mark.parametrize("refine", ["quadratic", "soft"])
+def test_refinement_with_noise_beats_argmax(subpixel_points, refine):
+    rng = np.random.default_rng(3)
+    hm = gaussians(subpixel_points) + rng.normal(0, 0.01, (3, 68, 128, 128)).astype(np.float32)
+    refined = error(decode_heatmaps(hm, refine)[0], subpixel_points).mean()
+    argmax = error(decode_heatmaps(hm, "none")[0], subpixel_points).mean()
+    assert refined < 0.2 and refined < argmax / 2
+
+
+def test_confidence_is_high_for_sharp_peaks_and_low_for_flat_maps(subpixel_points):
+    _, conf = decode_heatmaps(gaussians(subpixel_points), "soft")
+    assert conf.min() > 0.95 and conf.max() <= 1.0
+    _, weak = decode_heatmaps(gaussians(subpixel_points, peak=0.2), "soft")
+    assert np.allclose(weak, conf * 0.2, atol=0.01)
+    _, flat = decode_heatmaps(np.zeros((1, 5, 128, 128), np.float32), "soft")
+    assert np.all(flat == 0)
+
+
+def test_peaks_at_the_border_do_not_crash():
+    pts = np.array([[[0.0, 0.0], [127.0, 127.0], [0.3, 126.8]]])
+    out, conf = decode_heatmaps(gaussians(pts), "soft")
+    assert np.abs(out - pts).max() < 0.6 and np.isfinite(conf).all()
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="N, L, H, W"):
+        decode_heatmaps(np.zeros((68, 128, 128)))
+    with pytest.raises(ValueError, match="refine"):
+        decode_heatmaps(np.zeros((1, 68, 128, 128)), "bogus")
