@@ -1,0 +1,160 @@
+"""facealign video INPUT --out landmarks.csv : tracked, smoothed landmarks for every frame (OpenFace-style CSV).
+
+INPUT is a video file, a camera index (``0``) or a folder of images (sorted by name).
+
+Outputs (at least one): ``--out`` CSV with the OpenFace 2 columns ``frame, face_id,
+timestamp, confidence, success, x_0..x_{L-1}, y_0..y_{L-1}`` plus ``c_0..c_{L-1}``
+(per-landmark confidence); ``frame`` is 1-based, ``timestamp`` in seconds from the
+container. Every decoded frame has at least one row: a frame without a face has
+``face_id -1``, ``success 0``, confidence 0 and empty landmark fields. ``--json`` writes the
+same as JSON, ``--draw`` an annotated mp4. Rows are flushed frame by frame, so the files are
+complete up to the last frame processed even after Ctrl-C.
+
+Exit codes: 0 every frame processed; 1 failure; 2 bad input (nothing written);
+3 the stream broke: fewer frames could be decoded than the container announces (all
+decoded frames are written); 130 interrupted (everything up to then written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .video import (
+    CsvWriter,
+    DrawWriter,
+    JsonWriter,
+    OneEuroConfig,
+    TrackOptions,
+    TrackReport,
+    VideoTrack,
+    check_outputs,
+    open_text_output,
+)
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_TRUNCATED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+_DEFAULTS = TrackOptions()
+_SMOOTH = OneEuroConfig()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facealign video`` flags."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__
+    parser.add_argument("input", help="video file, camera index (e.g. 0) or folder of images")
+    out = parser.add_argument_group("outputs")
+    out.add_argument("--out", type=Path, help="CSV file (OpenFace 2 columns + per-landmark confidence)")
+    out.add_argument("--json", type=Path, help="JSON file: every frame with its faces, and a run report")
+    out.add_argument("--draw", type=Path, metavar="MP4", help="annotated video (mp4v)")
+    out.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    out.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    trk = parser.add_argument_group("tracking")
+    trk.add_argument("--redetect-every", type=int, default=_DEFAULTS.redetect_every, metavar="N",
+                     help="run the face detector every N frames (and whenever a face is lost; 0: only then)")
+    trk.add_argument("--min-confidence", type=float, default=_DEFAULTS.min_confidence,
+                     help="mean landmark confidence below which a face counts as lost (success=0)")
+    trk.add_argument("--max-faces", type=int, default=None, help="track at most this many faces")
+    trk.add_argument("--batch-frames", type=int, default=_DEFAULTS.batch_frames, metavar="K",
+                     help="frames whose crops share one network call (faster on GPU; crops are taken "
+                          "from landmarks up to K frames old)")
+    trk.add_argument("--fps", type=float, default=None, help="frame rate for image folders (default 30)")
+    trk.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    smo = parser.add_argument_group("smoothing (One-Euro filter)")
+    smo.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks")
+    smo.add_argument("--min-cutoff", type=float, default=_SMOOTH.min_cutoff, help="Hz; lower = smoother at rest")
+    smo.add_argument("--beta", type=float, default=_SMOOTH.beta, help="higher = less lag on fast motion")
+    smo.add_argument("--d-cutoff", type=float, default=_SMOOTH.d_cutoff, help="Hz; cutoff of the speed estimate")
+    mdl = parser.add_argument_group("model")
+    mdl.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
+    mdl.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
+    mdl.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
+    mdl.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
+
+
+def options_from_args(args: argparse.Namespace) -> TrackOptions:
+    """TrackOptions from parsed flags (pydantic validates the ranges: ValueError -> exit 2)."""
+    return TrackOptions(
+        redetect_every=args.redetect_every, min_confidence=args.min_confidence, max_faces=args.max_faces,
+        smooth=not args.no_smooth, batch_frames=args.batch_frames, fps=args.fps, max_frames=args.max_frames,
+        smoothing=OneEuroConfig(min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff),
+    )
+
+
+def _summary(report: TrackReport, outputs: list[Path]) -> str:
+    expected = f" of {report.frames_expected}" if report.frames_expected is not None else ""
+    text = (f"{report.frames_decoded}{expected} frames, {report.frames_with_face} with a face, "
+            f"{report.faces_seen} face id(s), {report.fps:.1f} frames/s -> {', '.join(map(str, outputs))}")
+    if report.truncated:
+        text += (f"\nfacealign video: warning: the stream broke after frame {report.frames_decoded} of "
+                 f"{report.frames_expected} (truncated or damaged file); all decoded frames were written (exit 3)")
+    if report.interrupted:
+        text += "\nfacealign video: interrupted; the output holds every frame processed until then (exit 130)"
+    return text
+
+
+def _exit_code(report: TrackReport) -> int:
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_TRUNCATED if report.truncated else EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check inputs and outputs, then track the video and stream the results to the outputs."""
+    from .aligner import Aligner
+
+    options = options_from_args(args)
+    outputs = check_outputs([args.out, args.json, args.draw], args.overwrite, args.input)
+    aligner = Aligner(model=args.model, backend=args.backend, device=args.device, refine=args.refine)
+    video = VideoTrack(aligner, args.input, options)  # opens the source: bad input raises here
+    report = video.report
+    with ExitStack() as stack:
+        writers = _open_writers(args, video, aligner.num_landmarks)
+        bar = stack.enter_context(tqdm(total=video.reader.expected_frames, unit="frame", disable=args.quiet,
+                                       desc=Path(str(args.input)).name, dynamic_ncols=True))
+        try:
+            for result, image in video.frames():
+                for w in writers:
+                    w.write(result, image)
+                bar.update(1)
+        except KeyboardInterrupt:
+            report.interrupted, report.stop_reason = True, "interrupted"
+        finally:
+            for w in writers:
+                w.close(report)
+    if not args.quiet or report.truncated or report.interrupted:
+        print(_summary(report, outputs), file=sys.stderr)
+    return _exit_code(report)
+
+
+def _open_writers(args: argparse.Namespace, video: VideoTrack, num_landmarks: int) -> list:
+    """Open every requested output; on failure, those already created are removed again."""
+    writers: list = []
+    created: list[Path] = []
+
+    def cleanup() -> None:
+        for w in writers:
+            w.close()
+        for path in created:
+            path.unlink(missing_ok=True)
+
+    try:
+        if args.out is not None:
+            stream = open_text_output(args.out, args.overwrite)
+            created.append(args.out)
+            writers.append(CsvWriter(stream, num_landmarks))
+        if args.json is not None:
+            stream = open_text_output(args.json, args.overwrite)
+            created.append(args.json)
+            writers.append(JsonWriter(stream, video.info, num_landmarks))
+        if args.draw is not None:
+            writers.append(DrawWriter(args.draw, video.info))
+            created.append(args.draw)
+    except BaseException:
+        cleanup()
+        raise
+    return writers

@@ -1,0 +1,385 @@
+"""Video tracking: reading, One-Euro smoothing, CSV/JSON/draw outputs, bad input, broken streams, Ctrl-C.
+
+Uses the random-weights ``tiny_model`` (landmarks are garbage, so every frame is re-detected;
+the mechanics are real) on short videos generated in tmp from the sample face image.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facealign_sdk import cli
+from facealign_sdk.video import (
+    FrameResult,
+    OneEuroConfig,
+    OneEuroFilter,
+    VideoError,
+    VideoReader,
+    csv_header,
+    iou,
+)
+
+torch = pytest.importorskip("torch")
+
+SIZE = 256  # frame side of the generated videos
+FPS = 25.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: much faster than two on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def aligner(tiny_model):
+    from facealign_sdk.aligner import Aligner
+
+    return Aligner(model=tiny_model, backend="torch")
+
+
+def face_frames(face_image: np.ndarray, n: int, black: tuple[int, ...] = ()) -> list[np.ndarray]:
+    """``n`` frames of the sample face drifting right/down (frames in ``black`` are black)."""
+    small = cv2.resize(face_image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(n):
+        m = np.float32([[1, 0, 2.0 * i], [0, 1, 1.0 * i]])
+        frame = cv2.warpAffine(small, m, (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE)
+        frames.append(np.zeros_like(frame) if i in black else frame)
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = FPS) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def faststart(data: bytes) -> bytes:
+    """Move the ``moov`` atom of a flat mp4 (ftyp, free, mdat, moov) in front of ``mdat``,
+    as a streamable file has it, fixing the chunk offsets (``stco``)."""
+    atoms, pos = {}, 0
+    while pos < len(data):
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        atoms[kind] = data[pos : pos + size]
+        pos += size
+    moov = bytearray(atoms[b"moov"])
+    shift = len(moov) - len(atoms.get(b"free", b""))
+    at = moov.find(b"stco")
+    for k in range(struct.unpack(">I", moov[at + 8 : at + 12])[0]):
+        o = at + 12 + 4 * k
+        moov[o : o + 4] = struct.pack(">I", struct.unpack(">I", moov[o : o + 4])[0] + shift)
+    return atoms[b"ftyp"] + bytes(moov) + atoms[b"mdat"]
+
+
+def decodable_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+def run_cli(*args: str) -> int:
+    """``facealign video ...`` through ``cli.main`` (only the video command is loaded)."""
+    saved = cli.COMMANDS
+    cli.COMMANDS = {"video": saved["video"]}
+    try:
+        return cli.main(["video", *args])
+    finally:
+        cli.COMMANDS = saved
+
+
+def model_args(tiny_model: Path) -> list[str]:
+    return ["--model", str(tiny_model), "--backend", "torch", "--quiet"]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+# -- One-Euro filter ---------------------------------------------------------------------------
+
+
+def run_filter(values: np.ndarray, fps: float = 30.0, **cfg: float) -> np.ndarray:
+    f = OneEuroFilter(OneEuroConfig(**cfg))
+    return np.array([f(np.array([v]), i / fps, scale=1.0)[0] for i, v in enumerate(values)])
+
+
+def test_one_euro_keeps_a_constant_signal():
+    out = run_filter(np.full(50, 3.25))
+    np.testing.assert_allclose(out, 3.25, atol=1e-12)
+
+
+def test_one_euro_follows_a_step():
+    values = np.r_[np.zeros(30), np.ones(60)]
+    out = run_filter(values, min_cutoff=1.0, beta=1.0)
+    assert out[29] == 0.0
+    assert 0.0 < out[30] <= 1.0
+    assert abs(out[-1] - 1.0) < 1e-3  # converges
+    fast = run_filter(values, min_cutoff=1.0, beta=10.0)
+    assert fast[31] > out[31]  # the beta term cuts the lag on fast motion
+
+
+def test_one_euro_reduces_noise():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1.0, 300)
+    out = run_filter(noise, min_cutoff=1.0, beta=0.0)
+    assert out[30:].var() < 0.3 * noise[30:].var()
+
+
+def test_one_euro_uses_timestamps_and_resets():
+    f = OneEuroFilter(OneEuroConfig(min_cutoff=1.0, beta=0.0))
+    f(np.zeros(2), 0.0)
+    slow = f(np.ones(2), 1.0)[0]  # one second later: filter mostly caught up
+    g = OneEuroFilter(OneEuroConfig(min_cutoff=1.0, beta=0.0))
+    g(np.zeros(2), 0.0)
+    quick = g(np.ones(2), 0.01)[0]  # 10 ms later: barely moves
+    assert slow > 0.8 and quick < 0.1
+    assert g(np.full(2, 5.0), 0.01)[0] == quick  # repeated timestamp: no update
+    g.reset()
+    assert g(np.full(2, 7.0), 0.02)[0] == 7.0  # after reset the value passes through
+
+
+def test_iou():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    assert abs(iou((0, 0, 10, 10), (5, 0, 15, 10)) - 1 / 3) < 1e-9
+
+
+# -- Python API --------------------------------------------------------------------------------
+
+
+def test_track_api_yields_one_result_per_frame(aligner, face_image, tmp_path):
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 5))
+    results = list(aligner.track(video))
+    assert [r.frame for r in results] == list(range(5))
+    assert all(isinstance(r, FrameResult) for r in results)
+    np.testing.assert_allclose([r.timestamp for r in results], np.arange(5) / FPS, atol=1e-6)
+    for r in results:
+        assert [f.face_id for f in r.faces] == [0]
+        assert r.faces[0].landmarks.points.shape == (aligner.num_landmarks, 2)
+
+
+def test_track_options_are_validated(aligner, face_image, tmp_path):
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
+    with pytest.raises(ValueError):
+        aligner.track(video, redetect_every=-1)
+    with pytest.raises(FileNotFoundError):
+        aligner.track(tmp_path / "missing.mp4")
+
+
+def test_reader_errors_and_folder(tmp_path, face_image):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_text("not a video\n" * 100)
+    with pytest.raises(VideoError, match="empty"):
+        VideoReader(tmp_path / "empty.mp4")
+    with pytest.raises(VideoError, match="not a video"):
+        VideoReader(tmp_path / "text.mp4")
+    (tmp_path / "none").mkdir()
+    with pytest.raises(VideoError, match="no images"):
+        VideoReader(tmp_path / "none")
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_csv_one_row_per_frame_and_stable_ids(tiny_model, face_image, tmp_path):
+    # frames 3 and 4 are black: they must still get a row (face_id -1, success 0, empty coords),
+    # and the face coming back keeps its id
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 7, black=(3, 4)))
+    out, js, draw = tmp_path / "o.csv", tmp_path / "o.json", tmp_path / "o.mp4"
+    rc = run_cli(str(video), "--out", str(out), "--json", str(js), "--draw", str(draw), *model_args(tiny_model))
+    assert rc == 0
+    header, rows = read_csv(out)
+    assert header == csv_header(68)
+    assert header[:7] == ["frame", "face_id", "timestamp", "confidence", "success", "x_0", "x_1"]
+    assert header.index("y_0") == 5 + 68 and header[-1] == "c_67"
+    assert [int(r["frame"]) for r in rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert [int(r["face_id"]) for r in rows] == [0, 0, 0, -1, -1, 0, 0]
+    for r in rows:
+        if r["face_id"] == "-1":
+            assert r["success"] == "0" and r["x_0"] == "" and r["c_67"] == ""
+        else:
+            assert 0.0 <= float(r["confidence"]) <= 1.0 and r["success"] in ("0", "1")
+            assert np.isfinite([float(r[f"x_{i}"]) for i in range(68)]).all()
+    assert [float(r["timestamp"]) for r in rows] == pytest.approx(np.arange(7) / FPS, abs=1e-3)
+    doc = json.loads(js.read_text())
+    assert len(doc["frames"]) == 7 and doc["report"]["frames_decoded"] == 7 and doc["num_landmarks"] == 68
+    assert doc["frames"][3]["faces"] == []
+    assert decodable_frames(draw) == 7
+
+
+def test_cli_two_faces_and_max_faces(tiny_model, tmp_path):
+    image = cv2.imread(str(Path(__file__).resolve().parents[1] / "samples" / "two_faces.jpg"))
+    video = write_video(tmp_path / "two.mp4", [image] * 3)
+    out = tmp_path / "two.csv"
+    assert run_cli(str(video), "--out", str(out), *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [(r["frame"], r["face_id"]) for r in rows] == [("1", "0"), ("1", "1"), ("2", "0"), ("2", "1"),
+                                                          ("3", "0"), ("3", "1")]
+    assert run_cli(str(video), "--out", str(out), "--overwrite", "--max-faces", "1", *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [(r["frame"], r["face_id"]) for r in rows] == [("1", "0"), ("2", "0"), ("3", "0")]
+
+
+def test_cli_batch_frames_and_no_smooth(tiny_model, face_image, tmp_path):
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 5, black=(2,)))
+    out = tmp_path / "b.csv"
+    assert run_cli(str(video), "--out", str(out), "--batch-frames", "3", "--no-smooth", *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == [1, 2, 3, 4, 5]
+    assert [int(r["face_id"]) for r in rows] == [0, 0, -1, 0, 0]
+
+
+def test_cli_overwrite(tiny_model, face_image, tmp_path):
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
+    out = tmp_path / "o.csv"
+    out.write_text("keep me\n")
+    assert run_cli(str(video), "--out", str(out), *model_args(tiny_model)) == 2
+    assert out.read_text() == "keep me\n"  # untouched
+    assert run_cli(str(video), "--out", str(out), "--overwrite", *model_args(tiny_model)) == 0
+    assert len(read_csv(out)[1]) == 2
+
+
+@pytest.mark.parametrize("case", ["missing", "zero_bytes", "not_a_video", "folder_without_images", "out_dir_missing",
+                                  "out_under_a_file", "out_is_input", "out_is_folder", "no_output"])
+def test_cli_bad_input_fails_before_work(case, tiny_model, face_image, tmp_path, capsys):
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
+    out = tmp_path / "o.csv"
+    outputs = ["--out", str(out)]
+    if case == "missing":
+        video = tmp_path / "nope.mp4"
+    elif case == "zero_bytes":
+        video = tmp_path / "zero.mp4"
+        video.write_bytes(b"")
+    elif case == "not_a_video":
+        video = tmp_path / "notes.mp4"
+        video.write_text("hello\n" * 500)
+    elif case == "folder_without_images":
+        video = tmp_path / "folder"
+        video.mkdir()
+        (video / "readme.txt").write_text("x")
+    elif case == "out_dir_missing":
+        out = tmp_path / "no" / "such" / "dir" / "o.csv"
+        outputs = ["--out", str(out)]
+    elif case == "out_under_a_file":
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "o.csv"
+        outputs = ["--out", str(out)]
+    elif case == "out_is_input":
+        out = video
+        outputs = ["--out", str(out), "--overwrite"]
+    elif case == "out_is_folder":
+        out = tmp_path
+        outputs = ["--out", str(out), "--overwrite"]
+    elif case == "no_output":
+        outputs = []
+    assert run_cli(str(video), *outputs, *model_args(tiny_model)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("facealign video: error:")
+    if case not in ("out_is_input", "out_is_folder", "no_output"):
+        assert not out.exists()
+
+
+def test_cli_unwritable_output_after_checks(tiny_model, face_image, tmp_path, monkeypatch):
+    """An output that passes the checks but cannot be opened: exit 2, nothing half-written."""
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
+    out, js = tmp_path / "o.csv", tmp_path / "o.json"
+    import builtins
+
+    real_open = builtins.open
+
+    def deny_json(path, *a, **k):
+        if str(path) == str(js):
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", deny_json)
+    assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 2
+    assert not out.exists() and not js.exists()
+
+
+def test_cli_truncated_stream_writes_all_decoded_frames(tiny_model, face_image, tmp_path, capsys):
+    full = write_video(tmp_path / "full.mp4", face_frames(face_image, 12))
+    data = faststart(full.read_bytes())
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(data[: len(data) * 6 // 10])
+    decodable = decodable_frames(broken)
+    assert 0 < decodable < 12
+    out, js = tmp_path / "t.csv", tmp_path / "t.json"
+    rc = run_cli(str(broken), "--out", str(out), "--json", str(js), *model_args(tiny_model))
+    assert rc == 3
+    _, rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == list(range(1, decodable + 1))
+    report = json.loads(js.read_text())["report"]
+    assert report["truncated"] is True and report["frames_decoded"] == decodable and report["frames_expected"] == 12
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_cli_image_folder(tiny_model, face_image, tmp_path):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, frame in enumerate(face_frames(face_image, 3)):
+        cv2.imwrite(str(folder / f"img_{i + 1}.png"), frame)
+    cv2.imwrite(str(folder / "img_10.png"), np.zeros((SIZE, SIZE, 3), np.uint8))  # natural order: last
+    out = tmp_path / "f.csv"
+    assert run_cli(str(folder), "--out", str(out), "--fps", "10", *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == [1, 2, 3, 4]
+    assert [float(r["timestamp"]) for r in rows] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    assert [r["face_id"] for r in rows] == ["0", "0", "0", "-1"]
+
+
+def test_cli_interrupt_keeps_what_was_written(tiny_model, face_image, tmp_path, monkeypatch):
+    from facealign_sdk.video import FaceTracker
+
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 6))
+    real = FaceTracker.process
+    calls = {"n": 0}
+
+    def interrupt_third(self, frames):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(self, frames)
+
+    monkeypatch.setattr(FaceTracker, "process", interrupt_third)
+    out, js = tmp_path / "i.csv", tmp_path / "i.json"
+    assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 130
+    _, rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == [1, 2]
+    doc = json.loads(js.read_text())  # still a complete JSON document
+    assert len(doc["frames"]) == 2 and doc["report"]["interrupted"] is True
+
+
+def test_sample_clip_is_small_and_readable():
+    clip = Path(__file__).resolve().parents[1] / "samples" / "clip.mp4"
+    if not clip.exists():
+        pytest.skip("samples/clip.mp4 not present")
+    reader = VideoReader(clip)
+    assert max(reader.info.width, reader.info.height) <= 640
+    assert 3.0 <= reader.info.frame_count / reader.info.fps <= 4.0
+    assert clip.stat().st_size < 1_000_000
+    reader.close()
+
+
+def test_shared_obama_clip_is_reported_truncated(shared_data):
+    reader = VideoReader(shared_data / "videos" / "3ddfa_obama.mp4")
+    n = sum(1 for _ in reader)
+    assert n == 55 and reader.info.frame_count == 158 and reader.truncated
