@@ -1,0 +1,161 @@
+"""Export a model to ONNX (fp32 / fp16 / int8) and TensorRT, with a parity and speed report.
+
+``facealign export --model models/<name> --to onnx,fp16,int8[,decode][,trt]`` writes
+into the model folder (or ``--out DIR``): ``model.onnx``, ``model_fp16.onnx``,
+``model_int8.onnx``, ``model_decode.onnx``, ``model_fp16_b1-8-64.engine`` (+ ``.json``),
+and ``parity.json``. It fails (exit 1) when an artifact's landmarks move more
+than the parity limit from the PyTorch model's, and exits 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from facealign_sdk.model import MANIFEST, Manifest, ModelError, load_manifest, resolve_model_dir
+
+from . import parity
+from .quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
+from .tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
+
+TARGETS = ("onnx", "fp16", "int8", "decode", "trt")
+DEFAULT_TARGETS = "onnx,fp16,int8"
+FILES = {"onnx": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx", "decode": "model_decode.onnx"}
+DEFAULT_PARITY_DATA = DEFAULT_CALIB.parent / "val"
+DEFAULT_PARITY_FACES = 64
+REPORT = "parity.json"
+
+log = logging.getLogger("facealign_sdk")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="model folder or released model name (default: the released model)")
+    parser.add_argument("--to", default=DEFAULT_TARGETS,
+                        help=f"comma-separated targets from {', '.join(TARGETS)} (default {DEFAULT_TARGETS}); "
+                             "fp16/int8/decode/trt also write model.onnx")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the model folder)")
+    parser.add_argument("--calib", type=Path, default=DEFAULT_CALIB,
+                        help="folder of face images with .pts for int8 calibration (default ../shared/data/ytf68/train)")
+    parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration faces (default 96)")
+    parser.add_argument("--calib-method", default="MinMax", help="MinMax (default), Entropy, Percentile or Distribution")
+    parser.add_argument("--int8-quantize-head", action="store_true",
+                        help="quantize the heatmap head too (default: keep it fp32 for landmark precision)")
+    parser.add_argument("--parity-data", type=Path, default=DEFAULT_PARITY_DATA,
+                        help="folder of face images with .pts for the parity check (default ../shared/data/ytf68/val; "
+                             "random-noise crops, with a note in the report, when absent)")
+    parser.add_argument("--parity-faces", type=int, default=DEFAULT_PARITY_FACES, help="faces for the parity check (default 64)")
+    parser.add_argument("--no-bench", action="store_true", help="skip the ms/face measurement")
+    parser.add_argument("--bench-repeats", type=int, default=5, help="timed runs per artifact (default 5)")
+    parser.add_argument("--warn-only", action="store_true", help="report parity failures but exit 0")
+    parser.add_argument("--profile", default=f"{DEFAULT_PROFILE.min},{DEFAULT_PROFILE.opt},{DEFAULT_PROFILE.max}",
+                        help="TensorRT batch profile MIN,OPT,MAX (default 1,8,64)")
+    parser.add_argument("--workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB, help="TensorRT workspace (GiB, default 4)")
+
+
+def parse_targets(text: str) -> list[str]:
+    """``"onnx,int8"`` -> ordered, de-duplicated targets (with ``onnx`` added when another needs it)."""
+    wanted = [t.strip().lower() for t in text.split(",") if t.strip()]
+    unknown = [t for t in wanted if t not in TARGETS]
+    if unknown or not wanted:
+        raise ValueError(f"unknown --to target(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(TARGETS)}")
+    if "trt" in wanted and "fp16" not in wanted:
+        wanted.append("fp16")  # TensorRT 11 builds from the fp16 graph; cheap to write
+    return [t for t in TARGETS if t in wanted or t == "onnx"]
+
+
+def check_manifest(manifest: Manifest) -> None:
+    """ModelError when the manifest asks for an input/heatmap geometry the exported graph cannot have."""
+    net_in, net_hm = manifest.net.get("input_size", 256), manifest.net.get("heatmap_size", 128)
+    if manifest.input_size != 256 or net_in != manifest.input_size:
+        raise ModelError(f"manifest input_size {manifest.input_size} (net {net_in}): the network takes 256x256 crops")
+    if manifest.heatmap_size != 128 or net_hm != manifest.heatmap_size:
+        raise ModelError(f"manifest heatmap_size {manifest.heatmap_size} (net {net_hm}): the network makes 128x128 heatmaps")
+    if manifest.net.get("num_landmarks", manifest.num_landmarks) != manifest.num_landmarks:
+        raise ModelError(f"manifest num_landmarks {manifest.num_landmarks} disagrees with its net config")
+
+
+def face_crops(folder: Path, count: int, what: str) -> tuple[np.ndarray, str]:
+    """Real face crops from ``folder`` when it exists, else random noise; with a note for the report."""
+    if folder.is_dir():
+        return load_face_crops(folder, count), f"{count} runtime crops from {folder}"
+    note = f"random-noise crops: {folder} not found (landmark parity on noise is only a mechanics check)"
+    log.warning("%s: %s", what, note)
+    return noise_crops(count), note
+
+
+def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str], args: argparse.Namespace) -> list[Path]:
+    from .onnx import export_decode_onnx, export_onnx
+    from .quantize import convert_fp16, quantize_int8
+
+    written = [export_onnx(net, manifest, out / FILES["onnx"])]
+    print(f"wrote {written[-1]}")
+    if "fp16" in targets:
+        written.append(convert_fp16(out / FILES["onnx"], out / FILES["fp16"]))
+        print(f"wrote {written[-1]}")
+    if "int8" in targets:
+        crops, note = face_crops(args.calib, args.calib_count, "int8 calibration")
+        written.append(quantize_int8(out / FILES["onnx"], out / FILES["int8"], crops,
+                                     keep_head_fp32=not args.int8_quantize_head, method=args.calib_method))
+        print(f"wrote {written[-1]} (calibration: {note})")
+    if "decode" in targets:
+        written.append(export_decode_onnx(net, manifest, out / FILES["decode"]))
+        print(f"wrote {written[-1]}")
+    return written
+
+
+def _prepare_out(model_dir: Path, out: Path | None) -> Path:
+    """The output folder; a separate one gets a copy of the manifest so the runtime can load it as a model."""
+    if out is None:
+        return model_dir
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file")
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != model_dir.resolve():
+        shutil.copy2(model_dir / MANIFEST, out / MANIFEST)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from facealign_sdk.backends.torch_backend import load_network
+
+    targets = parse_targets(args.to)
+    profile = parse_profile(args.profile)
+    for name in ("calib_count", "parity_faces", "bench_repeats"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    model_dir = resolve_model_dir(args.model)
+    manifest = load_manifest(model_dir)
+    check_manifest(manifest)
+    out_dir = args.out if args.out is not None else model_dir
+    if "trt" in targets:
+        print("\n".join(trtexec_lines(out_dir, manifest.input_size, profile)))
+        from .tensorrt import require_tensorrt
+
+        require_tensorrt()  # fail before any work when TensorRT is missing (exit 2)
+    net = load_network(model_dir, manifest)  # ModelError: missing / corrupt / replaced weights
+    out = _prepare_out(model_dir, args.out)
+    artifacts = _export_onnx_targets(net, manifest, out, targets, args)
+    if "trt" in targets:
+        from .tensorrt import build_engine
+
+        artifacts.append(build_engine(out, manifest, profile, args.workspace_gb))
+        print(f"wrote {artifacts[-1]} (+ {artifacts[-1].with_suffix('.json').name})")
+    crops, note = face_crops(args.parity_data, args.parity_faces, "parity")
+    report = parity.run_parity(net, manifest, artifacts, crops, note, bench=not args.no_bench, repeats=args.bench_repeats)
+    path = parity.write_report(report, out / REPORT)
+    print(parity.format_table(report))
+    print(f"wrote {path}")
+    if not report.passed:
+        failed = ", ".join(f"{r.artifact} (p99 {r.landmark_p99_px:.3f} px > {r.limit_px} px)" for r in report.rows if not r.passed)
+        if args.warn_only:
+            print(f"warning: parity limits exceeded (--warn-only): {failed}")
+            return 0
+        print(f"facealign export: parity check failed: {failed}; the artifacts are written but should not be shipped",
+              file=sys.stderr)
+        return 1
+    return 0

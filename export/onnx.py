@@ -1,0 +1,279 @@
+"""PyTorch -> ONNX: the whole landmark network as one graph (``model.onnx``).
+
+Input ``image`` (N, 3, 256, 256) float32 RGB in [0, 1], output ``heatmaps``
+(N, L, 128, 128) float32, dynamic batch, opset 17, a single file (no external
+data), the model manifest in ``metadata_props``. Optionally a second graph
+``model_decode.onnx`` decodes inside (argmax + soft-argmax refinement) and outputs
+``points`` (N, L, 2, heatmap px) and ``scores`` (N, L).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+from facealign_sdk.decode import CONFIDENCE_WINDOW, TARGET_SIGMA, _expected_mass
+from facealign_sdk.model import Manifest
+
+OPSET = 17
+INPUT_NAME = "image"
+OUTPUT_NAME = "heatmaps"
+DECODE_OUTPUTS = ("points", "scores")
+METADATA_KEY = "facealign.manifest"
+# reduce ops whose ``axes`` became an input in opset 18 (an attribute in opset 17; ReduceSum changed in 13)
+_REDUCE_OPS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
+               "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"}
+# ops whose signature changed between opsets 17 and 18 (apart from the reduce ops handled above)
+_CHANGED_IN_18 = {"Pad", "Resize", "Split", "ScatterElements", "ScatterND", "Col2Im", "BitwiseAnd", "BitwiseNot",
+                  "BitwiseOr", "BitwiseXor", "CenterCropPad", "GroupNormalization", "LpPool", "Mish", "OptionalHasElement",
+                  "OptionalGetElement"}
+
+log = logging.getLogger("facealign_sdk")
+
+
+def manifest_metadata(manifest: Manifest) -> dict[str, str]:
+    """``metadata_props`` for an exported graph: the whole manifest plus the fields a runtime reads most."""
+    return {
+        METADATA_KEY: manifest.model_dump_json(),
+        "name": manifest.name,
+        "num_landmarks": str(manifest.num_landmarks),
+        "landmark_scheme": manifest.landmark_scheme,
+        "input_size": str(manifest.input_size),
+        "heatmap_size": str(manifest.heatmap_size),
+        "mean": json.dumps(list(manifest.mean)),
+        "std": json.dumps(list(manifest.std)),
+        "input_format": manifest.input_format,
+        "weights_sha256": manifest.weights_sha256,
+    }
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file as a dict."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def set_metadata(model, metadata: dict[str, str]) -> None:
+    """Replace the ``metadata_props`` of an ``onnx.ModelProto`` in place with ``metadata``."""
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _constant_ints(model, name: str) -> list[int] | None:
+    """The int values of an initializer or Constant node output called ``name`` (None if not constant)."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return [int(v) for v in numpy_helper.to_array(init).ravel()]
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            for attr in node.attribute:
+                if attr.name == "value":
+                    return [int(v) for v in numpy_helper.to_array(attr.t).ravel()]
+    return None
+
+
+def downgrade_to_opset17(model) -> None:
+    """Rewrite an opset-18 graph (what the torch.export-based exporter writes) as opset 17, in place.
+
+    Only the reduce ops differ for this network: their ``axes`` input becomes an
+    attribute. Any other op whose signature changed raises ValueError rather
+    than writing a wrong graph.
+    """
+    from onnx import helper
+
+    version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if version is None or version <= OPSET:
+        return
+    if version > 18:
+        raise ValueError(f"cannot downgrade an opset-{version} graph to opset {OPSET}")
+    changed = sorted({n.op_type for n in model.graph.node if n.op_type in _CHANGED_IN_18})
+    if changed:
+        raise ValueError(f"graph uses ops that changed in opset 18 ({', '.join(changed)}); cannot write opset {OPSET}")
+    for node in model.graph.node:
+        if node.op_type not in _REDUCE_OPS:
+            continue
+        noop = next((a.i for a in node.attribute if a.name == "noop_with_empty_axes"), 0)
+        kept = [a for a in node.attribute if a.name != "noop_with_empty_axes"]
+        if len(node.input) > 1 and node.input[1]:
+            axes = _constant_ints(model, node.input[1])
+            if axes is None:
+                raise ValueError(f"{node.name}: reduce axes are not constant; cannot write opset {OPSET}")
+            kept.append(helper.make_attribute("axes", axes))
+            del node.input[1:]
+        elif noop:
+            raise ValueError(f"{node.name}: noop_with_empty_axes=1 has no opset-{OPSET} equivalent")
+        del node.attribute[:]
+        node.attribute.extend(kept)
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = OPSET
+
+
+def _torch_export(module, example, path: Path, output_names: list[str]) -> None:
+    """``torch.onnx.export`` with the torch.export-based exporter and a dynamic batch dimension."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            module,
+            (example,),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_shapes=({0: batch},),
+            opset_version=18,  # the exporter's native opset; downgraded to 17 below
+            dynamo=True,
+            external_data=False,
+            optimize=True,
+            verbose=False,
+        )
+    program.save(str(path), external_data=False)
+
+
+def drop_unused_initializers(model) -> None:
+    """Remove initializers no node reads (the reduce axes left behind by the opset downgrade), in place."""
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+
+
+def _finish(path: Path, manifest: Manifest, extra: dict[str, str] | None = None) -> Path:
+    """Downgrade to opset 17, attach the manifest metadata, check and save (single file)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    downgrade_to_opset17(model)
+    drop_unused_initializers(model)
+    # drop the exporter's per-node debugging metadata (stack traces): smaller, and no local paths in a release
+    for node in model.graph.node:
+        del node.metadata_props[:]
+    set_metadata(model, {**manifest_metadata(manifest), **(extra or {})})
+    model.producer_name = "facealign-sdk"
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
+    """Export a LandmarkNet (fp32, eval mode) as ``out_path`` (opset 17, dynamic batch, one file)."""
+    import torch
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, 3, manifest.input_size, manifest.input_size, generator=torch.Generator().manual_seed(0))
+    _torch_export(net.eval().float(), example, out, [OUTPUT_NAME])
+    return _finish(out, manifest, {"outputs": OUTPUT_NAME})
+
+
+# ---------------------------------------------------------------------------------------------
+# decoding inside the graph
+
+
+def _decoder_module(net, soft_window: int = 9, soft_power: float = 8.0,
+                    confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA):
+    """A torch module: the network followed by ``decode_heatmaps(..., "soft")`` written in tensor ops."""
+    import torch
+    from torch import nn
+
+    def _mirror(idx: torch.Tensor, size: int) -> torch.Tensor:
+        idx = idx.abs()
+        return torch.where(idx > size - 1, 2 * (size - 1) - idx, idx)
+
+    class DecodingNet(nn.Module):
+        """image -> (points (N, L, 2) heatmap px, scores (N, L)); matches facealign_sdk.decode (refine="soft")."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+            self.soft_radius = soft_window // 2
+            self.conf_radius = confidence_window // 2
+            self.power = soft_power
+            self.expected_mass = _expected_mass(confidence_window, sigma)
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            hm = self.net(image)
+            n, lm, h, w = hm.shape
+            flat = hm.reshape(n, lm, h * w)
+            idx = flat.argmax(dim=-1)  # (N, L)
+            iy = torch.div(idx, w, rounding_mode="floor")
+            ix = idx - iy * w
+
+            def window(radius: int, edge: bool) -> torch.Tensor:
+                # like facealign_sdk.decode._window_values: mirrored about the border pixel (edge) or 0 outside
+                offs = torch.arange(-radius, radius + 1, device=hm.device)
+                xs = ix[..., None] + offs  # (N, L, k)
+                ys = iy[..., None] + offs
+                valid = ((ys >= 0) & (ys < h))[..., :, None] & ((xs >= 0) & (xs < w))[..., None, :]
+                if edge:
+                    xs, ys = _mirror(xs, w), _mirror(ys, h)
+                lin = ys.clamp(0, h - 1)[..., :, None] * w + xs.clamp(0, w - 1)[..., None, :]  # (N, L, k, k)
+                k = 2 * radius + 1
+                vals = torch.gather(flat, 2, lin.reshape(n, lm, k * k)).reshape(n, lm, k, k)
+                return vals if edge else torch.where(valid, vals, torch.zeros_like(vals))
+
+            patch = window(self.soft_radius, edge=True)
+            peak = patch.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+            weights = (patch.clamp_min(0.0) / peak) ** self.power
+            total = weights.sum(dim=(-2, -1)).clamp_min(1e-12)
+            r = torch.arange(-self.soft_radius, self.soft_radius + 1, device=hm.device, dtype=hm.dtype)
+            ox = (weights.sum(dim=-2) * r).sum(dim=-1) / total
+            oy = (weights.sum(dim=-1) * r).sum(dim=-1) / total
+            points = torch.stack([ix.to(hm.dtype) + ox, iy.to(hm.dtype) + oy], dim=-1)
+            mass = window(self.conf_radius, edge=False).sum(dim=(-2, -1))
+            scores = (mass / self.expected_mass).clamp(0.0, 1.0)
+            return points, scores
+
+    return DecodingNet().eval()
+
+
+def export_decode_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
+    """Export network + decoder as one graph: ``image`` -> ``points`` (N, L, 2, heatmap px), ``scores`` (N, L)."""
+    import torch
+
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, 3, manifest.input_size, manifest.input_size, generator=torch.Generator().manual_seed(0))
+    _torch_export(_decoder_module(net.eval().float()), example, out, list(DECODE_OUTPUTS))
+    extra = {"outputs": ",".join(DECODE_OUTPUTS), "decode": "soft-argmax (window 9, power 8); points in heatmap pixels"}
+    return _finish(out, manifest, extra)
+
+
+def check_io(path: str | Path, num_landmarks: int, input_size: int, heatmap_size: int) -> None:
+    """Raise ValueError when an exported heatmap graph's I/O is not what the runtime expects."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+
+    def dims(value) -> list[object]:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    inp, out = model.graph.input[0], model.graph.output[0]
+    if inp.name != INPUT_NAME or dims(inp)[1:] != [3, input_size, input_size] or isinstance(dims(inp)[0], int):
+        raise ValueError(f"{path}: input {inp.name} {dims(inp)} is not {INPUT_NAME} [batch, 3, {input_size}, {input_size}]")
+    if dims(out)[1:] != [num_landmarks, heatmap_size, heatmap_size]:
+        raise ValueError(f"{path}: output {out.name} {dims(out)} is not [batch, {num_landmarks}, {heatmap_size}, {heatmap_size}]")
+
+
+def onnx_sha256(path: str | Path) -> str:
+    """sha256 of an artifact file."""
+    from facealign_sdk.model import sha256
+
+    return sha256(Path(path))
+
+
+__all__ = [
+    "INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "check_io", "downgrade_to_opset17", "export_decode_onnx",
+    "export_onnx", "manifest_metadata", "onnx_sha256", "read_metadata", "set_metadata",
+]

@@ -1,0 +1,212 @@
+"""Reduced-precision ONNX graphs: FP16 (``model_fp16.onnx``) and int8 static QDQ (``model_int8.onnx``).
+
+Both keep the float32 ``image`` input and ``heatmaps`` output, so the runtime feeds
+them exactly like ``model.onnx``. The int8 graph is calibrated on real face crops
+(the deterministic runtime crop of annotated faces, as the runtime sees them).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from .onnx import INPUT_NAME, read_metadata, set_metadata
+
+log = logging.getLogger("facealign_sdk")
+
+# calibration: faces of ytf68/train, a deterministic even spread over the folder
+DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68" / "train"
+DEFAULT_CALIB_COUNT = 96
+CALIB_BATCH = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# face crops (calibration and parity)
+
+
+def pick_evenly(files: list[Path], count: int) -> list[Path]:
+    """``count`` files spread evenly over a sorted list (all when there are fewer)."""
+    if count <= 0:
+        raise ValueError(f"crop count must be positive, got {count}")
+    if len(files) <= count:
+        return list(files)
+    idx = np.linspace(0, len(files) - 1, count).round().astype(int)
+    return [files[i] for i in idx]
+
+
+def load_face_crops(folder: str | Path, count: int, crop_size: int = 256, num_points: int = 68) -> np.ndarray:
+    """(N, 3, S, S) float32 RGB in [0, 1]: runtime crops of ``count`` annotated faces (image + .pts) of ``folder``."""
+    from facealign_sdk.imageio import read_image
+    from facealign_sdk.pts import read_pts
+    from facealign_sdk.training.data import Annotated, landmark_sample, list_images
+
+    crops = []
+    for path in pick_evenly(list_images(folder), count):
+        pts = path.with_suffix(".pts")
+        if not pts.is_file():
+            raise FileNotFoundError(f"{path}: no landmark file {pts.name} beside it (calibration needs annotated faces)")
+        crop, _ = landmark_sample(Annotated(read_image(path), read_pts(pts, num_points), path.name), crop_size, None)
+        crops.append(crop)
+    return to_batch(np.stack(crops))
+
+
+def to_batch(crops_rgb8: np.ndarray) -> np.ndarray:
+    """(N, S, S, 3) uint8 RGB -> (N, 3, S, S) float32 in [0, 1] (the network's input)."""
+    return np.ascontiguousarray(crops_rgb8.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def noise_crops(count: int, crop_size: int = 256, seed: int = 0) -> np.ndarray:
+    """(N, 3, S, S) float32 uniform noise: a stand-in when no face data is available (tests)."""
+    return np.random.default_rng(seed).random((count, 3, crop_size, crop_size), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# FP16
+
+
+def convert_fp16(src: str | Path, dst: str | Path) -> Path:
+    """Write an FP16 copy of an ONNX graph (weights and activations fp16; float32 input/output kept)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    meta = {p.key: p.value for p in model.metadata_props}
+    half = convert_float_to_float16(model, keep_io_types=True)
+    sort_nodes(half.graph)  # the converter appends its input casts after their consumers
+    set_metadata(half, {**meta, "precision": "fp16"})
+    onnx.checker.check_model(half, full_check=True)
+    onnx.save(half, str(dst))
+    return Path(dst)
+
+
+def sort_nodes(graph) -> None:
+    """Put a graph's nodes in topological order (stable: keeps the given order where it can), in place."""
+    producer = {out: i for i, node in enumerate(graph.node) for out in node.output if out}
+    nodes = list(graph.node)
+    deps = [{producer[x] for x in node.input if x in producer and producer[x] != i} for i, node in enumerate(nodes)]
+    done: set[int] = set()
+    order: list[int] = []
+
+    def visit(i: int, stack: set[int]) -> None:
+        if i in done:
+            return
+        if i in stack:
+            raise ValueError(f"graph has a cycle through node {nodes[i].name!r}")
+        stack.add(i)
+        for j in sorted(deps[i]):
+            visit(j, stack)
+        stack.discard(i)
+        done.add(i)
+        order.append(i)
+
+    for i in range(len(nodes)):
+        visit(i, set())
+    del graph.node[:]
+    graph.node.extend(nodes[i] for i in order)
+
+
+# ---------------------------------------------------------------------------------------------
+# int8 static QDQ
+
+
+def crop_reader(crops: np.ndarray, batch: int = CALIB_BATCH, input_name: str = INPUT_NAME):
+    """An onnxruntime ``CalibrationDataReader`` that yields (N, 3, S, S) float32 ``crops`` in batches."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    if crops.ndim != 4 or len(crops) == 0:
+        raise ValueError(f"calibration crops must be a non-empty (N, 3, S, S) array, got {crops.shape}")
+    data = np.ascontiguousarray(crops, dtype=np.float32)
+
+    class CropReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it: Iterator[dict[str, np.ndarray]] = iter(())
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+        def rewind(self) -> None:
+            self._it = ({input_name: data[i : i + batch]} for i in range(0, len(data), batch))
+
+    return CropReader()
+
+
+def _preprocess(src: Path, dst: Path) -> Path:
+    """``quant_pre_process`` (shape inference + BatchNorm folding); the source graph when it fails."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        return dst
+    except Exception as exc:  # pre-processing is an optimisation, not a requirement
+        log.warning("quant_pre_process failed (%s); quantizing the graph as exported", exc)
+        return src
+
+
+def _head_nodes(model_path: Path) -> list[str]:
+    """Names of the nodes that write the graph's outputs (the heatmap head)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    outputs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if outputs & set(n.output)]
+
+
+def quantize_int8(
+    src: str | Path,
+    dst: str | Path,
+    crops: np.ndarray,
+    per_channel: bool = True,
+    keep_head_fp32: bool = True,
+    method: str = "MinMax",
+) -> Path:
+    """Static int8 QDQ quantization of an fp32 ONNX graph, calibrated on ``crops``.
+
+    Weights int8 per output channel, activations int8 (S8S8, the layout TensorRT and
+    the ORT CPU/GPU kernels take). ``keep_head_fp32`` leaves the last layer (the
+    heatmap head) in float so the heatmaps are not quantized to 256 levels, which
+    would move soft-argmax landmarks by a visible fraction of a pixel.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    if method not in CalibrationMethod.__members__:
+        raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CalibrationMethod.__members__)}")
+    src, dst = Path(src), Path(dst)
+    meta = read_metadata(src)
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a warning per rank-1 weight it cannot quantize per channel
+    try:
+        with tempfile.TemporaryDirectory(prefix="facealign-int8-") as tmp:
+            prepared = _preprocess(src, Path(tmp) / "prepared.onnx")
+            quantize_static(
+                prepared,
+                dst,
+                crop_reader(crops),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=_head_nodes(prepared) if keep_head_fp32 else [],
+                calibrate_method=CalibrationMethod[method],
+                extra_options={"CalibTensorRangeSymmetric": False},
+            )
+    finally:
+        root.setLevel(root_level)
+    _stamp(dst, {**meta, "precision": "int8-qdq", "calibration_faces": str(len(crops)), "calibration_method": method,
+                 "int8_head": "fp32" if keep_head_fp32 else "int8"})
+    return dst
+
+
+def _stamp(path: Path, metadata: dict[str, str]) -> None:
+    """Rewrite an ONNX file's metadata (the quantizer drops the source's) and check it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    set_metadata(model, metadata)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
