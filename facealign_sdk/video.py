@@ -7,7 +7,8 @@ Pipeline (see :func:`track`)::
          track's confidence drops, or while no face is tracked), otherwise crop each face
          from its previous landmarks (``Aligner.frame_from_landmarks``); all crops of a
          group of ``batch_frames`` frames go through the network in one batched call
-      -> OneEuroFilter per face (speed normalised by face size, dt from timestamps)
+      -> LandmarkSmoother per face: One-Euro filters on the pose and on the size-normalised
+       shape (speeds in face sizes per second, dt from timestamps)
       -> FrameResult per decoded frame (frame index, timestamp, faces with stable face_id)
       -> CsvWriter (OpenFace 2 style columns), JsonWriter, DrawWriter (annotated mp4)
 
@@ -133,6 +134,23 @@ class OneEuroConfig(BaseModel):
     d_cutoff: float = Field(1.0, gt=0)
 
 
+class SmoothingConfig(BaseModel):
+    """Landmark smoothing: the face's pose and its shape get their own One-Euro filter.
+
+    Each frame's landmarks are split into a pose (centre, size, roll: a similarity transform)
+    and a shape (the landmarks in the face's own frame, centred, divided by the face size and
+    rolled upright, i.e. coordinates normalised by face size). Head motion then moves only the
+    pose, which is estimated from all points at once (little noise) and filtered lightly with a
+    high ``beta`` (no lag); the shape, which only expressions change, is filtered strongly.
+    Speeds are in face sizes (and radians) per second.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    pose: OneEuroConfig = Field(default_factory=lambda: OneEuroConfig(min_cutoff=4.0, beta=32.0, d_cutoff=1.0))
+    shape: OneEuroConfig = Field(default_factory=lambda: OneEuroConfig(min_cutoff=0.3, beta=4.0, d_cutoff=1.0))
+
+
 class TrackOptions(BaseModel):
     """Options of :func:`track` (also the ``facealign video`` flags)."""
 
@@ -140,7 +158,7 @@ class TrackOptions(BaseModel):
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this mean confidence a face counts as lost")
     max_faces: int | None = Field(None, ge=1, description="track at most this many faces (default: the Aligner's)")
     smooth: bool = True
-    smoothing: OneEuroConfig = Field(default_factory=OneEuroConfig)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     batch_frames: int = Field(1, ge=1, description="frames whose crops share one network call")
     reacquire_seconds: float = Field(2.0, ge=0, description="a lost face found again within this keeps its id")
     match_iou: float = Field(0.3, gt=0, le=1, description="min IoU to match a detection to a tracked face")
@@ -333,7 +351,8 @@ class OneEuroFilter:
         self._dx: np.ndarray | None = None
         self._t = 0.0
 
-    def __call__(self, value: np.ndarray, timestamp: float, scale: float = 1.0) -> np.ndarray:
+    def __call__(self, value: np.ndarray, timestamp: float, scale: float | np.ndarray = 1.0) -> np.ndarray:
+        """Filtered ``value`` at ``timestamp`` (s); the speed is divided by ``scale`` (per component or one)."""
         x = np.asarray(value, dtype=np.float64)
         if self._x is None or self._x.shape != x.shape:
             self._x, self._dx, self._t = x.copy(), np.zeros_like(x), timestamp
@@ -342,13 +361,57 @@ class OneEuroFilter:
         if not dt > 0:  # repeated / out-of-order timestamp: keep the state, no update
             return self._x.copy()
         cfg = self.config
-        speed = (x - self._x) / dt / max(scale, 1e-6)
+        speed = (x - self._x) / dt / np.maximum(scale, 1e-6)
         a_d = _alpha(cfg.d_cutoff, dt)
         self._dx = a_d * speed + (1 - a_d) * self._dx
         a = _alpha(cfg.min_cutoff + cfg.beta * np.abs(self._dx), dt)
         self._x = a * x + (1 - a) * self._x
         self._t = timestamp
         return self._x.copy()
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, -s], [s, c]])
+
+
+class LandmarkSmoother:
+    """Smooths the landmarks of one face over time (see :class:`SmoothingConfig`).
+
+    ``points = centre + size * R(roll) @ shape``: centre is the mean point, size the RMS
+    distance to it, roll the rotation that best fits the previous smoothed shape to the new
+    points (least squares). Pose ``(cx, cy, log size, roll)`` and shape go through
+    :class:`OneEuroFilter` with timestamps for dt; the result is put back together.
+    """
+
+    def __init__(self, config: SmoothingConfig | None = None) -> None:
+        self.config = config or SmoothingConfig()
+        self.pose = OneEuroFilter(self.config.pose)
+        self.shape = OneEuroFilter(self.config.shape)
+        self._ref: np.ndarray | None = None
+
+    def reset(self) -> None:
+        """Start afresh (a new or re-acquired face): the next points pass through unchanged."""
+        self.pose.reset()
+        self.shape.reset()
+        self._ref = None
+
+    def __call__(self, points: np.ndarray, timestamp: float) -> np.ndarray:
+        pts = np.asarray(points, dtype=np.float64)
+        centre = pts.mean(axis=0)
+        rel = pts - centre
+        size = max(float(np.sqrt((rel**2).sum(axis=1).mean())), 1e-6)
+        rel /= size
+        roll = 0.0
+        if self._ref is not None and self._ref.shape == rel.shape:
+            cross = float((self._ref[:, 0] * rel[:, 1] - self._ref[:, 1] * rel[:, 0]).sum())
+            roll = math.atan2(cross, float((self._ref * rel).sum()))
+        shape = rel @ _rotation(roll)  # rotate by -roll: the face's own frame
+        pose = self.pose(np.array([centre[0], centre[1], math.log(size), roll]), timestamp,
+                         np.array([size, size, 1.0, 1.0]))
+        smooth_shape = self.shape(shape, timestamp)
+        self._ref = smooth_shape
+        return pose[:2] + math.exp(pose[2]) * (smooth_shape @ _rotation(pose[3]).T)
 
 
 def face_scale(points: np.ndarray) -> float:
@@ -385,7 +448,7 @@ class _Track:
     crop: geometry.CropFrame
     box: tuple[float, float, float, float]
     score: float
-    smoother: OneEuroFilter
+    smoother: LandmarkSmoother
     points: np.ndarray | None = None
     weak: bool = False  # last confidence below threshold: re-detect next frame
     lost_at: float | None = None  # timestamp when lost; None while tracked
@@ -516,7 +579,7 @@ class FaceTracker:
 
     def _new_track(self, det: Detection) -> _Track:
         tr = _Track(self._next_id, self.aligner.frame_for(det), det.box, det.score,
-                    OneEuroFilter(self.options.smoothing))
+                    LandmarkSmoother(self.options.smoothing))
         self._next_id += 1
         self.tracks.append(tr)
         return tr
@@ -570,7 +633,7 @@ class FaceTracker:
         if tr.reset_smoother:
             tr.smoother.reset()
             tr.reset_smoother = False
-        points = tr.smoother(raw, frame.timestamp, face_scale(raw)) if self.options.smooth else raw
+        points = tr.smoother(raw, frame.timestamp) if self.options.smooth else raw
         lm = FaceLandmarks(box=geometry.box_from_points(points), score=job.score, points=points, confidence=job.conf)
         return TrackedFace(face_id=tr.face_id, detected=job.detected, success=not weak, landmarks=lm)
 

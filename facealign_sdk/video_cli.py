@@ -29,6 +29,7 @@ from .video import (
     DrawWriter,
     JsonWriter,
     OneEuroConfig,
+    SmoothingConfig,
     TrackOptions,
     TrackReport,
     VideoTrack,
@@ -39,7 +40,7 @@ from .video import (
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_TRUNCATED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 _DEFAULTS = TrackOptions()
-_SMOOTH = OneEuroConfig()
+_SMOOTH = SmoothingConfig()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,11 +65,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "from landmarks up to K frames old)")
     trk.add_argument("--fps", type=float, default=None, help="frame rate for image folders (default 30)")
     trk.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    smo = parser.add_argument_group("smoothing (One-Euro filter)")
+    smo = parser.add_argument_group("smoothing (One-Euro filters on the face pose and on its size-normalised shape)")
     smo.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks")
-    smo.add_argument("--min-cutoff", type=float, default=_SMOOTH.min_cutoff, help="Hz; lower = smoother at rest")
-    smo.add_argument("--beta", type=float, default=_SMOOTH.beta, help="higher = less lag on fast motion")
-    smo.add_argument("--d-cutoff", type=float, default=_SMOOTH.d_cutoff, help="Hz; cutoff of the speed estimate")
+    smo.add_argument("--pose-cutoff", type=float, default=_SMOOTH.pose.min_cutoff,
+                     help="Hz; pose (position, size, roll) smoothing at rest: lower = smoother")
+    smo.add_argument("--pose-beta", type=float, default=_SMOOTH.pose.beta, help="pose: higher = less lag on fast motion")
+    smo.add_argument("--shape-cutoff", type=float, default=_SMOOTH.shape.min_cutoff,
+                     help="Hz; shape (expression) smoothing at rest: lower = smoother")
+    smo.add_argument("--shape-beta", type=float, default=_SMOOTH.shape.beta,
+                     help="shape: higher = less lag on fast expression changes")
+    smo.add_argument("--d-cutoff", type=float, default=_SMOOTH.pose.d_cutoff, help="Hz; cutoff of the speed estimates")
     mdl = parser.add_argument_group("model")
     mdl.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
     mdl.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
@@ -81,7 +87,10 @@ def options_from_args(args: argparse.Namespace) -> TrackOptions:
     return TrackOptions(
         redetect_every=args.redetect_every, min_confidence=args.min_confidence, max_faces=args.max_faces,
         smooth=not args.no_smooth, batch_frames=args.batch_frames, fps=args.fps, max_frames=args.max_frames,
-        smoothing=OneEuroConfig(min_cutoff=args.min_cutoff, beta=args.beta, d_cutoff=args.d_cutoff),
+        smoothing=SmoothingConfig(
+            pose=OneEuroConfig(min_cutoff=args.pose_cutoff, beta=args.pose_beta, d_cutoff=args.d_cutoff),
+            shape=OneEuroConfig(min_cutoff=args.shape_cutoff, beta=args.shape_beta, d_cutoff=args.d_cutoff),
+        ),
     )
 
 

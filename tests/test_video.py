@@ -18,6 +18,7 @@ import pytest
 from facealign_sdk import cli
 from facealign_sdk.video import (
     FrameResult,
+    LandmarkSmoother,
     OneEuroConfig,
     OneEuroFilter,
     VideoError,
@@ -94,13 +95,8 @@ def decodable_frames(path: Path) -> int:
 
 
 def run_cli(*args: str) -> int:
-    """``facealign video ...`` through ``cli.main`` (only the video command is loaded)."""
-    saved = cli.COMMANDS
-    cli.COMMANDS = {"video": saved["video"]}
-    try:
-        return cli.main(["video", *args])
-    finally:
-        cli.COMMANDS = saved
+    """``facealign video ...`` through ``cli.main`` (exit codes as a user sees them)."""
+    return cli.main(["video", *args])
 
 
 def model_args(tiny_model: Path) -> list[str]:
@@ -154,6 +150,39 @@ def test_one_euro_uses_timestamps_and_resets():
     assert g(np.full(2, 5.0), 0.01)[0] == quick  # repeated timestamp: no update
     g.reset()
     assert g(np.full(2, 7.0), 0.02)[0] == 7.0  # after reset the value passes through
+
+
+def moving_shape(n: int, fps: float = 30.0, noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed 68-point shape translating, rotating and scaling smoothly; (n, 68, 2) truth and timestamps."""
+    rng = np.random.default_rng(seed)
+    shape = rng.uniform(-50, 50, size=(68, 2))
+    t = np.arange(n) / fps
+    truth = []
+    for ti in t:
+        a, s = 0.2 * np.sin(2 * np.pi * ti / 2), 1 + 0.1 * np.sin(2 * np.pi * ti / 1.5)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        truth.append(200 + 40 * np.sin(2 * np.pi * ti / 1.7) + s * shape @ rot.T)
+    truth = np.stack(truth)
+    return truth + rng.normal(0, noise, truth.shape), t
+
+
+def test_landmark_smoother_constant_motion_and_noise():
+    still, t = moving_shape(1)
+    smoother = LandmarkSmoother()
+    for k in range(20):
+        out = smoother(still[0], k / 30)
+    np.testing.assert_allclose(out, still[0], atol=1e-9)  # a still face stays put
+    truth, t = moving_shape(90)
+    smoother.reset()
+    clean = np.stack([smoother(p, ti) for p, ti in zip(truth, t)])
+    # rigid motion (up to ~1.5 face sizes/s) is followed closely: the pose filter has a high beta
+    assert np.abs(clean - truth).max() < 2.5 and np.abs(clean - truth).mean() < 0.5
+    noisy, _ = moving_shape(90, noise=2.0, seed=0)
+    smoother.reset()
+    smooth = np.stack([smoother(p, ti) for p, ti in zip(noisy, t)])
+    jitter = lambda x: np.sqrt((np.diff(x - truth, axis=0) ** 2).sum(-1).mean())  # noqa: E731
+    assert jitter(smooth) < 0.5 * jitter(noisy)  # frame-to-frame shaking at least halved
+    assert np.abs(smooth - truth).mean() < np.abs(noisy - truth).mean()  # and closer to the truth
 
 
 def test_iou():
@@ -242,6 +271,10 @@ def test_cli_batch_frames_and_no_smooth(tiny_model, face_image, tmp_path):
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 5, black=(2,)))
     out = tmp_path / "b.csv"
     assert run_cli(str(video), "--out", str(out), "--batch-frames", "3", "--no-smooth", *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [int(r["face_id"]) for r in rows] == [0, 0, -1, 0, 0]
+    assert run_cli(str(video), "--out", str(out), "--overwrite", "--pose-beta", "8", "--shape-cutoff", "0.5",
+                   "--redetect-every", "2", *model_args(tiny_model)) == 0
     _, rows = read_csv(out)
     assert [int(r["frame"]) for r in rows] == [1, 2, 3, 4, 5]
     assert [int(r["face_id"]) for r in rows] == [0, 0, -1, 0, 0]
