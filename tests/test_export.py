@@ -1,0 +1,263 @@
+"""Export to ONNX fp32 / fp16 / int8 (+ decoding graph), the parity report, and bad input.
+
+The tiny random-weights model's heatmaps are noise, so its int8 landmarks are
+meaningless: these tests check the mechanics (graphs, metadata, runtime loading,
+report) and the fp32 / fp16 numbers, not the int8 parity limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+import onnx  # noqa: E402
+
+from export import cli as export_cli  # noqa: E402
+from export.onnx import METADATA_KEY, OPSET, downgrade_to_opset17, read_metadata  # noqa: E402
+from export.parity import ParityReport, landmark_stats, precision_of  # noqa: E402
+from export.quantize import load_face_crops, noise_crops, pick_evenly, sort_nodes  # noqa: E402
+from facealign_sdk.model import Manifest, ModelError, load_manifest  # noqa: E402
+
+
+def _args(model: Path, **overrides) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    export_cli.add_arguments(parser)
+    args = parser.parse_args(["--model", str(model)])
+    for key, value in overrides.items():
+        setattr(args, key, value)
+    return args
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_model: Path, tmp_path_factory) -> Path:
+    """The tiny model exported once to onnx, fp16, int8 and decode (in a separate folder)."""
+    out = tmp_path_factory.mktemp("exported")
+    args = _args(tiny_model, to="onnx,fp16,int8,decode", out=out, calib_count=8, parity_faces=8,
+                 bench_repeats=1, warn_only=True)
+    assert export_cli.run(args) == 0
+    return out
+
+
+def _input(n: int) -> np.ndarray:
+    return np.random.default_rng(n).random((n, 3, 256, 256), dtype=np.float32)
+
+
+def test_artifacts_and_report(exported: Path) -> None:
+    for name in ("model.onnx", "model_fp16.onnx", "model_int8.onnx", "model_decode.onnx", "parity.json", "manifest.json"):
+        assert (exported / name).is_file(), name
+    report = ParityReport.model_validate_json((exported / "parity.json").read_text())
+    rows = {r.artifact: r for r in report.rows}
+    assert set(rows) == {"model.onnx", "model_fp16.onnx", "model_int8.onnx", "model_decode.onnx"}
+    assert report.faces == 8 and "p99" in report.criterion
+    fp32 = rows["model.onnx"]
+    assert fp32.passed and fp32.landmark_p99_px <= 0.05 and fp32.heatmap_max_abs < 1e-4
+    assert rows["model_fp16.onnx"].heatmap_max_abs < 1e-2
+    assert rows["model_decode.onnx"].heatmap_max_abs is None and rows["model_decode.onnx"].landmark_p99_px < 0.05
+    assert all(r.ms_per_face and r.ms_per_face > 0 for r in report.rows)
+    assert rows["model_int8.onnx"].limit_px == 0.5
+
+
+def test_fp32_graph(exported: Path, tiny_model: Path) -> None:
+    model = onnx.load(str(exported / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [OPSET]
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    (inp,), (out,) = model.graph.input, model.graph.output
+    assert (inp.name, out.name) == ("image", "heatmaps")
+    dims = [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim]
+    assert isinstance(dims[0], str) and dims[1:] == [3, 256, 256]
+    meta = read_metadata(exported / "model.onnx")
+    manifest = Manifest.model_validate_json(meta[METADATA_KEY])
+    assert manifest == load_manifest(tiny_model)
+    assert meta["num_landmarks"] == "68" and meta["input_size"] == "256" and meta["heatmap_size"] == "128"
+    assert json.loads(meta["mean"]) == list(manifest.mean) and meta["weights_sha256"] == manifest.weights_sha256
+
+
+def test_ort_matches_torch_dynamic_batch(exported: Path, tiny_model: Path) -> None:
+    import torch
+
+    from facealign_sdk.backends.ort import OrtBackend
+    from facealign_sdk.backends.torch_backend import load_network
+
+    manifest = load_manifest(tiny_model)
+    net = load_network(tiny_model, manifest)
+    backend = OrtBackend(exported / "model.onnx", 256, "cpu")
+    for n in (1, 3):
+        x = _input(n)
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x)).numpy()
+        out = backend.run(x)
+        assert out.shape == (n, 68, 128, 128)
+        np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+
+
+def test_reduced_precision_graphs(exported: Path) -> None:
+    import onnxruntime as ort
+
+    from facealign_sdk.backends.ort import OrtBackend
+
+    ref = OrtBackend(exported / "model.onnx", 256, "cpu").run(_input(2))
+    for name, precision, tol in (("model_fp16.onnx", "fp16", 1e-2), ("model_int8.onnx", "int8-qdq", 5e-2)):
+        path = exported / name
+        onnx.checker.check_model(str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].type == "tensor(float)" and session.get_outputs()[0].type == "tensor(float)"
+        meta = read_metadata(path)
+        assert meta["precision"] == precision and METADATA_KEY in meta
+        out = OrtBackend(path, 256, "cpu").run(_input(2))
+        assert out.shape == ref.shape and np.abs(out - ref).max() < tol
+    ops = {n.op_type for n in onnx.load(str(exported / "model_int8.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert read_metadata(exported / "model_int8.onnx")["int8_head"] == "fp32"
+
+
+def test_decode_graph_matches_decoder(exported: Path) -> None:
+    import onnxruntime as ort
+
+    from facealign_sdk.decode import decode_heatmaps
+
+    x = _input(2)
+    heatmaps = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+    session = ort.InferenceSession(str(exported / "model_decode.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["points", "scores"]
+    points, scores = session.run(None, {"image": x})
+    ref_points, ref_scores = decode_heatmaps(heatmaps, "soft")
+    assert points.shape == (2, 68, 2) and scores.shape == (2, 68)
+    np.testing.assert_allclose(points, ref_points, atol=1e-3)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
+
+
+def test_runtime_loads_artifacts(exported: Path) -> None:
+    from facealign_sdk.aligner import Aligner
+
+    for name in ("model.onnx", "model_fp16.onnx", "model_int8.onnx"):
+        aligner = Aligner(model=exported / name, backend="ort", device="cpu", detector=None)
+        assert aligner.backend.name.startswith("ort")
+        assert aligner.backend.run(_input(1)).shape == (1, 68, 128, 128)
+    auto = Aligner(model=exported, detector=None)  # folder with model.onnx: auto picks ONNX Runtime
+    assert auto.backend.name.startswith("ort")
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input
+
+
+def test_unknown_target(tiny_model: Path) -> None:
+    with pytest.raises(ValueError, match="unknown --to target"):
+        export_cli.run(_args(tiny_model, to="onnx,tflite"))
+    assert export_cli.parse_targets("int8") == ["onnx", "int8"]
+    assert export_cli.parse_targets("trt") == ["onnx", "fp16", "trt"]
+
+
+def _copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.onnx", "*.engine", "parity.json"))
+    return dst
+
+
+def test_missing_corrupt_and_replaced_weights(tiny_model: Path, tmp_path: Path) -> None:
+    missing = _copy_model(tiny_model, tmp_path / "missing")
+    (missing / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="missing"):
+        export_cli.run(_args(missing, to="onnx"))
+
+    replaced = _copy_model(tiny_model, tmp_path / "replaced")
+    data = bytearray((replaced / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (replaced / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        export_cli.run(_args(replaced, to="onnx"))
+
+    corrupt = _copy_model(tiny_model, tmp_path / "corrupt")
+    (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
+    manifest = load_manifest(corrupt)
+    (corrupt / "manifest.json").write_text(manifest.model_copy(update={"weights_sha256": ""}).model_dump_json())
+    with pytest.raises(ModelError, match="cannot read weights"):
+        export_cli.run(_args(corrupt, to="onnx"))
+
+
+def test_wrong_input_size(tiny_model: Path, tmp_path: Path) -> None:
+    folder = _copy_model(tiny_model, tmp_path / "wrong")
+    manifest = load_manifest(folder)
+    (folder / "manifest.json").write_text(manifest.model_copy(update={"input_size": 224}).model_dump_json())
+    with pytest.raises(ModelError, match="input_size 224"):
+        export_cli.run(_args(folder, to="onnx"))
+
+
+def test_cli_exit_codes(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    from facealign_sdk.cli import main
+
+    assert main(["export", "--model", str(tiny_model), "--to", "bogus"]) == 2
+    assert "unknown --to target" in capsys.readouterr().err
+    assert main(["export", "--model", str(tmp_path / "nope")]) == 2
+
+
+def test_trt_without_tensorrt(tiny_model: Path, tmp_path: Path, capsys) -> None:
+    import importlib.util
+
+    from facealign_sdk.backends import BackendError
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+    with pytest.raises(BackendError, match="TensorRT"):
+        export_cli.run(_args(tiny_model, to="onnx,trt", out=tmp_path))
+    printed = capsys.readouterr().out
+    assert "trtexec --onnx=" in printed and "--fp16" in printed
+    assert "--minShapes=image:1x3x256x256" in printed and "--maxShapes=image:64x3x256x256" in printed
+    assert not (tmp_path / "model.onnx").exists()  # failed before doing any work
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def test_downgrade_keeps_reduce_axes() -> None:
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1, noop_with_empty_axes=0)
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 1])],
+        [helper.make_tensor("axes", TensorProto.INT64, [2], [2, 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    downgrade_to_opset17(model)
+    onnx.checker.check_model(model)
+    attrs = {a.name: helper.get_attribute_value(a) for a in model.graph.node[0].attribute}
+    assert attrs == {"keepdims": 1, "axes": [2, 3]} and list(model.graph.node[0].input) == ["x"]
+
+
+def test_sort_nodes() -> None:
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["a"], ["b"], name="second"), helper.make_node("Neg", ["x"], ["a"], name="first")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])])
+    sort_nodes(graph)
+    assert [n.name for n in graph.node] == ["first", "second"]
+
+
+def test_parity_helpers() -> None:
+    ref = np.zeros((1, 100, 2))
+    moved = ref.copy()
+    moved[0, 0] = [3.0, 4.0]  # one landmark 5 px off: the p99 is robust to it, the max is not
+    stats = landmark_stats(ref, moved)
+    assert stats["landmark_max_px"] == 5.0 and stats["landmark_mean_px"] == pytest.approx(0.05)
+    assert stats["landmark_p99_px"] < 0.1
+    assert [precision_of(Path(p)) for p in ("model.onnx", "model_fp16.onnx", "model_int8.onnx", "x.engine")] == [
+        "fp32", "fp16", "int8", "fp16"]
+    assert [p.name for p in pick_evenly([Path(f"{i}.jpg") for i in range(10)], 3)] == ["0.jpg", "4.jpg", "9.jpg"]
+    assert noise_crops(2).shape == (2, 3, 256, 256)
+
+
+def test_face_crops(shared_data: Path) -> None:
+    crops = load_face_crops(shared_data / "ytf68" / "val", 2)
+    assert crops.shape == (2, 3, 256, 256) and crops.dtype == np.float32 and 0.0 <= crops.min() and crops.max() <= 1.0
