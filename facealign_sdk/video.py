@@ -57,8 +57,8 @@ DEFAULT_FOLDER_FPS = 30.0
 class TrackedFace(BaseModel):
     """One face in one frame.
 
-    ``face_id`` is stable across frames for the same person; ``detected`` says the crop came
-    from the face detector in this frame (else from the previous landmarks); ``success`` is
+    ``face_id`` is stable across frames for the same person; ``detected`` says the face detector
+    found this face in this frame (else it was only tracked from its previous landmarks); ``success`` is
     ``mean confidence >= min_confidence``. ``landmarks.box`` is the detector-like box of the
     (smoothed) points, ``landmarks.score`` the last detector score of this face.
     """
@@ -446,7 +446,8 @@ class _Track:
 
     face_id: int
     crop: geometry.CropFrame
-    box: tuple[float, float, float, float]
+    box: tuple[float, float, float, float]  # detector-like box of the last landmarks
+    det_box: tuple[float, float, float, float]  # the last detector box
     score: float
     smoother: LandmarkSmoother
     points: np.ndarray | None = None
@@ -540,10 +541,10 @@ class FaceTracker:
             if di in taken:
                 continue
             for ti, tr in enumerate(tracks):
-                overlap = iou(det.box, tr.box)
-                near = lost and _centre_distance(det.box, tr.box) < 0.75
-                if overlap >= self.options.match_iou or near:
-                    pairs.append((overlap, -_centre_distance(det.box, tr.box), di, ti))
+                overlap = max(iou(det.box, tr.box), iou(det.box, tr.det_box))
+                dist = min(_centre_distance(det.box, tr.box), _centre_distance(det.box, tr.det_box))
+                if overlap >= self.options.match_iou or (lost and dist < 0.75):
+                    pairs.append((overlap, -dist, di, ti))
         matched: dict[int, int] = {}
         for _, _, di, ti in sorted(pairs, reverse=True):
             if di not in matched and ti not in matched.values():
@@ -562,6 +563,7 @@ class FaceTracker:
             if tr.weak or iou(det.box, tr.box) < 0.5:  # drifted or unsure: take the detector's crop
                 jobs.append(self._det_job(pos, tr, det))
             else:
+                tr.det_box = det.box
                 jobs.append(_Job(pos, tr, tr.crop, True, det.score, ref_box=tr.box))
         for di, ti in on_lost.items():
             tr = lost[ti]
@@ -578,14 +580,14 @@ class FaceTracker:
         return jobs
 
     def _new_track(self, det: Detection) -> _Track:
-        tr = _Track(self._next_id, self.aligner.frame_for(det), det.box, det.score,
+        tr = _Track(self._next_id, self.aligner.frame_for(det), det.box, det.box, det.score,
                     LandmarkSmoother(self.options.smoothing))
         self._next_id += 1
         self.tracks.append(tr)
         return tr
 
     def _det_job(self, pos: int, tr: _Track, det: Detection) -> _Job:
-        tr.crop, tr.box, tr.score = self.aligner.frame_for(det), det.box, det.score
+        tr.crop, tr.box, tr.det_box, tr.score = self.aligner.frame_for(det), det.box, det.box, det.score
         return _Job(pos, tr, tr.crop, True, det.score, ref_box=det.box)
 
     # running
@@ -604,8 +606,11 @@ class FaceTracker:
         retry = []
         for job in failed:
             dets = self._detect(group, job.pos)
-            best = max(dets, key=lambda d: iou(d.box, job.ref_box), default=None)
-            if best is not None and iou(best.box, job.ref_box) >= self.options.match_iou:
+            def overlap(d: Detection, job: _Job = job) -> float:
+                return max(iou(d.box, job.ref_box), iou(d.box, job.track.det_box))
+
+            best = max(dets, key=overlap, default=None)
+            if best is not None and overlap(best) >= self.options.match_iou:
                 job.crop, job.detected, job.score = self.aligner.frame_for(best), True, best.score
                 retry.append(job)
         self._run(group, retry)
