@@ -103,7 +103,7 @@ def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str],
                                      keep_head_fp32=not args.int8_quantize_head, method=args.calib_method))
         print(f"wrote {written[-1]} (calibration: {note})")
     if "decode" in targets:
-        written.append(export_decode_onnx(net, manifest, out / FILES["decode"]))
+        written.append(export_decode_onnx(out / FILES["onnx"], manifest, out / FILES["decode"]))
         print(f"wrote {written[-1]}")
     return written
 

@@ -117,7 +117,7 @@ def downgrade_to_opset17(model) -> None:
             opset.version = OPSET
 
 
-def _torch_export(module, example, path: Path, output_names: list[str]) -> None:
+def _torch_export(module, example, path: Path, output_names: list[str], input_name: str = INPUT_NAME) -> None:
     """``torch.onnx.export`` with the torch.export-based exporter and a dynamic batch dimension."""
     import torch
 
@@ -128,7 +128,7 @@ def _torch_export(module, example, path: Path, output_names: list[str]) -> None:
             module,
             (example,),
             None,
-            input_names=[INPUT_NAME],
+            input_names=[input_name],
             output_names=output_names,
             dynamic_shapes=({0: batch},),
             opset_version=18,  # the exporter's native opset; downgraded to 17 below
@@ -181,9 +181,9 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
 # decoding inside the graph
 
 
-def _decoder_module(net, soft_window: int = 9, soft_power: float = 8.0,
+def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
                     confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA):
-    """A torch module: the network followed by ``decode_heatmaps(..., "soft")`` written in tensor ops."""
+    """A torch module ``heatmaps -> (points, scores)``: ``decode_heatmaps(..., "soft")`` written in tensor ops."""
     import torch
     from torch import nn
 
@@ -191,19 +191,17 @@ def _decoder_module(net, soft_window: int = 9, soft_power: float = 8.0,
         idx = idx.abs()
         return torch.where(idx > size - 1, 2 * (size - 1) - idx, idx)
 
-    class DecodingNet(nn.Module):
-        """image -> (points (N, L, 2) heatmap px, scores (N, L)); matches facealign_sdk.decode (refine="soft")."""
+    class HeatmapDecoder(nn.Module):
+        """(N, L, H, W) heatmaps -> points (N, L, 2) heatmap px, scores (N, L); matches facealign_sdk.decode."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.net = net
             self.soft_radius = soft_window // 2
             self.conf_radius = confidence_window // 2
             self.power = soft_power
             self.expected_mass = _expected_mass(confidence_window, sigma)
 
-        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            hm = self.net(image)
+        def forward(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             n, lm, h, w = hm.shape
             flat = hm.reshape(n, lm, h * w)
             idx = flat.argmax(dim=-1)  # (N, L)
@@ -235,17 +233,53 @@ def _decoder_module(net, soft_window: int = 9, soft_power: float = 8.0,
             scores = (mass / self.expected_mass).clamp(0.0, 1.0)
             return points, scores
 
-    return DecodingNet().eval()
+    return HeatmapDecoder().eval()
 
 
-def export_decode_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
-    """Export network + decoder as one graph: ``image`` -> ``points`` (N, L, 2, heatmap px), ``scores`` (N, L)."""
+def _rename(graph, old: str, new: str) -> None:
+    """Rename a tensor everywhere in a graph (node inputs/outputs, graph inputs/outputs)."""
+    for node in graph.node:
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name == old:
+                    names[i] = new
+    for value in list(graph.input) + list(graph.output):
+        if value.name == old:
+            value.name = new
+
+
+def append_decoder(heatmap_model, decoder_model):
+    """One graph: ``heatmap_model`` (image -> heatmaps) followed by ``decoder_model`` (heatmaps -> points, scores)."""
+    from onnx import compose, helper
+
+    dec = compose.add_prefix(decoder_model, "decode/")
+    _rename(dec.graph, "decode/" + OUTPUT_NAME, OUTPUT_NAME)
+    for name in DECODE_OUTPUTS:
+        _rename(dec.graph, "decode/" + name, name)
+    net = heatmap_model.graph
+    graph = helper.make_graph(
+        list(net.node) + list(dec.graph.node),
+        "facealign_landmarks_decoded",
+        list(net.input),
+        list(dec.graph.output),
+        list(net.initializer) + list(dec.graph.initializer),
+    )
+    return helper.make_model(graph, opset_imports=list(heatmap_model.opset_import), ir_version=heatmap_model.ir_version)
+
+
+def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: str | Path) -> Path:
+    """``heatmap_onnx`` (model.onnx) + decoding as one graph: ``image`` -> ``points`` (N, L, 2, heatmap px), ``scores`` (N, L)."""
+    import onnx
     import torch
 
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(2, 3, manifest.input_size, manifest.input_size, generator=torch.Generator().manual_seed(0))
-    _torch_export(_decoder_module(net.eval().float()), example, out, list(DECODE_OUTPUTS))
+    size = manifest.heatmap_size
+    example = torch.rand(2, manifest.num_landmarks, size, size, generator=torch.Generator().manual_seed(0))
+    _torch_export(_decoder_module(), example, out, list(DECODE_OUTPUTS), input_name=OUTPUT_NAME)
+    decoder = onnx.load(str(out))
+    downgrade_to_opset17(decoder)
+    onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))
     extra = {"outputs": ",".join(DECODE_OUTPUTS), "decode": "soft-argmax (window 9, power 8); points in heatmap pixels"}
     return _finish(out, manifest, extra)
 
