@@ -402,7 +402,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="end2end: the detector finds the face; fixed: a box from the GT points (default: both)")
     parser.add_argument("--held-out-only", type=float, default=None, metavar="FRACTION",
                         help="evaluate only the held-out share of every folder without its own :FRACTION")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="at most N images per folder (evenly spaced)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="at most N images per folder (evenly spaced)")
     parser.add_argument("--refine", choices=REFINE_MODES, default="soft", help="subpixel refinement (default: soft)")
     parser.add_argument("--ced", type=Path, default=None, metavar="PNG", help="write a CED plot")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write per-image errors and summaries")
