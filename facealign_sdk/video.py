@@ -23,6 +23,7 @@ and *empty* landmark fields (read as NaN by pandas / numpy ``genfromtxt``).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -50,6 +51,7 @@ log = logging.getLogger("facealign_sdk")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FOLDER_FPS = 30.0
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")  # what --draw writes (mp4v)
 
 # -- results ---------------------------------------------------------------------------------
 
@@ -233,8 +235,8 @@ class VideoReader:
             raise VideoError(f"{path}: not a video OpenCV can decode")
         self._cap, self._first = cap, image
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        rate = fps or cap.get(cv2.CAP_PROP_FPS) or 0.0
-        rate = rate if math.isfinite(rate) and rate > 0 else DEFAULT_FOLDER_FPS
+        rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
         return SourceInfo(source=str(path), kind="file", width=image.shape[1], height=image.shape[0], fps=rate,
                           frame_count=count if count > 0 else None)
 
@@ -245,7 +247,8 @@ class VideoReader:
             cap.release()
             raise VideoError(f"camera {index}: cannot be opened or gives no frames")
         self._cap, self._first, self._t0 = cap, image, time.monotonic()
-        rate = fps or cap.get(cv2.CAP_PROP_FPS) or DEFAULT_FOLDER_FPS
+        rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
         return SourceInfo(source=f"camera {index}", kind="camera", width=image.shape[1], height=image.shape[0],
                           fps=float(rate), frame_count=None)
 
@@ -691,7 +694,7 @@ class VideoTrack:
         self.report.stop_reason = self.reader.stop_reason
         self.report.truncated = self.reader.truncated
         if self.report.truncated:
-            log.warning("%s: stream ended after %d of %d frames (truncated or damaged file)",
+            log.warning("%s: the stream broke after %d of %d expected frames (truncated or damaged file)",
                         self.info.source, self.report.frames_decoded, self.report.frames_expected)
 
     def __iter__(self) -> Iterator[FrameResult]:
@@ -750,7 +753,9 @@ class CsvWriter:
         stream.flush()
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        self._csv.writerows(csv_rows(result, self.num_landmarks))
+        buffer = io.StringIO()  # one write call per frame: Ctrl-C cannot leave half a row
+        csv.writer(buffer, lineterminator="\n").writerows(csv_rows(result, self.num_landmarks))
+        self.stream.write(buffer.getvalue())
         self.stream.flush()
 
     def close(self, report: TrackReport | None = None) -> None:
@@ -820,7 +825,8 @@ def _scaled(result: FrameResult, scale: tuple[float, float]) -> FrameResult:
 
 def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str | int | Path | None = None) -> list[Path]:
     """Fail before any work if an output cannot be written: exists (without ``overwrite``), is a
-    folder, equals the input or another output, or its folder is missing / not writable."""
+    folder, equals the input or another output, or its folder is missing / not writable.
+    ``outputs`` is ``[csv, json, draw]`` (None for those not wanted); the third must be a video name."""
     paths = [Path(p) for p in outputs if p is not None]
     if not paths:
         raise ValueError("nothing to write: give --out CSV, --json FILE and/or --draw VIDEO")
@@ -829,6 +835,8 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
         raise ValueError("the output files must be different from each other")
     src = Path(str(source)).resolve() if source is not None and Path(str(source)).exists() else None
     for path, real in zip(paths, resolved):
+        if path in outputs[2:] and path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ValueError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
         if src is not None and real == src:
             raise ValueError(f"{path}: output would overwrite the input video")
         if path.is_dir():

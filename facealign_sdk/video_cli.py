@@ -22,6 +22,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from .video import (
@@ -83,7 +84,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> TrackOptions:
-    """TrackOptions from parsed flags (pydantic validates the ranges: ValueError -> exit 2)."""
+    """TrackOptions from parsed flags; a value out of range is a one-line ValueError (exit 2)."""
+    try:
+        return _options(args)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "-".join(str(p) for p in err["loc"]).replace("_", "-")
+        flag = f"smoothing {name}" if exc.title == "OneEuroConfig" else f"--{name}"
+        raise ValueError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+
+
+def _options(args: argparse.Namespace) -> TrackOptions:
     return TrackOptions(
         redetect_every=args.redetect_every, min_confidence=args.min_confidence, max_faces=args.max_faces,
         smooth=not args.no_smooth, batch_frames=args.batch_frames, fps=args.fps, max_frames=args.max_frames,
@@ -98,9 +109,8 @@ def _summary(report: TrackReport, outputs: list[Path]) -> str:
     expected = f" of {report.frames_expected}" if report.frames_expected is not None else ""
     text = (f"{report.frames_decoded}{expected} frames, {report.frames_with_face} with a face, "
             f"{report.faces_seen} face id(s), {report.fps:.1f} frames/s -> {', '.join(map(str, outputs))}")
-    if report.truncated:
-        text += (f"\nfacealign video: warning: the stream broke after frame {report.frames_decoded} of "
-                 f"{report.frames_expected} (truncated or damaged file); all decoded frames were written (exit 3)")
+    if report.truncated:  # the library has logged a warning already
+        text += "\nfacealign video: the stream is truncated; every decoded frame was written (exit 3)"
     if report.interrupted:
         text += "\nfacealign video: interrupted; the output holds every frame processed until then (exit 130)"
     return text

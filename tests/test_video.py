@@ -205,6 +205,17 @@ def test_track_api_yields_one_result_per_frame(aligner, face_image, tmp_path):
         assert r.faces[0].landmarks.points.shape == (aligner.num_landmarks, 2)
 
 
+@pytest.mark.parametrize("batch_frames", [1, 3])
+def test_tracking_between_detections(aligner, face_image, tmp_path, batch_frames):
+    """With every face counted as confident, the detector runs every N frames and the frames
+    between are cropped from the previous landmarks; the id stays the same."""
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 7))
+    results = list(aligner.track(video, min_confidence=0.0, redetect_every=3, batch_frames=batch_frames))
+    assert [[f.face_id for f in r.faces] for r in results] == [[0]] * 7
+    assert [r.faces[0].detected for r in results] == [True, False, False, True, False, False, True]
+    assert all(r.faces[0].success for r in results)
+
+
 def test_track_options_are_validated(aligner, face_image, tmp_path):
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
     with pytest.raises(ValueError):
