@@ -466,11 +466,15 @@ class _Job:
     pos: int  # position in the group
     track: _Track
     crop: geometry.CropFrame
-    detected: bool
-    score: float
+    det: Detection | None  # the detection of this face in this frame, if the detector ran and found it
+    crop_from_det: bool  # the crop is the detector's (else: from the previous landmarks)
+    ref_box: tuple[float, float, float, float]  # where the face was expected
     points: np.ndarray | None = None
     conf: np.ndarray | None = None
-    ref_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    @property
+    def score(self) -> float:
+        return self.det.score if self.det is not None else self.track.score
 
 
 @dataclass
@@ -500,7 +504,7 @@ class FaceTracker:
         group = _GroupState(list(frames))
         jobs = [job for pos in range(len(frames)) for job in self._plan(group, pos)]
         self._run(group, jobs)
-        self._repair(group, [j for j in jobs if not j.detected and self._weak(j)])
+        self._repair(group, [j for j in jobs if not j.crop_from_det and self._weak(j)])
         return [self._update(group.frames[pos], [j for j in jobs if j.pos == pos]) for pos in range(len(frames))]
 
     # planning
@@ -529,7 +533,7 @@ class FaceTracker:
             self._expire(group.frames[pos].timestamp)
             jobs = self._associate(self._detect(group, pos), pos)
         else:
-            jobs = [_Job(pos, t, t.crop, False, t.score, ref_box=t.box) for t in self._active()]
+            jobs = [_Job(pos, t, t.crop, None, False, t.box) for t in self._active()]
         self._since_detect = (self._since_detect or 0) + 1
         return jobs
 
@@ -565,15 +569,15 @@ class FaceTracker:
             tr, det = active[ti], dets[di]
             if tr.weak or iou(det.box, tr.box) < 0.5:  # drifted or unsure: take the detector's crop
                 jobs.append(self._det_job(pos, tr, det))
-            else:
+            else:  # confirmed where the landmarks put it: keep the (steadier) landmark crop
+                jobs.append(_Job(pos, tr, tr.crop, det, False, tr.box))
                 tr.det_box = det.box
-                jobs.append(_Job(pos, tr, tr.crop, True, det.score, ref_box=tr.box))
         for di, ti in on_lost.items():
             tr = lost[ti]
             tr.lost_at, tr.reset_smoother = None, True
             jobs.append(self._det_job(pos, tr, dets[di]))
         matched_tracks = {id(j.track) for j in jobs}
-        jobs += [_Job(pos, t, t.crop, False, t.score, ref_box=t.box) for t in active if id(t) not in matched_tracks]
+        jobs += [_Job(pos, t, t.crop, None, False, t.box) for t in active if id(t) not in matched_tracks]
         free = [d for i, d in enumerate(dets) if i not in on_active and i not in on_lost]
         for det in free:
             if self.max_faces and len(self._active()) >= self.max_faces:
@@ -591,7 +595,7 @@ class FaceTracker:
 
     def _det_job(self, pos: int, tr: _Track, det: Detection) -> _Job:
         tr.crop, tr.box, tr.det_box, tr.score = self.aligner.frame_for(det), det.box, det.box, det.score
-        return _Job(pos, tr, tr.crop, True, det.score, ref_box=det.box)
+        return _Job(pos, tr, tr.crop, det, True, det.box)
 
     # running
     def _run(self, group: _GroupState, jobs: list[_Job]) -> None:
@@ -605,25 +609,29 @@ class FaceTracker:
         return job.conf is None or float(job.conf.mean()) < self.options.min_confidence
 
     def _repair(self, group: _GroupState, failed: list[_Job]) -> None:
-        """Tracked crops that lost the face: detect in that frame and retry from the detector's box."""
+        """Crops from landmarks that lost the face: retry from the detector's box in that frame."""
         retry = []
         for job in failed:
-            dets = self._detect(group, job.pos)
-            def overlap(d: Detection, job: _Job = job) -> float:
-                return max(iou(d.box, job.ref_box), iou(d.box, job.track.det_box))
-
-            best = max(dets, key=overlap, default=None)
-            if best is not None and overlap(best) >= self.options.match_iou:
-                job.crop, job.detected, job.score = self.aligner.frame_for(best), True, best.score
+            det = job.det or self._best_detection(self._detect(group, job.pos), job)
+            if det is not None:
+                job.crop, job.det, job.crop_from_det = self.aligner.frame_for(det), det, True
                 retry.append(job)
         self._run(group, retry)
+
+    def _best_detection(self, dets: list[Detection], job: _Job) -> Detection | None:
+        """The detection overlapping most with where the face was expected or last detected."""
+        def overlap(d: Detection) -> float:
+            return max(iou(d.box, job.ref_box), iou(d.box, job.track.det_box))
+
+        best = max(dets, key=overlap, default=None)
+        return best if best is not None and overlap(best) >= self.options.match_iou else None
 
     # updating
     def _update(self, frame: VideoFrame, jobs: list[_Job]) -> FrameResult:
         faces = []
         for job in jobs:
             tr, weak = job.track, self._weak(job)
-            if weak and not job.detected:  # tracked crop without a face and no detection confirms it
+            if weak and job.det is None:  # no face in the tracked crop, and the detector did not see one
                 if tr.lost_at is None:
                     tr.lost_at, tr.weak = frame.timestamp, False
                 continue
@@ -643,7 +651,7 @@ class FaceTracker:
             tr.reset_smoother = False
         points = tr.smoother(raw, frame.timestamp) if self.options.smooth else raw
         lm = FaceLandmarks(box=geometry.box_from_points(points), score=job.score, points=points, confidence=job.conf)
-        return TrackedFace(face_id=tr.face_id, detected=job.detected, success=not weak, landmarks=lm)
+        return TrackedFace(face_id=tr.face_id, detected=job.det is not None, success=not weak, landmarks=lm)
 
 
 # -- the entry point -------------------------------------------------------------------------
@@ -785,10 +793,12 @@ class JsonWriter:
 def draw_frame(image: np.ndarray, result: FrameResult) -> np.ndarray:
     """The frame with boxes, points and face ids drawn."""
     out = draw_faces(image, [f.landmarks for f in result.faces])
+    size = max(image.shape[:2]) / 800
+    scale, thick = max(0.5, size), max(1, round(2 * size))
     for face in result.faces:
         x1, y1 = (int(round(v)) for v in face.landmarks.box[:2])
-        cv2.putText(out, f"id {face.face_id}", (x1, max(12, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
-                    (255, 160, 0), 1, cv2.LINE_AA)
+        cv2.putText(out, f"id {face.face_id}", (x1, max(int(20 * scale), y1 - 8)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 160, 0), thick, cv2.LINE_AA)
     return out
 
 
