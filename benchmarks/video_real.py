@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch / ORT CPU threads")
     p.add_argument("--videos", type=Path, default=VIDEOS, help="folder of clips")
     p.add_argument("--limit", type=int, default=None, help="at most this many clips (by name)")
-    p.add_argument("--max-frames", type=int, default=100, help="frames per clip (0: all)")
+    p.add_argument("--max-frames", type=int, default=60, help="frames per clip (0: all)")
     p.add_argument("--redetect-every", type=int, default=10)
     p.add_argument("--batch-frames", type=int, default=1)
     p.add_argument("--no-smooth", action="store_true")

@@ -661,6 +661,8 @@ class VideoTrack:
     """Iterator of :class:`FrameResult` over a video; :attr:`info` and (after iteration) :attr:`report`.
 
     Created by :func:`track`; the source is already open (bad input has raised by then).
+    Iterate it once, either directly or through :meth:`frames` (results with their images);
+    use it as a context manager (or call :meth:`close`) to release a camera when stopping early.
     """
 
     def __init__(self, aligner: Aligner, video: str | int | Path, options: TrackOptions) -> None:
@@ -669,6 +671,7 @@ class VideoTrack:
         self.info = self.reader.info
         self.tracker = FaceTracker(aligner, options)
         self.report = TrackReport(source=self.info.source, frames_expected=self.reader.expected_frames)
+        self._results: Iterator[FrameResult] | None = None
 
     def _groups(self) -> Iterator[list[VideoFrame]]:
         group: list[VideoFrame] = []
@@ -705,9 +708,25 @@ class VideoTrack:
             log.warning("%s: the stream broke after %d of %d expected frames (truncated or damaged file)",
                         self.info.source, self.report.frames_decoded, self.report.frames_expected)
 
-    def __iter__(self) -> Iterator[FrameResult]:
-        for result, _ in self.frames():
-            yield result
+    def __iter__(self) -> VideoTrack:
+        return self
+
+    def __next__(self) -> FrameResult:
+        if self._results is None:
+            self._results = (result for result, _ in self.frames())
+        return next(self._results)
+
+    def close(self) -> None:
+        """Stop early and release the source (a camera, for instance)."""
+        if self._results is not None:
+            self._results.close()
+        self.reader.close()
+
+    def __enter__(self) -> VideoTrack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _count(self, result: FrameResult) -> None:
         self.report.frames_decoded += 1

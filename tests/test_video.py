@@ -203,6 +203,10 @@ def test_track_api_yields_one_result_per_frame(aligner, face_image, tmp_path):
     for r in results:
         assert [f.face_id for f in r.faces] == [0]
         assert r.faces[0].landmarks.points.shape == (aligner.num_landmarks, 2)
+    with aligner.track(video, max_frames=2) as video_track:  # an iterator; stops and releases early
+        first = next(video_track)
+        assert first.frame == 0 and video_track.info.frame_count == 5
+    assert video_track.report.frames_decoded == 1
 
 
 @pytest.mark.parametrize("batch_frames", [1, 3])
