@@ -1,0 +1,4 @@
+"""Model export: ONNX fp32 / fp16 / int8 (+ a decoding graph), TensorRT engines, and the parity report.
+
+Entry point: ``facealign export`` (:mod:`export.cli`).
+"""

@@ -141,9 +141,13 @@ def _torch_export(module, example, path: Path, output_names: list[str], input_na
 
 
 def drop_unused_initializers(model) -> None:
-    """Remove initializers no node reads (the reduce axes left behind by the opset downgrade), in place."""
+    """Remove initializers and Constant nodes nothing reads (reduce axes left by the opset downgrade), in place."""
     used = {name for node in model.graph.node for name in node.input}
     used |= {o.name for o in model.graph.output}
+    nodes = [n for n in model.graph.node if n.op_type != "Constant" or any(o in used for o in n.output)]
+    if len(nodes) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
     keep = [init for init in model.graph.initializer if init.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
@@ -174,7 +178,9 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 3, manifest.input_size, manifest.input_size, generator=torch.Generator().manual_seed(0))
     _torch_export(net.eval().float(), example, out, [OUTPUT_NAME])
-    return _finish(out, manifest, {"outputs": OUTPUT_NAME})
+    _finish(out, manifest, {"outputs": OUTPUT_NAME})
+    check_io(out, manifest.num_landmarks, manifest.input_size, manifest.heatmap_size)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -163,16 +163,24 @@ def quantize_int8(
     per_channel: bool = True,
     keep_head_fp32: bool = True,
     method: str = "MinMax",
+    activations: str = "uint8",
+    reduce_range: bool = False,
 ) -> Path:
     """Static int8 QDQ quantization of an fp32 ONNX graph, calibrated on ``crops``.
 
-    Weights int8 per output channel, activations int8 (S8S8, the layout TensorRT and
-    the ORT CPU/GPU kernels take). ``keep_head_fp32`` leaves the last layer (the
-    heatmap head) in float so the heatmaps are not quantized to 256 levels, which
-    would move soft-argmax landmarks by a visible fraction of a pixel.
+    Weights int8 per output channel. Activations ``"uint8"`` (U8S8, asymmetric: the
+    fast path of ONNX Runtime's x86 CPU kernels, measured about 20 % faster than
+    S8S8 on an AVX512-VNNI CPU here) or ``"int8"`` (S8S8, symmetric: what TensorRT
+    takes). ``reduce_range`` (7-bit weights) avoids U8S8 saturation on x86 CPUs
+    without VNNI. ``keep_head_fp32`` leaves the last layer (the heatmap head) in
+    float so the heatmaps are not quantized to 256 levels, which would move
+    soft-argmax landmarks by a visible fraction of a pixel.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+    act_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    if activations not in act_types:
+        raise ValueError(f"int8 activations must be uint8 or int8, got {activations!r}")
     if method not in CalibrationMethod.__members__:
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CalibrationMethod.__members__)}")
     src, dst = Path(src), Path(dst)
@@ -189,16 +197,18 @@ def quantize_int8(
                 crop_reader(crops),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
-                activation_type=QuantType.QInt8,
+                activation_type=act_types[activations],
                 weight_type=QuantType.QInt8,
+                reduce_range=reduce_range,
                 nodes_to_exclude=_head_nodes(prepared) if keep_head_fp32 else [],
                 calibrate_method=CalibrationMethod[method],
-                extra_options={"CalibTensorRangeSymmetric": False},
+                extra_options={"ActivationSymmetric": activations == "int8"},
             )
     finally:
         root.setLevel(root_level)
     _stamp(dst, {**meta, "precision": "int8-qdq", "calibration_faces": str(len(crops)), "calibration_method": method,
-                 "int8_head": "fp32" if keep_head_fp32 else "int8"})
+                 "int8_head": "fp32" if keep_head_fp32 else "int8", "int8_activations": activations,
+                 "int8_reduce_range": str(reduce_range).lower()})
     return dst
 
 
