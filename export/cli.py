@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="uint8 (default: asymmetric U8S8, ONNX Runtime CPU's fast path) or int8 (symmetric S8S8)")
     parser.add_argument("--int8-reduce-range", action="store_true",
                         help="7-bit weights: avoids U8S8 saturation on x86 CPUs without VNNI")
+    parser.add_argument("--int8-no-subpixel", action="store_true",
+                        help="keep ConvTranspose layers as they are in the int8 graph (default: rewrite them as "
+                             "Conv + DepthToSpace, exact, so ONNX Runtime CPU runs them in int8)")
     parser.add_argument("--parity-data", type=Path, default=DEFAULT_PARITY_DATA,
                         help="folder of face images with .pts for the parity check (default ../shared/data/ytf68/val; "
                              "random-noise crops, with a note in the report, when absent)")
@@ -105,7 +108,8 @@ def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str],
         crops, note = face_crops(args.calib, args.calib_count, "int8 calibration")
         written.append(quantize_int8(out / FILES["onnx"], out / FILES["int8"], crops,
                                      keep_head_fp32=not args.int8_quantize_head, method=args.calib_method,
-                                     activations=args.int8_activations, reduce_range=args.int8_reduce_range))
+                                     activations=args.int8_activations, reduce_range=args.int8_reduce_range,
+                                     subpixel=not args.int8_no_subpixel))
         print(f"wrote {written[-1]} (calibration: {note})")
     if "decode" in targets:
         written.append(export_decode_onnx(out / FILES["onnx"], manifest, out / FILES["decode"]))

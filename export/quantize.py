@@ -110,6 +110,85 @@ def sort_nodes(graph) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# ConvTranspose -> sub-pixel convolution (for int8 on CPU)
+
+
+def _subpixel_weights(weight: np.ndarray, bias: np.ndarray | None, kernel: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Conv weights (4*Cout, Cin, k', k') + bias equivalent to a stride-2 ConvTranspose (k=4 p=1, or k=2 p=0)
+    followed by DepthToSpace(2, CRD). Output channel (o, ry, rx) is output pixel (2m+ry, 2n+rx) of channel o."""
+    cin, cout = weight.shape[:2]
+    if kernel == 2:
+        conv = weight.transpose(1, 2, 3, 0).reshape(cout * 4, cin, 1, 1)
+    else:
+        conv = np.zeros((cout, 2, 2, cin, 3, 3), weight.dtype)
+        for ry in range(2):
+            for rx in range(2):
+                for a in range(3):  # input row offset a - 1
+                    for b in range(3):
+                        ky, kx = ry + 1 - 2 * (a - 1), rx + 1 - 2 * (b - 1)
+                        if 0 <= ky < 4 and 0 <= kx < 4:
+                            conv[:, ry, rx, :, a, b] = weight[:, :, ky, kx].T
+        conv = conv.reshape(cout * 4, cin, 3, 3)
+    return np.ascontiguousarray(conv), None if bias is None else np.repeat(bias, 4)
+
+
+def _subpixel_kernel(node) -> int | None:
+    """4 or 2 for a ConvTranspose the sub-pixel rewrite handles exactly (stride 2, k4 p1 / k2 p0), else None."""
+    from onnx import helper
+
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    kernel = list(attrs.get("kernel_shape", []))
+    pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    plain = (attrs.get("group", 1) == 1 and list(attrs.get("dilations", [1, 1])) == [1, 1]
+             and not any(attrs.get("output_padding", [])) and "output_shape" not in attrs
+             and attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET") and list(attrs.get("strides", [])) == [2, 2])
+    if plain and kernel == [4, 4] and pads == [1, 1, 1, 1]:
+        return 4
+    if plain and kernel == [2, 2] and pads == [0, 0, 0, 0]:
+        return 2
+    return None
+
+
+def convtranspose_to_subpixel(model) -> int:
+    """Rewrite stride-2 ConvTranspose nodes as Conv + DepthToSpace (exact), in place; returns how many.
+
+    ONNX Runtime's CPU kernels have no int8 ConvTranspose, so a quantized
+    ConvTranspose runs dequantized in float; as a Conv it runs in int8.
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        kernel = _subpixel_kernel(node) if node.op_type == "ConvTranspose" else None
+        if kernel is None or node.input[1] not in inits or (len(node.input) > 2 and node.input[2] not in inits):
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
+        conv_w, conv_b = _subpixel_weights(weight, bias, kernel)
+        base = f"{node.name or node.output[0]}/subpixel"
+        model.graph.initializer.append(numpy_helper.from_array(conv_w, base + "/W"))
+        inputs = [node.input[0], base + "/W"]
+        if conv_b is not None:
+            model.graph.initializer.append(numpy_helper.from_array(conv_b, base + "/B"))
+            inputs.append(base + "/B")
+        pad = 1 if kernel == 4 else 0
+        nodes.append(helper.make_node("Conv", inputs, [base + "/out"], name=base + "/conv",
+                                      kernel_shape=[3, 3] if kernel == 4 else [1, 1], pads=[pad] * 4))
+        nodes.append(helper.make_node("DepthToSpace", [base + "/out"], list(node.output), name=base + "/d2s",
+                                      blocksize=2, mode="CRD"))
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    del model.graph.value_info[:]  # shapes changed inside; re-inferred by the quantizer
+    from .onnx import drop_unused_initializers
+
+    drop_unused_initializers(model)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------
 # int8 static QDQ
 
 
@@ -148,12 +227,20 @@ def _preprocess(src: Path, dst: Path) -> Path:
 
 
 def _head_nodes(model_path: Path) -> list[str]:
-    """Names of the nodes that write the graph's outputs (the heatmap head)."""
+    """Names of the nodes that compute the graph's outputs (the heatmap head, through any DepthToSpace)."""
     import onnx
 
     model = onnx.load(str(model_path), load_external_data=False)
-    outputs = {o.name for o in model.graph.output}
-    return [n.name for n in model.graph.node if outputs & set(n.output)]
+    producer = {out: n for n in model.graph.node for out in n.output}
+    heads, todo = [], [o.name for o in model.graph.output]
+    while todo:
+        node = producer.get(todo.pop())
+        if node is None or node.name in heads:
+            continue
+        heads.append(node.name)
+        if node.op_type in ("DepthToSpace", "Reshape", "Transpose"):  # data movement: the layer is behind it
+            todo.append(node.input[0])
+    return heads
 
 
 def quantize_int8(
@@ -165,6 +252,7 @@ def quantize_int8(
     method: str = "MinMax",
     activations: str = "uint8",
     reduce_range: bool = False,
+    subpixel: bool = True,
 ) -> Path:
     """Static int8 QDQ quantization of an fp32 ONNX graph, calibrated on ``crops``.
 
@@ -174,8 +262,12 @@ def quantize_int8(
     takes). ``reduce_range`` (7-bit weights) avoids U8S8 saturation on x86 CPUs
     without VNNI. ``keep_head_fp32`` leaves the last layer (the heatmap head) in
     float so the heatmaps are not quantized to 256 levels, which would move
-    soft-argmax landmarks by a visible fraction of a pixel.
+    soft-argmax landmarks by a visible fraction of a pixel. ``subpixel`` first rewrites
+    the stride-2 ConvTransposes as Conv + DepthToSpace (exact), so they run in int8
+    on ONNX Runtime's CPU kernels too.
     """
+    import onnx
+
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     act_types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
@@ -190,7 +282,13 @@ def quantize_int8(
     root.setLevel(logging.ERROR)  # the quantizer logs a warning per rank-1 weight it cannot quantize per channel
     try:
         with tempfile.TemporaryDirectory(prefix="facealign-int8-") as tmp:
-            prepared = _preprocess(src, Path(tmp) / "prepared.onnx")
+            source = src
+            if subpixel:
+                model = onnx.load(str(src))
+                if convtranspose_to_subpixel(model):
+                    source = Path(tmp) / "subpixel.onnx"
+                    onnx.save(model, str(source))
+            prepared = _preprocess(source, Path(tmp) / "prepared.onnx")
             quantize_static(
                 prepared,
                 dst,
@@ -208,7 +306,7 @@ def quantize_int8(
         root.setLevel(root_level)
     _stamp(dst, {**meta, "precision": "int8-qdq", "calibration_faces": str(len(crops)), "calibration_method": method,
                  "int8_head": "fp32" if keep_head_fp32 else "int8", "int8_activations": activations,
-                 "int8_reduce_range": str(reduce_range).lower()})
+                 "int8_reduce_range": str(reduce_range).lower(), "int8_subpixel": str(subpixel).lower()})
     return dst
 
 

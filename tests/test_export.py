@@ -117,7 +117,9 @@ def test_reduced_precision_graphs(exported: Path) -> None:
         assert out.shape == ref.shape and np.abs(out - ref).max() < tol
     ops = {n.op_type for n in onnx.load(str(exported / "model_int8.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
-    assert read_metadata(exported / "model_int8.onnx")["int8_head"] == "fp32"
+    int8_meta = read_metadata(exported / "model_int8.onnx")
+    assert int8_meta["int8_head"] == "fp32" and int8_meta["int8_subpixel"] == "true"
+    assert "DepthToSpace" in ops  # stride-2 ConvTransposes rewritten as Conv + DepthToSpace
 
 
 def test_decode_graph_matches_decoder(exported: Path) -> None:
@@ -261,3 +263,30 @@ def test_parity_helpers() -> None:
 def test_face_crops(shared_data: Path) -> None:
     crops = load_face_crops(shared_data / "ytf68" / "val", 2)
     assert crops.shape == (2, 3, 256, 256) and crops.dtype == np.float32 and 0.0 <= crops.min() and crops.max() <= 1.0
+
+
+@pytest.mark.parametrize(("kernel", "pads", "bias"), [(4, 1, True), (2, 0, False)])
+def test_convtranspose_to_subpixel_is_exact(kernel: int, pads: int, bias: bool) -> None:
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.quantize import convtranspose_to_subpixel
+
+    rng = np.random.default_rng(kernel)
+    inits = [numpy_helper.from_array(rng.standard_normal((3, 5, kernel, kernel)).astype(np.float32), "w")]
+    inputs = ["x", "w"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "b"))
+        inputs.append("b")
+    node = helper.make_node("ConvTranspose", inputs, ["y"], name="up", kernel_shape=[kernel, kernel], strides=[2, 2],
+                            pads=[pads] * 4)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 6, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5, 12, 14])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = rng.standard_normal((1, 3, 6, 7)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert convtranspose_to_subpixel(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Conv", "DepthToSpace"]
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(out, ref, atol=1e-5)
