@@ -38,6 +38,7 @@ class AutoEncoderConfig(BaseModel):
     image_gan_after: int = 1000
     checkpoint_every: int = 200
     max_images: int | None = None
+    augment: bool = True
     seed: int = 0
     threads: int | None = None
 
@@ -51,6 +52,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     faces = load_faces(cfg.data, cfg.size)
     if cfg.max_images:
         faces = faces[: cfg.max_images]
+    torch.manual_seed(cfg.seed)
     ae = AutoEncoder(cfg.size, cfg.width, cfg.z_dim)
     d_z, d_img = LatentDiscriminator(cfg.z_dim), ImageDiscriminator(width=16)
     opt_ae = torch.optim.Adam(ae.parameters(), lr=cfg.lr, betas=(0.0, 0.999))
@@ -72,8 +74,8 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     t0 = time.time()
     while step < cfg.steps:
         idx = rng.integers(0, len(faces), cfg.batch_size)
-        batch = np.stack([augment_face(faces[i], rng)[:, :, ::-1] for i in idx])  # BGR -> RGB
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+        batch = np.stack([(augment_face(faces[i], rng) if cfg.augment else faces[i])[:, :, ::-1] for i in idx])  # BGR -> RGB
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         target = x * 2 - 1
         use_img_gan = step >= cfg.image_gan_after and cfg.w_img > 0
 

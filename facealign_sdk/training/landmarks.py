@@ -51,6 +51,7 @@ class LandmarkConfig(BaseModel):
     encoder_lr: float = 1e-4
     lr_decay_at: float = Field(0.75, description="divide both lrs by 10 after this share of the steps")
     checkpoint_every: int = 200
+    augment: bool = True
     seed: int = 0
     threads: int | None = None
 
@@ -67,7 +68,7 @@ def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetCon
     """Crops (RGB uint8) and crop-pixel points -> (image tensor, target heatmaps)."""
     from .losses import gaussian_heatmaps
 
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     hm_pts = geometry.crop_to_heatmap(np.stack(points), cfg.heatmap_size, cfg.input_size)
     sigma = TARGET_SIGMA * cfg.heatmap_size / 128
     return x, gaussian_heatmaps(torch.from_numpy(hm_pts).float(), cfg.heatmap_size, sigma)
@@ -82,7 +83,7 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
         crops = [landmark_sample(it, cfg.input_size, None)[0] for it in chunk]
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div_(255.0)
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         pts, _ = decode_heatmaps(net(x).numpy(), "soft")
         for it, p in zip(chunk, pts):
             crop_pts = geometry.heatmap_to_crop(p, cfg.heatmap_size, cfg.input_size)
@@ -101,6 +102,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
     items = [it for src in cfg.train for it in load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False)]
     val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
+    torch.manual_seed(cfg.seed)
     net = LandmarkNet(cfg.net)
     state = run.load()
     if state is None and cfg.autoencoder:
@@ -117,7 +119,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         step, best = state["step"], state["best_nme"]
     base_lrs = [cfg.encoder_lr, cfg.lr]
     rng = np.random.default_rng(cfg.seed + step)
-    aug = LandmarkAugment()
+    aug = LandmarkAugment() if cfg.augment else LandmarkAugment(0, 0, 0, 0, 0, 0, 0, 0)
     net.train()
     losses: list[float] = []
     record: dict[str, float] = {}

@@ -1,0 +1,104 @@
+"""Training: both stages learn on a handful of images, checkpoints resume, data checks."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from facealign_sdk.pts import PtsError, read_pts, write_pts
+
+from .conftest import SAMPLES
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def annotated_folder(tmp_path_factory):
+    """Four small annotated images (the sample face, shifted) with a plausible 68-point layout."""
+    folder = tmp_path_factory.mktemp("annotated")
+    face = cv2.imread(str(SAMPLES / "face.jpg"))
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    base = np.stack([256 + 90 * np.cos(t), 250 + 110 * np.sin(t)], axis=1)
+    for i in range(4):
+        shift = np.array([i * 6.0, -i * 4.0])
+        img = cv2.warpAffine(face, np.float32([[1, 0, shift[0]], [0, 1, shift[1]]]), (512, 512))
+        cv2.imwrite(str(folder / f"img{i}.jpg"), img)
+        write_pts(folder / f"img{i}.pts", base + shift)
+    return folder
+
+
+def test_landmark_stage_loss_falls_and_resumes(annotated_folder, tmp_path):
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, load_trained, train_landmarks
+
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=str(annotated_folder), autoencoder=None,
+                         run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=4, steps=30,
+                         checkpoint_every=10, augment=False, lr=3e-3, encoder_lr=1e-3, lr_decay_at=1.0, threads=1)
+    train_landmarks(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30]
+    assert log[-1]["loss"] < 0.7 * log[0]["loss"]
+    # resume: a longer schedule continues from step 30, not from scratch
+    train_landmarks(cfg.model_copy(update={"steps": 40}), progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30, 40]
+    net = load_trained(tmp_path / "run" / "best.pt")
+    assert net(torch.zeros(1, 3, 256, 256)).shape == (1, 68, 128, 128)
+
+
+def test_autoencoder_stage_loss_falls(tmp_path):
+    from facealign_sdk.training.autoencoder import AutoEncoderConfig, train_autoencoder
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    img = cv2.imread(str(SAMPLES / "face.jpg"))
+    for i in range(4):
+        cv2.imwrite(str(faces / f"f{i}.png"), np.roll(img, 8 * i, axis=1))
+    cfg = AutoEncoderConfig(data=[str(faces)], run_dir=str(tmp_path / "ae"), width=8, batch_size=4, steps=60,
+                            checkpoint_every=20, image_gan_after=1000, lr=3e-3, augment=False, threads=1)
+    train_autoencoder(cfg, progress=False)
+    log = [json.loads(line) for line in (tmp_path / "ae" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["l1"] < 0.8 * log[0]["l1"], log
+
+
+def test_autoencoder_weights_initialise_the_landmark_net(tmp_path):
+    from facealign_sdk.nets import AutoEncoder, LandmarkNet, NetConfig
+    from facealign_sdk.training.landmarks import init_from_autoencoder
+
+    ae = AutoEncoder(128, width=8)
+    net = LandmarkNet(NetConfig(width=8))
+    n = init_from_autoencoder(net, ae.state_dict())
+    assert n > 50
+    assert torch.equal(net.encoder.layer4[0].conv1.weight, ae.encoder.layer4[0].conv1.weight)
+    assert torch.equal(net.generator.stages[0][0].conv1.weight, ae.generator.stages[0][0].conv1.weight)
+
+
+def test_generator_stays_frozen_in_train_mode():
+    from facealign_sdk.nets import LandmarkNet, NetConfig
+
+    net = LandmarkNet(NetConfig(width=8)).train()
+    assert not net.generator.training
+    assert not any(p.requires_grad for p in net.generator.parameters())
+    assert all(p.requires_grad for p in net.itls.parameters())
+
+
+def test_flip_permutation_is_an_involution():
+    from facealign_sdk.training.data import FLIP_68
+
+    assert sorted(FLIP_68) == list(range(68))
+    assert np.array_equal(FLIP_68[FLIP_68], np.arange(68))
+
+
+def test_pts_reader_errors_name_the_file(tmp_path):
+    p = tmp_path / "x.pts"
+    write_pts(p, np.zeros((5, 2)))
+    with pytest.raises(PtsError, match="x.pts.*expected 68"):
+        read_pts(p, 68)
+    p.write_text("version: 1\nn_points: 3\n{\n1 2\n}\n")
+    with pytest.raises(PtsError, match="header says 3"):
+        read_pts(p)
+    p.write_text("garbage")
+    with pytest.raises(PtsError, match="not a valid"):
+        read_pts(p)
+    assert np.allclose(read_pts(SAMPLES.parent / "tests" / "data" / "one_based.pts"), [[0, 0], [9, 19]])
