@@ -53,6 +53,11 @@ class OrtBackend:
             raise BackendError(f"{onnx_path}: ONNX Runtime cannot load it ({exc})") from exc
         inp = self.session.get_inputs()[0]
         out = self.session.get_outputs()[0]
+        if len(out.shape) != 4:
+            raise BackendError(
+                f"{onnx_path}: first output {out.name!r} has shape {out.shape}, expected heatmaps (N, L, H, W); "
+                "decode graphs (model_decode.onnx) are for thin clients, not this backend"
+            )
         self.input_name, self.output_name = inp.name, out.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
         self.num_landmarks = int(out.shape[1])
