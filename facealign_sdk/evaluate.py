@@ -361,7 +361,7 @@ def plot_ced(
     ax.set(xlabel="NME (% of outer-eye-corner distance)", ylabel="faces (%)", xlim=(0, limit * 100), ylim=(0, 100))
     ax.set_title("Cumulative error distribution")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
