@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import cv2
@@ -232,3 +233,19 @@ def test_empty_and_missing_folder_exit_2(tmp_path, tiny_model, eval_cli, capsys)
         assert eval_cli(["eval", str(folder), "--model", str(tiny_model), "--backend", "torch"]) == 2
         err = capsys.readouterr().err
         assert str(folder) in err and words in err
+
+
+def test_dlib_baseline_helpers_without_dlib(monkeypatch):
+    """The benchmark's pure helpers: upsampling rule and the dlib-like box (dlib itself is not needed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dlib_baseline", SAMPLES.parent / "benchmarks" / "dlib_baseline.py")
+    mod = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "dlib_baseline", mod)  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    assert mod.upsample_for(np.zeros((150, 120, 3))) == 2
+    assert mod.upsample_for(np.zeros((250, 200, 3))) == 1
+    assert mod.upsample_for(np.zeros((480, 640, 3))) == 0
+    pts = face_shape((100, 100, 200, 200))
+    x1, y1, x2, y2 = mod.dlib_box_from_points(pts)
+    assert x2 - x1 == pytest.approx(y2 - y1) and x1 < pts[36, 0] < pts[45, 0] < x2
