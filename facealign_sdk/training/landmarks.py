@@ -2,7 +2,10 @@
 
 SCAF schedule: ITLs, skips and head (``lr``) are trained jointly with the encoder
 (``encoder_lr``) from the start. Targets are Gaussians of sigma 7 px at 256
-(3.5 at the 128 heatmap), loss is MSE.
+(3.5 at the 128 heatmap). The loss is MSE weighted by ``1 + foreground_weight * target``:
+plain MSE sits for hundreds of steps on the all-zero solution (the peaks are a tiny share of
+the pixels); weighting the peaks gets past it at once (ytf68/val, width 16, 200 steps: NME
+30 % vs 133 %).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class LandmarkConfig(BaseModel):
     lr: float = 1e-3
     encoder_lr: float = 1e-4
     lr_decay_at: float = Field(0.75, description="divide both lrs by 10 after this share of the steps")
+    foreground_weight: float = Field(20.0, ge=0, description="extra MSE weight on the Gaussian peaks (0: plain MSE)")
     checkpoint_every: int = 200
     augment: bool = True
     seed: int = 0
@@ -72,6 +76,11 @@ def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetCon
     hm_pts = geometry.crop_to_heatmap(np.stack(points), cfg.heatmap_size, cfg.input_size)
     sigma = TARGET_SIGMA * cfg.heatmap_size / 128
     return x, gaussian_heatmaps(torch.from_numpy(hm_pts).float(), cfg.heatmap_size, sigma)
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float) -> torch.Tensor:
+    """Foreground-weighted MSE (x100 for readable numbers)."""
+    return torch.mean((pred - target) ** 2 * (1 + foreground_weight * target)) * 100
 
 
 @torch.no_grad()
@@ -131,7 +140,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
             group["lr"] = lr * factor
         samples = [landmark_sample(items[i], cfg.net.input_size, rng, aug) for i in rng.integers(0, len(items), cfg.batch_size)]
         x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
-        loss = torch.mean((net(x) - target) ** 2) * 100
+        loss = heatmap_loss(net(x), target, cfg.foreground_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
