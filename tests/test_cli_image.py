@@ -1,0 +1,71 @@
+"""`facealign image` and `facealign bench` through the CLI entry point: outputs and exit codes."""
+
+import csv
+import json
+
+import pytest
+
+from facealign_sdk.cli import main
+
+from .conftest import SAMPLES
+
+
+def test_image_json_csv_and_drawing(tiny_model, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["image", str(SAMPLES / "face.jpg"), str(SAMPLES / "two_faces.jpg"), "--model", str(tiny_model),
+               "--backend", "torch", "--out", str(out), "--draw", str(tmp_path / "draw")])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert [len(r["faces"]) for r in data] == [1, 2]
+    assert len(data[0]["faces"][0]["points"]) == 68
+    assert sorted(p.name for p in (tmp_path / "draw").iterdir()) == ["face_landmarks.jpg", "two_faces_landmarks.jpg"]
+    assert "backend torch:cpu" in capsys.readouterr().err
+
+    rows_path = tmp_path / "r.csv"
+    assert main(["image", str(SAMPLES), "--model", str(tiny_model), "--backend", "torch", "--out", str(rows_path)]) == 0
+    rows = list(csv.DictReader(rows_path.open()))
+    assert len(rows) == 3 and "x_67" in rows[0] and "c_0" in rows[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.jpg"], "no such file"),
+        (["{bad}"], "not a readable image"),
+        (["{face}", "--backend", "onnx"], "invalid choice"),
+        (["{face}", "--model", "no-such-model"], "not found"),
+        (["{face}", "--out", "{tmp}/r.txt"], ".json or .csv"),
+        (["{face}", "--out", "{tmp}/nodir/r.json"], "does not exist"),
+    ],
+)
+def test_image_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys, args, message):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    fmt = {"bad": str(bad), "face": str(SAMPLES / "face.jpg"), "tmp": str(tmp_path)}
+    argv = ["image"] + [a.format(**fmt) for a in args]
+    if "--model" not in argv:
+        argv += ["--model", str(tiny_model)]
+    try:
+        rc = main(argv)
+    except SystemExit as exc:  # argparse rejects unknown choices itself, also with exit 2
+        rc = exc.code
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+
+
+def test_existing_output_needs_overwrite(tiny_model, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    out.write_text("keep me")
+    assert main(["image", str(SAMPLES / "face.jpg"), "--model", str(tiny_model), "--out", str(out)]) == 2
+    assert out.read_text() == "keep me"
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_bench_reports_each_backend(tiny_model, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(tiny_model), "--backends", "torch", "--batch", "1,2", "--iters", "1",
+                 "--json", str(out)]) == 0
+    result = json.loads(out.read_text())["results"][0]
+    assert result["target"] == "torch" and result["net_ms_per_face_b2"] > 0 and result["end_to_end_ms_per_image"] > 0
+    assert main(["bench", "--model", str(tiny_model), "--backends", "tensorflow"]) == 2
