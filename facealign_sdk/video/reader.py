@@ -1,0 +1,179 @@
+"""Reading frames from a video file, a camera (index) or a folder of images."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..imageio import ImageError, read_image, to_bgr8
+from .results import SourceInfo
+
+log = logging.getLogger("facealign_sdk")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+DEFAULT_FOLDER_FPS = 30.0
+
+
+class VideoError(ValueError):
+    """A video source that cannot be used; the message says which and why."""
+
+
+@dataclass
+class VideoFrame:
+    """One decoded frame: 0-based index, timestamp (s) and the BGR image."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+def _camera_index(source: str | int | Path) -> int | None:
+    if isinstance(source, int):
+        return source
+    text = str(source)
+    return int(text) if text.isdigit() and not Path(text).exists() else None
+
+
+class VideoReader:
+    """Frames of a video file, a camera (index) or a folder of images, in order.
+
+    The source is opened and its first frame decoded in the constructor, so a missing,
+    empty or undecodable input fails *before* any work (``FileNotFoundError`` /
+    :class:`VideoError`). After iteration, :attr:`truncated` says whether fewer frames were
+    decoded than the source claimed (a broken stream) and :attr:`stop_reason` why it ended.
+    """
+
+    def __init__(self, source: str | int | Path, fps: float | None = None, max_frames: int | None = None) -> None:
+        self.max_frames = max_frames
+        self.frames_read = 0
+        self.stop_reason = ""
+        self._cap: cv2.VideoCapture | None = None
+        self._files: list[Path] = []
+        self._first: np.ndarray | None = None
+        self._t0 = 0.0
+        self._last_ts = -1.0
+        camera = _camera_index(source)
+        if camera is not None:
+            self.info = self._open_camera(camera, fps)
+        else:
+            path = Path(source)
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: no such file or folder")
+            self.info = self._open_folder(path, fps) if path.is_dir() else self._open_file(path, fps)
+
+    # opening
+    def _open_file(self, path: Path, fps: float | None) -> SourceInfo:
+        if not path.is_file():
+            raise VideoError(f"{path}: not a file")
+        if path.stat().st_size == 0:
+            raise VideoError(f"{path}: empty file (0 bytes)")
+        cap = cv2.VideoCapture(str(path))
+        ok, image = cap.read() if cap.isOpened() else (False, None)
+        if not ok or image is None:
+            cap.release()
+            raise VideoError(f"{path}: not a video OpenCV can decode")
+        self._cap, self._first = cap, image
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
+        return SourceInfo(source=str(path), kind="file", width=image.shape[1], height=image.shape[0], fps=rate,
+                          frame_count=count if count > 0 else None)
+
+    def _open_camera(self, index: int, fps: float | None) -> SourceInfo:
+        cap = cv2.VideoCapture(index)
+        ok, image = cap.read() if cap.isOpened() else (False, None)
+        if not ok or image is None:
+            cap.release()
+            raise VideoError(f"camera {index}: cannot be opened or gives no frames")
+        self._cap, self._first, self._t0 = cap, image, time.monotonic()
+        rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
+        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
+        return SourceInfo(source=f"camera {index}", kind="camera", width=image.shape[1], height=image.shape[0],
+                          fps=float(rate), frame_count=None)
+
+    def _open_folder(self, path: Path, fps: float | None) -> SourceInfo:
+        files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural_key)
+        if not files:
+            raise VideoError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+        try:
+            image = read_image(files[0])
+        except ImageError as exc:
+            raise VideoError(str(exc)) from exc
+        self._files, self._first = files, image
+        return SourceInfo(source=str(path), kind="folder", width=image.shape[1], height=image.shape[0],
+                          fps=fps or DEFAULT_FOLDER_FPS, frame_count=len(files))
+
+    # reading
+    @property
+    def expected_frames(self) -> int | None:
+        """Frames the source claims to hold (capped by ``max_frames``); None when unknown."""
+        n = self.info.frame_count
+        if self.max_frames is not None:
+            return min(n, self.max_frames) if n is not None else None
+        return n
+
+    @property
+    def truncated(self) -> bool:
+        """True when the stream ended before the frame count the container announced."""
+        expected = self.expected_frames
+        return self.stop_reason == "decode error" and expected is not None and self.frames_read < expected
+
+    def _timestamp(self, index: int) -> float:
+        if self.info.kind == "camera":
+            return time.monotonic() - self._t0
+        fallback = index / self.info.fps
+        if self.info.kind == "folder" or self._cap is None:
+            return fallback
+        ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+        ts = ms / 1000.0 if math.isfinite(ms) and ms >= 0 else fallback
+        if index > 0 and ts <= self._last_ts:  # no/duplicate container timestamps
+            ts = max(fallback, self._last_ts + 1.0 / self.info.fps)
+        return ts
+
+    def _next_image(self) -> np.ndarray | None:
+        if self._first is not None:
+            image, self._first = self._first, None
+            return image
+        if self._files:
+            if self.frames_read >= len(self._files):
+                return None
+            try:
+                return read_image(self._files[self.frames_read])
+            except ImageError as exc:
+                log.warning("%s", exc)
+                return None
+        ok, image = self._cap.read() if self._cap is not None else (False, None)
+        return image if ok else None
+
+    def __iter__(self) -> Iterator[VideoFrame]:
+        while self.max_frames is None or self.frames_read < self.max_frames:
+            image = self._next_image()
+            if image is None:
+                known = self.info.frame_count
+                self.stop_reason = "decode error" if known is not None and self.frames_read < known else "end"
+                break
+            ts = self._timestamp(self.frames_read)
+            self._last_ts = ts
+            frame = VideoFrame(self.frames_read, ts, to_bgr8(image))
+            self.frames_read += 1
+            yield frame
+        else:
+            self.stop_reason = "max_frames"
+        self.close()
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

@@ -1,0 +1,361 @@
+"""Tracking faces through a video, and :func:`track`, the entry point of the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from .. import geometry
+from ..detectors.base import Detection
+from ..results import FaceLandmarks
+from .reader import VideoFrame, VideoReader
+from .results import FrameResult, TrackedFace, TrackReport
+from .smoothing import LandmarkSmoother, SmoothingConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..aligner import Aligner
+
+log = logging.getLogger("facealign_sdk")
+
+
+class TrackOptions(BaseModel):
+    """Options of :func:`track` (also the ``facealign video`` flags)."""
+
+    redetect_every: int = Field(10, ge=0, description="run the detector every N frames (0: only when needed)")
+    min_confidence: float = Field(0.3, ge=0, le=1, description="below this mean confidence a face counts as lost")
+    max_faces: int | None = Field(None, ge=1, description="track at most this many faces (default: the Aligner's)")
+    smooth: bool = True
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    batch_frames: int = Field(1, ge=1, description="frames whose crops share one network call")
+    reacquire_seconds: float = Field(2.0, ge=0, description="a lost face found again within this keeps its id")
+    match_iou: float = Field(0.3, gt=0, le=1, description="min IoU to match a detection to a tracked face")
+    fps: float | None = Field(None, gt=0, description="frame rate for image folders (and when the file has none)")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
+    """Distance of the box centres in units of box ``b``'s size."""
+    size = math.sqrt(max((b[2] - b[0]) * (b[3] - b[1]), 1e-6))
+    return math.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / size
+
+
+@dataclass
+class _Track:
+    """State of one tracked face."""
+
+    face_id: int
+    crop: geometry.CropFrame
+    box: tuple[float, float, float, float]  # detector-like box of the last landmarks
+    det_box: tuple[float, float, float, float]  # the last detector box
+    score: float
+    smoother: LandmarkSmoother
+    points: np.ndarray | None = None
+    weak: bool = False  # last confidence below threshold: re-detect next frame
+    lost_at: float | None = None  # timestamp when lost; None while tracked
+    reset_smoother: bool = True
+
+
+@dataclass
+class _Job:
+    """One crop to run: a track in a frame."""
+
+    pos: int  # position in the group
+    track: _Track
+    crop: geometry.CropFrame
+    det: Detection | None  # the detection of this face in this frame, if the detector ran and found it
+    crop_from_det: bool  # the crop is the detector's (else: from the previous landmarks)
+    ref_box: tuple[float, float, float, float]  # where the face was expected
+    points: np.ndarray | None = None
+    conf: np.ndarray | None = None
+
+    @property
+    def score(self) -> float:
+        return self.det.score if self.det is not None else self.track.score
+
+
+@dataclass
+class _GroupState:
+    frames: list[VideoFrame]
+    detections: dict[int, list[Detection]] = field(default_factory=dict)
+
+
+class FaceTracker:
+    """Tracks faces through consecutive frames; feed groups of frames to :meth:`process`."""
+
+    def __init__(self, aligner: Aligner, options: TrackOptions) -> None:
+        self.aligner = aligner
+        self.options = options
+        self.max_faces = options.max_faces or aligner.max_faces
+        self.tracks: list[_Track] = []
+        self._next_id = 0
+        self._since_detect: int | None = None  # frames since the last detector run
+
+    @property
+    def faces_seen(self) -> int:
+        return self._next_id
+
+    # public
+    def process(self, frames: Sequence[VideoFrame]) -> list[FrameResult]:
+        """Landmarks for consecutive frames (all crops in one batched network call)."""
+        group = _GroupState(list(frames))
+        jobs = [job for pos in range(len(frames)) for job in self._plan(group, pos)]
+        self._run(group, jobs)
+        self._repair(group, [j for j in jobs if not j.crop_from_det and self._weak(j)])
+        return [self._update(group.frames[pos], [j for j in jobs if j.pos == pos]) for pos in range(len(frames))]
+
+    # planning
+    def _active(self) -> list[_Track]:
+        return [t for t in self.tracks if t.lost_at is None]
+
+    def _detect_due(self) -> bool:
+        n = self.options.redetect_every
+        active = self._active()
+        return (
+            self._since_detect is None
+            or not active
+            or any(t.weak for t in active)
+            or (n > 0 and self._since_detect >= n)
+        )
+
+    def _detect(self, group: _GroupState, pos: int) -> list[Detection]:
+        if pos not in group.detections:
+            dets = self.aligner.detect(group.frames[pos].image)
+            group.detections[pos] = dets[: self.max_faces] if self.max_faces else dets
+        return group.detections[pos]
+
+    def _plan(self, group: _GroupState, pos: int) -> list[_Job]:
+        if self._detect_due():
+            self._since_detect = 0
+            self._expire(group.frames[pos].timestamp)
+            jobs = self._associate(self._detect(group, pos), pos)
+        else:
+            jobs = [_Job(pos, t, t.crop, None, False, t.box) for t in self._active()]
+        self._since_detect = (self._since_detect or 0) + 1
+        return jobs
+
+    def _expire(self, now: float) -> None:
+        keep = self.options.reacquire_seconds
+        self.tracks = [t for t in self.tracks if t.lost_at is None or now - t.lost_at <= keep]
+
+    def _match(self, dets: list[Detection], tracks: list[_Track], lost: bool, taken: set[int]) -> dict[int, int]:
+        """Greedy matching detection index -> track index (highest IoU first)."""
+        pairs = []
+        for di, det in enumerate(dets):
+            if di in taken:
+                continue
+            for ti, tr in enumerate(tracks):
+                overlap = max(iou(det.box, tr.box), iou(det.box, tr.det_box))
+                dist = min(_centre_distance(det.box, tr.box), _centre_distance(det.box, tr.det_box))
+                if overlap >= self.options.match_iou or (lost and dist < 0.75):
+                    pairs.append((overlap, -dist, di, ti))
+        matched: dict[int, int] = {}
+        for _, _, di, ti in sorted(pairs, reverse=True):
+            if di not in matched and ti not in matched.values():
+                matched[di] = ti
+        return matched
+
+    def _associate(self, dets: list[Detection], pos: int) -> list[_Job]:
+        """Match detections to tracked, then to lost faces; start new tracks; make this frame's jobs."""
+        active = self._active()
+        lost = [t for t in self.tracks if t.lost_at is not None]
+        on_active = self._match(dets, active, False, set())
+        on_lost = self._match(dets, lost, True, set(on_active))
+        jobs: list[_Job] = []
+        for di, ti in on_active.items():
+            tr, det = active[ti], dets[di]
+            if tr.weak or iou(det.box, tr.box) < 0.5:  # drifted or unsure: take the detector's crop
+                jobs.append(self._det_job(pos, tr, det))
+            else:  # confirmed where the landmarks put it: keep the (steadier) landmark crop
+                jobs.append(_Job(pos, tr, tr.crop, det, False, tr.box))
+                tr.det_box = det.box
+        for di, ti in on_lost.items():
+            tr = lost[ti]
+            tr.lost_at, tr.reset_smoother = None, True
+            jobs.append(self._det_job(pos, tr, dets[di]))
+        matched_tracks = {id(j.track) for j in jobs}
+        jobs += [_Job(pos, t, t.crop, None, False, t.box) for t in active if id(t) not in matched_tracks]
+        free = [d for i, d in enumerate(dets) if i not in on_active and i not in on_lost]
+        for det in free:
+            if self.max_faces and len(self._active()) >= self.max_faces:
+                break
+            tr = self._new_track(det)
+            jobs.append(self._det_job(pos, tr, det))
+        return jobs
+
+    def _new_track(self, det: Detection) -> _Track:
+        tr = _Track(self._next_id, self.aligner.frame_for(det), det.box, det.box, det.score,
+                    LandmarkSmoother(self.options.smoothing))
+        self._next_id += 1
+        self.tracks.append(tr)
+        return tr
+
+    def _det_job(self, pos: int, tr: _Track, det: Detection) -> _Job:
+        tr.crop, tr.box, tr.det_box, tr.score = self.aligner.frame_for(det), det.box, det.box, det.score
+        return _Job(pos, tr, tr.crop, det, True, det.box)
+
+    # running
+    def _run(self, group: _GroupState, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        points, conf = self.aligner.landmarks_in_frames([(group.frames[j.pos].image, j.crop) for j in jobs])
+        for job, p, c in zip(jobs, points, conf):
+            job.points, job.conf = p, c
+
+    def _weak(self, job: _Job) -> bool:
+        return job.conf is None or float(job.conf.mean()) < self.options.min_confidence
+
+    def _repair(self, group: _GroupState, failed: list[_Job]) -> None:
+        """Crops from landmarks that lost the face: retry from the detector's box in that frame."""
+        retry = []
+        for job in failed:
+            det = job.det or self._best_detection(self._detect(group, job.pos), job)
+            if det is not None:
+                job.crop, job.det, job.crop_from_det = self.aligner.frame_for(det), det, True
+                retry.append(job)
+        self._run(group, retry)
+
+    def _best_detection(self, dets: list[Detection], job: _Job) -> Detection | None:
+        """The detection overlapping most with where the face was expected or last detected."""
+        def overlap(d: Detection) -> float:
+            return max(iou(d.box, job.ref_box), iou(d.box, job.track.det_box))
+
+        best = max(dets, key=overlap, default=None)
+        return best if best is not None and overlap(best) >= self.options.match_iou else None
+
+    # updating
+    def _update(self, frame: VideoFrame, jobs: list[_Job]) -> FrameResult:
+        faces = []
+        for job in jobs:
+            tr, weak = job.track, self._weak(job)
+            if weak and job.det is None:  # no face in the tracked crop, and the detector did not see one
+                if tr.lost_at is None:
+                    tr.lost_at, tr.weak = frame.timestamp, False
+                continue
+            faces.append(self._face(frame, job, weak))
+        faces.sort(key=lambda f: f.face_id)
+        return FrameResult(frame=frame.index, timestamp=frame.timestamp, width=frame.image.shape[1],
+                           height=frame.image.shape[0], faces=faces)
+
+    def _face(self, frame: VideoFrame, job: _Job, weak: bool) -> TrackedFace:
+        tr = job.track
+        raw = job.points
+        tr.points, tr.weak, tr.lost_at, tr.score = raw, weak, None, job.score
+        tr.crop = self.aligner.frame_from_landmarks(raw)
+        tr.box = geometry.box_from_points(raw)
+        if tr.reset_smoother:
+            tr.smoother.reset()
+            tr.reset_smoother = False
+        points = tr.smoother(raw, frame.timestamp) if self.options.smooth else raw
+        lm = FaceLandmarks(box=geometry.box_from_points(points), score=job.score, points=points, confidence=job.conf)
+        return TrackedFace(face_id=tr.face_id, detected=job.det is not None, success=not weak, landmarks=lm)
+
+
+# -- the entry point -------------------------------------------------------------------------
+
+
+class VideoTrack:
+    """Iterator of :class:`FrameResult` over a video; :attr:`info` and (after iteration) :attr:`report`.
+
+    Created by :func:`track`; the source is already open (bad input has raised by then).
+    Iterate it once, either directly or through :meth:`frames` (results with their images);
+    use it as a context manager (or call :meth:`close`) to release a camera when stopping early.
+    """
+
+    def __init__(self, aligner: Aligner, video: str | int | Path, options: TrackOptions) -> None:
+        self.options = options
+        self.reader = VideoReader(video, fps=options.fps, max_frames=options.max_frames)
+        self.info = self.reader.info
+        self.tracker = FaceTracker(aligner, options)
+        self.report = TrackReport(source=self.info.source, frames_expected=self.reader.expected_frames)
+        self._results: Iterator[FrameResult] | None = None
+
+    def _groups(self) -> Iterator[list[VideoFrame]]:
+        group: list[VideoFrame] = []
+        for frame in self.reader:
+            group.append(frame)
+            if len(group) >= self.options.batch_frames:
+                yield group
+                group = []
+        if group:
+            yield group
+
+    def frames(self) -> Iterator[tuple[FrameResult, np.ndarray]]:
+        """Like iterating, but each result comes with its decoded BGR frame (for drawing)."""
+        start = time.perf_counter()
+        try:
+            for group in self._groups():
+                for result, frame in zip(self.tracker.process(group), group):
+                    self._count(result)
+                    self.report.seconds = time.perf_counter() - start
+                    yield result, frame.image
+        except KeyboardInterrupt:
+            self.report.interrupted, self.report.stop_reason = True, "interrupted"
+            raise
+        except GeneratorExit:
+            self.report.stop_reason = "stopped by the caller"
+            raise
+        finally:
+            self.reader.close()
+            self.report.seconds = time.perf_counter() - start
+            self.report.faces_seen = self.tracker.faces_seen
+        self.report.stop_reason = self.reader.stop_reason
+        self.report.truncated = self.reader.truncated
+        if self.report.truncated:
+            log.warning("%s: the stream broke after %d of %d expected frames (truncated or damaged file)",
+                        self.info.source, self.report.frames_decoded, self.report.frames_expected)
+
+    def __iter__(self) -> VideoTrack:
+        return self
+
+    def __next__(self) -> FrameResult:
+        if self._results is None:
+            self._results = (result for result, _ in self.frames())
+        return next(self._results)
+
+    def close(self) -> None:
+        """Stop early and release the source (a camera, for instance)."""
+        if self._results is not None:
+            self._results.close()
+        self.reader.close()
+
+    def __enter__(self) -> VideoTrack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _count(self, result: FrameResult) -> None:
+        self.report.frames_decoded += 1
+        if result.faces:
+            self.report.frames_with_face += 1
+        self.report.face_rows += len(result.faces)
+
+
+def track(aligner: Aligner, video: str | int | Path, **options: Any) -> VideoTrack:
+    """Landmarks for every frame of ``video`` (a file, a camera index like ``0``, or an image folder).
+
+    Opens the source at once (``FileNotFoundError`` / :class:`VideoError` for bad input) and
+    returns an iterator of :class:`FrameResult`, one per decoded frame in order. ``options``
+    are :class:`TrackOptions` fields (``smoothing`` may be a dict or :class:`OneEuroConfig`).
+    After the loop, ``.report`` (:class:`TrackReport`) says e.g. whether the stream was truncated.
+    """
+    return VideoTrack(aligner, video, TrackOptions(**options))
