@@ -102,3 +102,19 @@ def test_pts_reader_errors_name_the_file(tmp_path):
     with pytest.raises(PtsError, match="not a valid"):
         read_pts(p)
     assert np.allclose(read_pts(SAMPLES.parent / "tests" / "data" / "one_based.pts"), [[0, 0], [9, 19]])
+
+
+def test_landmark_stage_warm_starts_from_a_model_folder(annotated_folder, tiny_model, tmp_path):
+    from facealign_sdk.backends.torch_backend import load_network
+    from facealign_sdk.model import load_manifest
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, load_trained, train_landmarks
+
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=None, autoencoder="does-not-matter",
+                         init_model=str(tiny_model), run_dir=str(tmp_path / "run"), net=NetConfig(width=8),
+                         batch_size=2, steps=1, checkpoint_every=1, lr=0.0, encoder_lr=0.0, threads=1)
+    train_landmarks(cfg, progress=False)
+    trained = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["net"]
+    reference = load_network(tiny_model, load_manifest(tiny_model)).state_dict()
+    assert torch.equal(trained["head.weight"], reference["head.weight"])
+    assert load_trained(tmp_path / "run" / "last.pt").config.width == 8

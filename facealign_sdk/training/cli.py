@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lm.add_argument("--data", nargs="+", help="annotated folders (image + .pts); FOLDER:0.25 holds out 25%%")
     lm.add_argument("--val", help="annotated folder for validation NME")
     lm.add_argument("--autoencoder", help="autoencoder run folder or checkpoint to start from")
+    lm.add_argument("--init-model", help="model folder to warm-start from instead (e.g. models/fabrec-scaf-w32)")
     lm.add_argument("--num-landmarks", type=int, help="landmarks per face (custom schemes)")
     lm.add_argument("--width", type=int, help="network width (channels of the first stage)")
     for p in (ae, lm):
@@ -69,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         for spec in args.data:
             folder, _, frac = spec.partition(":")
             sources.append(DataSource(folder=folder, held_out=float(frac) if frac else None))
-    cfg = _config(LandmarkConfig, args, {**common, "train": sources, "val": args.val, "autoencoder": args.autoencoder})
+    cfg = _config(LandmarkConfig, args, {**common, "train": sources, "val": args.val, "autoencoder": args.autoencoder,
+                                              "init_model": args.init_model})
     if args.num_landmarks or args.width:
         cfg.net = cfg.net.model_copy(update={k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v})
     _say_resume(cfg.run_dir)

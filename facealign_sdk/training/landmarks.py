@@ -46,6 +46,7 @@ class LandmarkConfig(BaseModel):
     val: str | None = "../shared/data/ytf68/val"
     val_images: int = 128
     autoencoder: str | None = "runs/ae128"
+    init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
     run_dir: str = "runs/lm"
     net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
     batch_size: int = 16
@@ -114,7 +115,14 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     torch.manual_seed(cfg.seed)
     net = LandmarkNet(cfg.net)
     state = run.load()
-    if state is None and cfg.autoencoder:
+    if state is None and cfg.init_model:
+        from ..backends.torch_backend import load_network
+        from ..model import load_manifest
+
+        model_dir = Path(cfg.init_model)
+        net.load_state_dict(load_network(model_dir, load_manifest(model_dir)).state_dict())
+        print(f"initialised from model {model_dir}")
+    elif state is None and cfg.autoencoder:
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
     enc_params = list(net.encoder.parameters())

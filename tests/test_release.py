@@ -1,0 +1,52 @@
+"""The released model in models/: present, consistent, and the same on ONNX Runtime and PyTorch."""
+
+import numpy as np
+import pytest
+
+from facealign_sdk.aligner import Aligner
+from facealign_sdk.model import DEFAULT_MODEL, REPO_MODELS, load_manifest, sha256
+
+from .conftest import SAMPLES, has_module
+
+MODEL_DIR = REPO_MODELS / DEFAULT_MODEL
+
+
+def test_released_model_folder_is_complete():
+    manifest = load_manifest(MODEL_DIR)
+    assert manifest.num_landmarks == 68 and manifest.input_size == 256 and manifest.heatmap_size == 128
+    assert sha256(MODEL_DIR / "model.safetensors") == manifest.weights_sha256
+    assert (MODEL_DIR / "model.onnx").is_file() and (MODEL_DIR / "CARD.md").is_file()
+    card = (MODEL_DIR / "CARD.md").read_text()
+    assert "non-commercial" in card and "NME" in card
+
+
+def test_default_aligner_uses_onnx_runtime_on_cpu():
+    aligner = Aligner()
+    assert aligner.backend_name.startswith("ort:")
+    faces = aligner.align(SAMPLES / "face.jpg")
+    assert len(faces) == 1 and faces[0].points.shape == (68, 2)
+    # the points lie on the face: inside the (slightly enlarged) detector box
+    x1, y1, x2, y2 = faces[0].box
+    pts = faces[0].points
+    w, h = x2 - x1, y2 - y1
+    assert (pts[:, 0] > x1 - 0.2 * w).all() and (pts[:, 0] < x2 + 0.2 * w).all()
+    assert (pts[:, 1] > y1 - 0.2 * h).all() and (pts[:, 1] < y2 + 0.3 * h).all()
+
+
+@pytest.mark.skipif(not has_module("torch"), reason="PyTorch not installed")
+def test_onnx_runtime_and_torch_agree_within_0_05_px():
+    ort_faces = Aligner(backend="ort").align(SAMPLES / "two_faces.jpg")
+    torch_faces = Aligner(backend="torch").align(SAMPLES / "two_faces.jpg")
+    assert len(ort_faces) == len(torch_faces) == 2
+    for a, b in zip(ort_faces, torch_faces):
+        assert np.abs(a.points - b.points).max() < 0.05
+        assert np.abs(a.confidence - b.confidence).max() < 0.01
+
+
+def test_onnx_metadata_carries_the_manifest():
+    pytest.importorskip("onnx")
+    from export.onnx import read_metadata
+
+    meta = read_metadata(MODEL_DIR / "model.onnx")
+    assert meta["num_landmarks"] == "68"
+    assert meta["weights_sha256"] == load_manifest(MODEL_DIR).weights_sha256
