@@ -8,6 +8,10 @@ import cv2
 import numpy as np
 
 
+# image file types the SDK reads from folders (images, annotated sets, image-sequence "videos")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
 class ImageError(ValueError):
     """An image that cannot be used; the message says which and why."""
 
@@ -49,3 +53,14 @@ def read_image(path: str | Path) -> np.ndarray:
     if image is None:
         raise ImageError(f"{path}: not a readable image")
     return to_bgr8(image, str(path))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files of a folder, sorted by name; error if the folder is missing or has none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images found")
+    return files

@@ -12,8 +12,8 @@ import cv2
 from tqdm import tqdm
 
 from ..aligner import Aligner
+from ..imageio import list_images
 from ..results import ImageLandmarks, draw_faces
-from ..training.data import IMAGE_SUFFIXES
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +38,7 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise FileNotFoundError(f"{p}: folder has no images")
-            files += found
+            files += list_images(p)
         elif p.exists():
             files.append(p)
         else:

@@ -15,10 +15,8 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import geometry
-from ..imageio import read_image
+from ..imageio import list_images, read_image
 from ..pts import read_pts
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 # iBUG 68-point mirror permutation: index i of a flipped face is point FLIP_68[i] of the original
 FLIP_68 = np.array(
@@ -31,17 +29,6 @@ FLIP_68 = np.array(
     + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
     + [64, 63, 62, 61, 60, 67, 66, 65]
 )
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files of a folder, sorted; error if the folder is missing or empty."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: no such folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FileNotFoundError(f"{folder}: no images found")
-    return files
 
 
 def is_held_out(path: Path, fraction: float) -> bool:

@@ -13,12 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..imageio import ImageError, read_image, to_bgr8
+from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_bgr8
 from .results import SourceInfo
 
 log = logging.getLogger("facealign_sdk")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_FOLDER_FPS = 30.0
 
 
