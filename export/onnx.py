@@ -306,14 +306,7 @@ def check_io(path: str | Path, num_landmarks: int, input_size: int, heatmap_size
         raise ValueError(f"{path}: output {out.name} {dims(out)} is not [batch, {num_landmarks}, {heatmap_size}, {heatmap_size}]")
 
 
-def onnx_sha256(path: str | Path) -> str:
-    """sha256 of an artifact file."""
-    from facealign_sdk.model import sha256
-
-    return sha256(Path(path))
-
-
 __all__ = [
     "INPUT_NAME", "METADATA_KEY", "OPSET", "OUTPUT_NAME", "check_io", "downgrade_to_opset17", "export_decode_onnx",
-    "export_onnx", "manifest_metadata", "onnx_sha256", "read_metadata", "set_metadata",
+    "export_onnx", "manifest_metadata", "read_metadata", "set_metadata",
 ]

@@ -190,15 +190,6 @@ def _report_skip(exc: Exception, skipped: list[str] | None) -> None:
 
 
 # -- matching a detection to the annotated face ------------------------------------------------------
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match_box(
     boxes: Sequence[Sequence[float]], reference: Sequence[float], min_iou: float = MATCH_IOU
 ) -> int | None:
@@ -210,7 +201,7 @@ def match_box(
     rc = np.array([(reference[0] + reference[2]) / 2, (reference[1] + reference[3]) / 2])
     best, best_dist = None, math.inf
     for i, b in enumerate(boxes):
-        if iou(b, reference) < min_iou:
+        if geometry.box_iou(b, reference) < min_iou:
             continue
         dist = float(np.hypot(*(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) - rc)))
         if dist < best_dist:

@@ -144,6 +144,17 @@ def box_from_points(points: np.ndarray) -> tuple[float, float, float, float]:
     return (cx - half, cy - half, cx + half, cy + half)
 
 
+def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (0 for disjoint or empty boxes)."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def roll_from_eyes(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
     """Face roll (radians) from the two eye centres (image-left eye first)."""
     dx, dy = np.asarray(left_eye, float) - np.asarray(right_eye, float)

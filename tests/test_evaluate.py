@@ -126,7 +126,7 @@ def test_match_box_prefers_overlapping_nearest_centre():
     boxes = [(0, 0, 50, 50), (120, 110, 220, 210), (102, 98, 198, 202)]
     assert evaluate.match_box(boxes, ref) == 2
     assert evaluate.match_box([(0, 0, 50, 50)], ref) is None
-    assert evaluate.iou(ref, ref) == 1.0
+    assert geometry.box_iou(ref, ref) == 1.0
 
 
 def test_parse_folder_spec_and_held_out(face_folder):

@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .. import geometry
+from ..geometry import box_iou as iou
 from ..detectors.base import Detection
 from ..results import FaceLandmarks
 from .reader import VideoFrame, VideoReader
@@ -39,17 +40,6 @@ class TrackOptions(BaseModel):
     match_iou: float = Field(0.3, gt=0, le=1, description="min IoU to match a detection to a tracked face")
     fps: float | None = Field(None, gt=0, description="frame rate for image folders (and when the file has none)")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
