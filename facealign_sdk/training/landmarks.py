@@ -25,6 +25,7 @@ from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import RunDir
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
+from .losses import gaussian_heatmaps
 
 
 class DataSource(BaseModel):
@@ -71,8 +72,6 @@ def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor]) -
 
 def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops (RGB uint8) and crop-pixel points -> (image tensor, target heatmaps)."""
-    from .losses import gaussian_heatmaps
-
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     hm_pts = geometry.crop_to_heatmap(np.stack(points), cfg.heatmap_size, cfg.input_size)
     sigma = TARGET_SIGMA * cfg.heatmap_size / 128
