@@ -14,7 +14,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from facealign_sdk.decode import CONFIDENCE_WINDOW, TARGET_SIGMA, _expected_mass
+from facealign_sdk.decode import CONFIDENCE_WINDOW, SMOOTH_SIGMA, TARGET_SIGMA, _expected_mass, smoothing_kernel
 from facealign_sdk.model import Manifest
 
 OPSET = 17
@@ -188,7 +188,8 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
 
 
 def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
-                    confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA):
+                    confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA,
+                    smooth_sigma: float = SMOOTH_SIGMA):
     """A torch module ``heatmaps -> (points, scores)``: ``decode_heatmaps(..., "soft")`` written in tensor ops."""
     import torch
     from torch import nn
@@ -206,11 +207,23 @@ def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
             self.conf_radius = confidence_window // 2
             self.power = soft_power
             self.expected_mass = _expected_mass(confidence_window, sigma)
+            kernel = torch.from_numpy(smoothing_kernel(smooth_sigma)) if smooth_sigma > 0 else torch.ones(1)
+            self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1))
+            self.register_buffer("kernel_y", kernel.view(1, 1, -1, 1))
+
+        def smooth(self, hm: torch.Tensor) -> torch.Tensor:
+            """Gaussian blur of every map, zero outside (facealign_sdk.decode.smooth_heatmaps)."""
+            n, lm, h, w = hm.shape
+            r = self.kernel_x.shape[-1] // 2
+            x = hm.reshape(n * lm, 1, h, w)
+            x = nn.functional.conv2d(x, self.kernel_x, padding=(0, r))
+            x = nn.functional.conv2d(x, self.kernel_y, padding=(r, 0))
+            return x.reshape(n, lm, h, w)
 
         def forward(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             n, lm, h, w = hm.shape
             flat = hm.reshape(n, lm, h * w)
-            idx = flat.argmax(dim=-1)  # (N, L)
+            idx = self.smooth(hm).reshape(n, lm, h * w).argmax(dim=-1)  # (N, L)
             iy = torch.div(idx, w, rounding_mode="floor")
             ix = idx - iy * w
 

@@ -80,6 +80,7 @@ class EvalResult(BaseModel):
     model: str = ""
     backend: str = ""
     refine: str = ""
+    smooth: bool = True
     held_out_fraction: float | None = None
     seconds: float = 0.0
     skipped: list[str] = Field(default_factory=list, description="bad items reported and skipped (--skip-bad)")
@@ -305,7 +306,8 @@ def evaluate_folder(
     items = evaluate_samples(aligner, samples, mode, progress, skip_bad, skipped, f"{set_name(folder)} {mode}")
     return EvalResult(
         folder=str(folder), mode=mode, model=getattr(aligner.manifest, "name", ""),
-        backend=aligner.backend_name, refine=aligner.refine, held_out_fraction=held_out,
+        backend=aligner.backend_name, refine=aligner.refine, smooth=aligner.smooth,
+        held_out_fraction=held_out,
         seconds=round(time.perf_counter() - start, 3), skipped=skipped,
         summary=summarise(errors_array(items)), items=items,
     )
@@ -396,6 +398,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N images per folder (evenly spaced)")
     parser.add_argument("--refine", choices=REFINE_MODES, default="soft", help="subpixel refinement (default: soft)")
+    parser.add_argument("--no-smooth", dest="smooth", action="store_false",
+                        help="seek heatmap peaks without the Gaussian smoothing")
     parser.add_argument("--ced", type=Path, default=None, metavar="PNG", help="write a CED plot")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write per-image errors and summaries")
     parser.add_argument("--skip-bad", action="store_true",
@@ -413,7 +417,8 @@ def run(args: argparse.Namespace) -> int:
         select_images(folder, held_out, args.limit)  # fail fast on a missing/empty folder
     from .aligner import Aligner
 
-    aligner = Aligner(model=args.model, backend=args.backend, device=args.device, refine=args.refine)
+    aligner = Aligner(model=args.model, backend=args.backend, device=args.device, refine=args.refine,
+                      smooth=args.smooth)
     modes = MODES if args.mode == "both" else (args.mode,)
     try:
         results = [
@@ -424,7 +429,7 @@ def run(args: argparse.Namespace) -> int:
     except EvalItemError as exc:
         print(f"facealign eval: failed: {exc}", file=sys.stderr)
         return 1
-    print(f"model {aligner.manifest.name}, backend {aligner.backend_name}, refine {aligner.refine}")
+    print(f"model {aligner.manifest.name}, backend {aligner.backend_name}, refine {aligner.refine}, smooth {aligner.smooth}")
     print(format_table(results))
     print(TABLE_NOTE)
     if args.json is not None:
