@@ -66,6 +66,11 @@ class ParityReport(BaseModel):
     criterion: str = CRITERION
     reference: str = "PyTorch fp32 (load_network), CPU"
     reference_ms_per_face: float | None = None
+    reference_noise_px: dict[str, float] = Field(
+        default_factory=dict,
+        description="how far the PyTorch model's own landmarks move when +-0.5 grey level of uniform noise is "
+                    "added to the crops (mean / p99 / max px): the floor below which no artifact can be judged",
+    )
     bench: str = ""
     rows: list[ArtifactParity] = Field(default_factory=list)
     passed: bool = True
@@ -222,6 +227,9 @@ def run_parity(net, manifest: Manifest, artifacts: list[Path], crops: np.ndarray
     ref_hm = run_batched(ref_run, crops)
     ref_px = landmarks_px(ref_hm, manifest)
     rows = [compare_artifact(Path(p), manifest, crops, ref_hm, ref_px, limits, bench, repeats) for p in artifacts]
+    noise = np.random.default_rng(0).uniform(-0.5 / 255, 0.5 / 255, crops.shape).astype(np.float32)
+    noisy_px = landmarks_px(run_batched(ref_run, np.clip(crops + noise, 0.0, 1.0)), manifest)
+    noise_stats = {k.removeprefix("landmark_").removesuffix("_px"): v for k, v in landmark_stats(ref_px, noisy_px).items()}
 
     return ParityReport(
         model=manifest.name,
@@ -229,6 +237,7 @@ def run_parity(net, manifest: Manifest, artifacts: list[Path], crops: np.ndarray
         faces=len(crops),
         data=data_note,
         reference_ms_per_face=ms_per_face(ref_run, crops, repeats=repeats) if bench else None,
+        reference_noise_px=noise_stats,
         bench=(f"ms/face: median of {repeats} runs of batch {BENCH_BATCH} after a warm-up, ONNX Runtime CPU "
                f"(TensorRT on GPU for .engine), {os.cpu_count()} CPU cores; compare only numbers from one machine")
         if bench else "not measured",
@@ -261,6 +270,10 @@ def format_table(report: ParityReport) -> str:
             f"{r.landmark_mean_px:8.4f} {r.landmark_p99_px:8.4f} {r.landmark_max_px:8.4f} {r.limit_px:6.2f} "
             f"{_fmt(r.ms_per_face, '8.2f'):>8}  {'ok' if r.passed else 'FAIL'}"
         )
+    if report.reference_noise_px:
+        n = report.reference_noise_px
+        lines.append(f"noise floor: the PyTorch model itself with +-0.5 grey-level input noise moves landmarks "
+                     f"mean {n['mean']:.4f} / p99 {n['p99']:.4f} / max {n['max']:.4f} px")
     lines.append(f"overall: {'PASS' if report.passed else 'FAIL'}")
     return "\n".join(lines)
 

@@ -64,6 +64,7 @@ def test_artifacts_and_report(exported: Path) -> None:
     assert rows["model_decode.onnx"].heatmap_max_abs is None and rows["model_decode.onnx"].landmark_p99_px < 0.05
     assert all(r.ms_per_face and r.ms_per_face > 0 for r in report.rows)
     assert rows["model_int8.onnx"].limit_px == 0.5
+    assert set(report.reference_noise_px) == {"mean", "p99", "max"} and report.reference_noise_px["max"] >= 0
 
 
 def test_fp32_graph(exported: Path, tiny_model: Path) -> None:
