@@ -16,6 +16,7 @@ from .detectors.base import Detection, FaceDetector
 from .imageio import read_image, to_bgr8
 from .model import ModelError, load_manifest, resolve_model_dir
 from .results import FaceLandmarks
+from .schemes import mirror_permutation
 
 log = logging.getLogger("facealign_sdk")
 
@@ -49,6 +50,8 @@ class Aligner:
         refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.
         smooth: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
             costs a few ms per face on CPU, see ``facealign_sdk.decode.SMOOTH_SIGMA``).
+        flip: also run each crop mirrored and average the (un-mirrored) heatmaps: a little more
+            accurate, twice the network time. Needs a landmark scheme with a known mirror order.
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.
@@ -62,6 +65,7 @@ class Aligner:
         detector: str | FaceDetector | None = "yunet",
         refine: Refine = "soft",
         smooth: bool = True,
+        flip: bool = False,
         max_faces: int | None = None,
         batch_size: int = 32,
         num_landmarks: int | None = None,
@@ -84,6 +88,11 @@ class Aligner:
         self.detector = self._make_detector(detector)
         self.refine: Refine = refine
         self.smooth = smooth
+        self.flip = flip
+        self._mirror = mirror_permutation(self.manifest.landmark_scheme, self.manifest.num_landmarks)
+        if flip and self._mirror is None:
+            raise ModelError(f"{self.model_dir}: flip needs the mirror order of the landmark scheme "
+                             f"{self.manifest.landmark_scheme!r} ({self.manifest.num_landmarks} points), which is not known")
         self.max_faces = max_faces
         self.batch_size = batch_size
         crop = self.manifest.crop
@@ -169,13 +178,21 @@ class Aligner:
             crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
             heat_pts, confidence = decode_heatmaps(
-                self.backend.run(batch), self.refine, smooth_sigma=SMOOTH_SIGMA if self.smooth else 0.0
+                self.heatmaps(batch), self.refine, smooth_sigma=SMOOTH_SIGMA if self.smooth else 0.0
             )
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
                 crop_pts = geometry.heatmap_to_crop(p, hm, size)
                 points.append(geometry.crop_to_image(crop_pts, frame, size))
                 conf.append(c)
         return points, conf
+
+    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        """The network's heatmaps for (N, 3, S, S) crops (averaged with the mirrored crops' when ``flip``)."""
+        heat = self.backend.run(batch)
+        if self.flip:
+            mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
+            heat = (heat + mirrored[:, self._mirror, :, ::-1]) / 2
+        return heat
 
     # -- video ----------------------------------------------------------------------------------
     def track(self, video, **options):

@@ -160,6 +160,24 @@ def test_custom_landmark_scheme(tmp_path):
     a = Aligner(tmp_path, backend="torch")
     faces = a.align(SAMPLES / "face.jpg")
     assert faces[0].points.shape == (5, 2) and a.num_landmarks == 5
+    with pytest.raises(ModelError, match="mirror order"):
+        Aligner(tmp_path, backend="torch", flip=True)
+
+
+def test_flip_averaging_is_mirror_equivariant(tiny_model, face_image):
+    """With flip=True a mirrored image gives exactly the mirrored landmarks, even from an untrained net."""
+    from facealign_sdk.schemes import FLIP_68
+
+    a = Aligner(tiny_model, backend="torch", detector=None, flip=True)
+    w = face_image.shape[1]
+    x1, y1, x2, y2 = 150.0, 90.0, 330.0, 300.0
+    face = a.align(face_image, boxes=[(x1, y1, x2, y2)])[0]
+    mirrored = a.align(face_image[:, ::-1], boxes=[(w - 1 - x2, y1, w - 1 - x1, y2)])[0]
+    expected = face.points[FLIP_68].copy()
+    expected[:, 0] = w - 1 - expected[:, 0]
+    assert np.abs(mirrored.points - expected).max() < 0.05
+    plain = Aligner(tiny_model, backend="torch", detector=None).align(face_image, boxes=[(x1, y1, x2, y2)])[0]
+    assert np.abs(plain.points - face.points).max() > 0.05  # the averaging did something
 
 
 def test_results_serialise(aligner):

@@ -62,6 +62,7 @@ class FakeAligner:
     backend_name = "fake"
     refine = "soft"
     smooth = True
+    flip = False
 
     class manifest:  # noqa: N801 - mimics Aligner.manifest
         name = "fake"

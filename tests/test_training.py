@@ -84,7 +84,7 @@ def test_generator_stays_frozen_in_train_mode():
 
 
 def test_flip_permutation_is_an_involution():
-    from facealign_sdk.training.data import FLIP_68
+    from facealign_sdk.schemes import FLIP_68
 
     assert sorted(FLIP_68) == list(range(68))
     assert np.array_equal(FLIP_68[FLIP_68], np.arange(68))

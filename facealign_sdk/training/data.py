@@ -17,18 +17,7 @@ from tqdm import tqdm
 from .. import geometry
 from ..imageio import list_images, read_image
 from ..pts import read_pts
-
-# iBUG 68-point mirror permutation: index i of a flipped face is point FLIP_68[i] of the original
-FLIP_68 = np.array(
-    list(range(16, -1, -1))
-    + list(range(26, 16, -1))
-    + [27, 28, 29, 30]
-    + [35, 34, 33, 32, 31]
-    + [45, 44, 43, 42, 47, 46]
-    + [39, 38, 37, 36, 41, 40]
-    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55]
-    + [64, 63, 62, 61, 60, 67, 66, 65]
-)
+from ..schemes import FLIP_68
 
 
 def is_held_out(path: Path, fraction: float) -> bool:
