@@ -177,9 +177,7 @@ class Aligner:
             chunk = jobs[start : start + self.batch_size]
             crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            heat_pts, confidence = decode_heatmaps(
-                self.heatmaps(batch), self.refine, smooth_sigma=SMOOTH_SIGMA if self.smooth else 0.0
-            )
+            heat_pts, confidence = self.decode(self.heatmaps(batch))
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
                 crop_pts = geometry.heatmap_to_crop(p, hm, size)
                 points.append(geometry.crop_to_image(crop_pts, frame, size))
@@ -193,6 +191,10 @@ class Aligner:
             mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
             heat = (heat + mirrored[:, self._mirror, :, ::-1]) / 2
         return heat
+
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmap-pixel points (N, L, 2) and confidence (N, L) with this Aligner's decoder settings."""
+        return decode_heatmaps(heatmaps, self.refine, smooth_sigma=SMOOTH_SIGMA if self.smooth else 0.0)
 
     # -- video ----------------------------------------------------------------------------------
     def track(self, video, **options):

@@ -68,4 +68,5 @@ def test_bench_reports_each_backend(tiny_model, tmp_path, capsys):
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())["results"][0]
     assert result["target"] == "torch" and result["net_ms_per_face_b2"] > 0 and result["end_to_end_ms_per_image"] > 0
+    assert result["decode_ms_per_face"] > 0
     assert main(["bench", "--model", str(tiny_model), "--backends", "tensorflow"]) == 2

@@ -1,4 +1,4 @@
-"""facealign bench: inference speed per backend/artifact (network only and end to end)."""
+"""facealign bench: inference speed per backend/artifact (network only, heatmap decoding, end to end)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         for b in batches:
             x = np.random.default_rng(0).random((b, 3, 256, 256), dtype=np.float32)
             row[f"net_ms_per_face_b{b}"] = round(_time(lambda: aligner.backend.run(x), args.iters) / b * 1000, 2)
+        heatmaps = aligner.heatmaps(np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32))
+        row["decode_ms_per_face"] = round(_time(lambda: aligner.decode(heatmaps), args.iters) * 1000, 2)
         row["end_to_end_ms_per_image"] = round(_time(lambda: aligner.align(image), args.iters) * 1000, 2)
         rows.append(row)
         print(json.dumps(row))
