@@ -14,7 +14,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from facealign_sdk.decode import CONFIDENCE_WINDOW, SMOOTH_SIGMA, TARGET_SIGMA, _expected_mass, smoothing_kernel
+from facealign_sdk.decode import CONFIDENCE_WINDOW, BLUR_SIGMA, TARGET_SIGMA, _expected_mass, blur_kernel
 from facealign_sdk.model import Manifest
 
 OPSET = 17
@@ -189,7 +189,7 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
 
 def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
                     confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA,
-                    smooth_sigma: float = SMOOTH_SIGMA):
+                    blur_sigma: float = BLUR_SIGMA):
     """A torch module ``heatmaps -> (points, scores)``: ``decode_heatmaps(..., "soft")`` written in tensor ops."""
     import torch
     from torch import nn
@@ -207,12 +207,12 @@ def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
             self.conf_radius = confidence_window // 2
             self.power = soft_power
             self.expected_mass = _expected_mass(confidence_window, sigma)
-            kernel = torch.from_numpy(smoothing_kernel(smooth_sigma)) if smooth_sigma > 0 else torch.ones(1)
+            kernel = torch.from_numpy(blur_kernel(blur_sigma)) if blur_sigma > 0 else torch.ones(1)
             self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1))
             self.register_buffer("kernel_y", kernel.view(1, 1, -1, 1))
 
-        def smooth(self, hm: torch.Tensor) -> torch.Tensor:
-            """Gaussian blur of every map, zero outside (facealign_sdk.decode.smooth_heatmaps)."""
+        def blur(self, hm: torch.Tensor) -> torch.Tensor:
+            """Gaussian blur of every map, zero outside (facealign_sdk.decode.blur_heatmaps)."""
             n, lm, h, w = hm.shape
             r = self.kernel_x.shape[-1] // 2
             x = hm.reshape(n * lm, 1, h, w)
@@ -223,7 +223,7 @@ def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
         def forward(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             n, lm, h, w = hm.shape
             flat = hm.reshape(n, lm, h * w)
-            idx = self.smooth(hm).reshape(n, lm, h * w).argmax(dim=-1)  # (N, L)
+            idx = self.blur(hm).reshape(n, lm, h * w).argmax(dim=-1)  # (N, L)
             iy = torch.div(idx, w, rounding_mode="floor")
             ix = idx - iy * w
 

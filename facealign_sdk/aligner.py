@@ -11,7 +11,7 @@ import numpy as np
 
 from . import geometry
 from .backends import load_backend
-from .decode import REFINE_MODES, SMOOTH_SIGMA, Refine, decode_heatmaps
+from .decode import REFINE_MODES, BLUR_SIGMA, Refine, decode_heatmaps
 from .detectors.base import Detection, FaceDetector
 from .imageio import read_image, to_bgr8
 from .model import ModelError, load_manifest, resolve_model_dir
@@ -48,8 +48,8 @@ class Aligner:
         detector: ``"yunet"`` (bundled), any object with ``detect(image) -> list[Detection]``,
             or ``None`` to always pass ``boxes``.
         refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.
-        smooth: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
-            costs a few ms per face on CPU, see ``facealign_sdk.decode.SMOOTH_SIGMA``).
+        blur: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
+            costs a few ms per face on CPU, see ``facealign_sdk.decode.BLUR_SIGMA``).
         flip: also run each crop mirrored and average the (un-mirrored) heatmaps: a little more
             accurate, twice the network time. Needs a landmark scheme with a known mirror order.
         max_faces: keep at most this many faces per image (highest detector score first).
@@ -64,7 +64,7 @@ class Aligner:
         device: str = "auto",
         detector: str | FaceDetector | None = "yunet",
         refine: Refine = "soft",
-        smooth: bool = True,
+        blur: bool = True,
         flip: bool = False,
         max_faces: int | None = None,
         batch_size: int = 32,
@@ -87,7 +87,7 @@ class Aligner:
             raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
         self.detector = self._make_detector(detector)
         self.refine: Refine = refine
-        self.smooth = smooth
+        self.blur = blur
         self.flip = flip
         self._mirror = mirror_permutation(self.manifest.landmark_scheme, self.manifest.num_landmarks)
         if flip and self._mirror is None:
@@ -194,7 +194,7 @@ class Aligner:
 
     def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmap-pixel points (N, L, 2) and confidence (N, L) with this Aligner's decoder settings."""
-        return decode_heatmaps(heatmaps, self.refine, smooth_sigma=SMOOTH_SIGMA if self.smooth else 0.0)
+        return decode_heatmaps(heatmaps, self.refine, blur_sigma=BLUR_SIGMA if self.blur else 0.0)
 
     # -- video ----------------------------------------------------------------------------------
     def track(self, video, **options):

@@ -80,7 +80,7 @@ class EvalResult(BaseModel):
     model: str = ""
     backend: str = ""
     refine: str = ""
-    smooth: bool = True
+    blur: bool = True
     flip: bool = False
     held_out_fraction: float | None = None
     seconds: float = 0.0
@@ -307,7 +307,7 @@ def evaluate_folder(
     items = evaluate_samples(aligner, samples, mode, progress, skip_bad, skipped, f"{set_name(folder)} {mode}")
     return EvalResult(
         folder=str(folder), mode=mode, model=getattr(aligner.manifest, "name", ""),
-        backend=aligner.backend_name, refine=aligner.refine, smooth=aligner.smooth, flip=aligner.flip,
+        backend=aligner.backend_name, refine=aligner.refine, blur=aligner.blur, flip=aligner.flip,
         held_out_fraction=held_out,
         seconds=round(time.perf_counter() - start, 3), skipped=skipped,
         summary=summarise(errors_array(items)), items=items,
@@ -399,8 +399,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="at most N images per folder (evenly spaced)")
     parser.add_argument("--refine", choices=REFINE_MODES, default="soft", help="subpixel refinement (default: soft)")
-    parser.add_argument("--no-smooth", dest="smooth", action="store_false",
-                        help="seek heatmap peaks without the Gaussian smoothing")
+    parser.add_argument("--no-blur", dest="blur", action="store_false",
+                        help="seek heatmap peaks without the Gaussian blur")
     parser.add_argument("--flip", action="store_true",
                         help="average with the mirrored crop's heatmaps (more accurate, twice the network time)")
     parser.add_argument("--ced", type=Path, default=None, metavar="PNG", help="write a CED plot")
@@ -421,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
     from .aligner import Aligner
 
     aligner = Aligner(model=args.model, backend=args.backend, device=args.device, refine=args.refine,
-                      smooth=args.smooth, flip=args.flip)
+                      blur=args.blur, flip=args.flip)
     modes = MODES if args.mode == "both" else (args.mode,)
     try:
         results = [
@@ -432,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
     except EvalItemError as exc:
         print(f"facealign eval: failed: {exc}", file=sys.stderr)
         return 1
-    print(f"model {aligner.manifest.name}, backend {aligner.backend_name}, refine {aligner.refine}, smooth {aligner.smooth}, flip {aligner.flip}")
+    print(f"model {aligner.manifest.name}, backend {aligner.backend_name}, refine {aligner.refine}, blur {aligner.blur}, flip {aligner.flip}")
     print(format_table(results))
     print(TABLE_NOTE)
     if args.json is not None:

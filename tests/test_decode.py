@@ -66,23 +66,23 @@ def test_bad_inputs():
         decode_heatmaps(np.zeros((1, 68, 128, 128)), "bogus")
 
 
-def test_smoothing_picks_the_mode_with_the_most_mass():
+def test_blur_picks_the_mode_with_the_most_mass():
     """A broad true peak and a taller one-pixel spike elsewhere: the blurred argmax finds the broad one."""
     true = np.array([[[40.3, 70.6]]])
     hm = gaussians(true, peak=0.8)
     hm[0, 0, 100, 20] = 1.0  # spurious spike
-    smoothed, _ = decode_heatmaps(hm, "soft")
-    plain, _ = decode_heatmaps(hm, "soft", smooth_sigma=0)
-    assert np.abs(smoothed - true).max() < 0.1
+    blurred, _ = decode_heatmaps(hm, "soft")
+    plain, _ = decode_heatmaps(hm, "soft", blur_sigma=0)
+    assert np.abs(blurred - true).max() < 0.1
     assert np.abs(plain - [[[20, 100]]]).max() < 1.0
 
 
-def test_smoothing_keeps_the_peak_in_place():
-    from facealign_sdk.decode import smooth_heatmaps
+def test_blur_keeps_the_peak_in_place():
+    from facealign_sdk.decode import blur_heatmaps
 
     hm = gaussians(np.array([[[0.0, 0.0], [64.0, 64.0], [127.0, 90.0]]]))
-    out = smooth_heatmaps(hm)
+    out = blur_heatmaps(hm)
     assert out.shape == hm.shape and out.dtype == np.float32
     assert np.unravel_index(out[0, 1].argmax(), (128, 128)) == (64, 64)
     assert np.allclose(out.sum(axis=(-2, -1))[0, 1], hm.sum(axis=(-2, -1))[0, 1], rtol=1e-3)  # kernel sums to 1
-    assert np.array_equal(smooth_heatmaps(hm, 0), hm)
+    assert np.array_equal(blur_heatmaps(hm, 0), hm)

@@ -61,7 +61,7 @@ class FakeAligner:
     num_landmarks = 68
     backend_name = "fake"
     refine = "soft"
-    smooth = True
+    blur = True
     flip = False
 
     class manifest:  # noqa: N801 - mimics Aligner.manifest

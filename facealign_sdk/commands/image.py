@@ -22,8 +22,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
     parser.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
-    parser.add_argument("--no-smooth", dest="smooth", action="store_false",
-                        help="seek heatmap peaks without the Gaussian smoothing (faster, less accurate)")
+    parser.add_argument("--no-blur", dest="blur", action="store_false",
+                        help="seek heatmap peaks without the Gaussian blur (faster, less accurate)")
     parser.add_argument("--flip", action="store_true",
                         help="average with the mirrored crop's heatmaps (more accurate, twice the network time)")
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     check_output(args.out, args.overwrite)
     if args.draw:
         args.draw.mkdir(parents=True, exist_ok=True)
-    aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, smooth=args.smooth,
+    aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, blur=args.blur,
                       flip=args.flip, max_faces=args.max_faces)
     print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
     results = []
