@@ -15,12 +15,12 @@ import warnings
 from pathlib import Path
 
 from facealign_sdk.decode import CONFIDENCE_WINDOW, BLUR_SIGMA, TARGET_SIGMA, _expected_mass, blur_kernel
+from facealign_sdk.backends.ort import DECODE_OUTPUTS
 from facealign_sdk.model import Manifest
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"
-DECODE_OUTPUTS = ("points", "scores")
 METADATA_KEY = "facealign.manifest"
 # reduce ops whose ``axes`` became an input in opset 18 (an attribute in opset 17; ReduceSum changed in 13)
 _REDUCE_OPS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",

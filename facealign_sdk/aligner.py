@@ -19,6 +19,7 @@ from .results import FaceLandmarks
 from .schemes import mirror_permutation
 
 log = logging.getLogger("facealign_sdk")
+DECODE_GRAPH_REFINE = "soft"  # what export's decode graph does (export.onnx._decoder_module)
 
 BoxLike = Detection | Sequence[float]
 ImageLike = np.ndarray | str | Path
@@ -43,6 +44,8 @@ class Aligner:
 
     Args:
         model: released model name, model folder, or one artifact in it (``.onnx``, ``.engine``).
+            A folder's ``model_decode.onnx`` (decoding inside the graph) is used when present and
+            the decoder settings are the defaults.
         backend: ``"auto"`` (fastest available; see ``backend_name``), ``"ort"``, ``"torch"`` or ``"trt"``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` (``"tensorrt"`` for the ORT TensorRT EP).
         detector: ``"yunet"`` (bundled), any object with ``detect(image) -> list[Detection]``,
@@ -77,7 +80,15 @@ class Aligner:
         self.model_dir = resolve_model_dir(model)
         self.manifest = load_manifest(self.model_dir)
         artifact = Path(model) if model is not None and Path(model).is_file() else None
-        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact)
+        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
+                                    decode_graph=refine == DECODE_GRAPH_REFINE and blur and not flip)
+        # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
+        self.decodes_in_graph = bool(getattr(self.backend, "outputs_points", False))
+        if self.decodes_in_graph and (flip or refine != DECODE_GRAPH_REFINE or not blur):
+            raise ModelError(
+                f"{artifact}: decodes inside the graph (refine='soft', blur=True); flip=True, other refine modes "
+                f"and blur=False need the heatmaps of {self.model_dir / 'model.onnx'}"
+            )
         if self.backend.num_landmarks != self.manifest.num_landmarks:
             raise ModelError(
                 f"{self.model_dir}: network outputs {self.backend.num_landmarks} landmarks but the manifest says "
@@ -177,7 +188,10 @@ class Aligner:
             chunk = jobs[start : start + self.batch_size]
             crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            heat_pts, confidence = self.decode(self.heatmaps(batch))
+            if self.decodes_in_graph:
+                heat_pts, confidence = self.backend.run_points(batch)
+            else:
+                heat_pts, confidence = self.decode(self.heatmaps(batch))
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
                 crop_pts = geometry.heatmap_to_crop(p, hm, size)
                 points.append(geometry.crop_to_image(crop_pts, frame, size))

@@ -139,6 +139,23 @@ def test_decode_graph_matches_decoder(exported: Path) -> None:
     np.testing.assert_allclose(scores, ref_scores, atol=1e-4)
 
 
+def test_runtime_uses_the_decode_graph(exported: Path, face_image) -> None:
+    """A folder with model_decode.onnx: the Aligner takes it (points out) and gets the same landmarks."""
+    from facealign_sdk.aligner import Aligner
+
+    box = [(150.0, 90.0, 330.0, 300.0)]
+    graph = Aligner(model=exported, backend="ort", device="cpu", detector=None)
+    assert graph.decodes_in_graph and graph.backend.output_names == ["points", "scores"]
+    numpy = Aligner(model=exported / "model.onnx", backend="ort", device="cpu", detector=None)
+    assert not numpy.decodes_in_graph
+    a, b = graph.align(face_image, box)[0], numpy.align(face_image, box)[0]
+    np.testing.assert_allclose(a.points, b.points, atol=0.01)
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-3)
+    assert not Aligner(model=exported, backend="ort", detector=None, flip=True).decodes_in_graph  # needs heatmaps
+    with pytest.raises(ModelError, match="decodes inside the graph"):
+        Aligner(model=exported / "model_decode.onnx", backend="ort", detector=None, refine="quadratic")
+
+
 def test_runtime_loads_artifacts(exported: Path) -> None:
     from facealign_sdk.aligner import Aligner
 

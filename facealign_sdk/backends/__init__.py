@@ -16,6 +16,7 @@ from .base import Backend, BackendError, check_batch
 
 BACKENDS = ("auto", "ort", "torch", "trt")
 ONNX_FP32 = "model.onnx"
+ONNX_DECODE = "model_decode.onnx"  # heatmaps decoded inside the graph (facealign export --to decode)
 log = logging.getLogger("facealign_sdk")
 
 
@@ -32,9 +33,18 @@ def _cuda_in_torch() -> bool:
 
 
 def load_backend(
-    model_dir: Path, manifest: Manifest, backend: str = "auto", device: str = "auto", artifact: Path | None = None
+    model_dir: Path,
+    manifest: Manifest,
+    backend: str = "auto",
+    device: str = "auto",
+    artifact: Path | None = None,
+    decode_graph: bool = False,
 ) -> Backend:
-    """Create the backend for a model folder; ``artifact`` is a specific .onnx / .engine file."""
+    """Create the backend for a model folder; ``artifact`` is a specific .onnx / .engine file.
+
+    ``decode_graph``: with ONNX Runtime, take the folder's ``model_decode.onnx`` (points out,
+    decoding inside the graph) when there is one.
+    """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
@@ -49,6 +59,8 @@ def load_backend(
         from .ort import OrtBackend
 
         onnx = artifact or model_dir / ONNX_FP32
+        if artifact is None and decode_graph and (model_dir / ONNX_DECODE).is_file():
+            onnx = model_dir / ONNX_DECODE
         if not onnx.is_file():
             raise ModelError(f"{model_dir}: no {onnx.name}; run `facealign export --model {model_dir} --to onnx` or use backend='torch'")
         return OrtBackend(onnx, manifest.input_size, "auto" if device in ("auto", "gpu") else device)

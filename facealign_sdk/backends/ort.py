@@ -9,6 +9,8 @@ import numpy as np
 
 from .base import BackendError, check_batch
 
+DECODE_OUTPUTS = ("points", "scores")
+
 # fastest first; only the ones the installed onnxruntime build offers are used
 PROVIDER_PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -52,20 +54,33 @@ class OrtBackend:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"{onnx_path}: ONNX Runtime cannot load it ({exc})") from exc
         inp = self.session.get_inputs()[0]
-        out = self.session.get_outputs()[0]
-        if len(out.shape) != 4:
+        outputs = self.session.get_outputs()
+        # a decode graph (export --to decode) outputs points (N, L, 2) and scores (N, L) instead of heatmaps
+        self.outputs_points = [o.name for o in outputs[:2]] == list(DECODE_OUTPUTS)
+        if not self.outputs_points and len(outputs[0].shape) != 4:
             raise BackendError(
-                f"{onnx_path}: first output {out.name!r} has shape {out.shape}, expected heatmaps (N, L, H, W); "
-                "decode graphs (model_decode.onnx) are for thin clients, not this backend"
+                f"{onnx_path}: first output {outputs[0].name!r} has shape {outputs[0].shape}; expected heatmaps "
+                f"(N, L, H, W) or a decode graph's {' and '.join(DECODE_OUTPUTS)}"
             )
-        self.input_name, self.output_name = inp.name, out.name
+        self.input_name = inp.name
+        self.output_names = [o.name for o in outputs[: 2 if self.outputs_points else 1]]
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
-        self.num_landmarks = int(out.shape[1])
+        self.num_landmarks = int(outputs[0].shape[1])
         self.input_size = input_size
         self.providers = self.session.get_providers()
         self.name = f"ort:{self.providers[0]}"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        if self.outputs_points:
+            raise BackendError("this ONNX graph decodes inside (points, scores): use run_points, or model.onnx for heatmaps")
         x = check_batch(batch, self.input_size).astype(self.input_dtype, copy=False)
-        (heatmaps,) = self.session.run([self.output_name], {self.input_name: x})
+        (heatmaps,) = self.session.run(self.output_names, {self.input_name: x})
         return np.asarray(heatmaps, dtype=np.float32)
+
+    def run_points(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decode graphs only: (N, 3, S, S) crops -> points (N, L, 2) in heatmap pixels and scores (N, L)."""
+        if not self.outputs_points:
+            raise BackendError("this ONNX graph outputs heatmaps, not points: decode them with facealign_sdk.decode")
+        x = check_batch(batch, self.input_size).astype(self.input_dtype, copy=False)
+        points, scores = self.session.run(self.output_names, {self.input_name: x})
+        return np.asarray(points, dtype=np.float64), np.asarray(scores, dtype=np.float32)
