@@ -14,7 +14,13 @@ from pydantic import BaseModel, Field, ValidationError
 
 from . import geometry
 
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"
+REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # a checkout (pip install -e .)
+WHEEL_MODELS = Path(__file__).resolve().parent / "_models"  # an installed wheel (setup.py copies models/ there)
+
+
+def models_root() -> Path:
+    """The folder of released models: the checkout's ``models/``, else the installed wheel's copy."""
+    return REPO_MODELS if REPO_MODELS.is_dir() else WHEEL_MODELS
 DEFAULT_MODEL = "fabrec-scaf-w32"
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -67,10 +73,11 @@ def resolve_model_dir(model: str | Path | None) -> Path:
         return path
     if path.is_file():
         return path.parent
-    named = REPO_MODELS / str(model)
+    root = models_root()
+    named = root / str(model)
     if named.is_dir():
         return named
-    released = sorted(p.name for p in REPO_MODELS.glob("*") if (p / MANIFEST).exists()) if REPO_MODELS.is_dir() else []
+    released = sorted(p.name for p in root.glob("*") if (p / MANIFEST).exists()) if root.is_dir() else []
     raise ModelError(f"model {str(model)!r} not found (not a folder or file; released models: {released or 'none'})")
 
 

@@ -50,3 +50,18 @@ def test_onnx_metadata_carries_the_manifest():
     meta = read_metadata(MODEL_DIR / "model.onnx")
     assert meta["num_landmarks"] == "68"
     assert meta["weights_sha256"] == load_manifest(MODEL_DIR).weights_sha256
+
+
+def test_installed_wheel_finds_its_models(tmp_path, monkeypatch):
+    """Without a checkout's models/ folder, released models are looked up in the package's _models (wheel)."""
+    import shutil
+
+    from facealign_sdk import model as model_module
+
+    wheel_models = tmp_path / "_models"
+    shutil.copytree(MODEL_DIR, wheel_models / "packed", ignore=shutil.ignore_patterns("*.onnx", "eval"))
+    monkeypatch.setattr(model_module, "REPO_MODELS", tmp_path / "no-checkout")
+    monkeypatch.setattr(model_module, "WHEEL_MODELS", wheel_models)
+    assert model_module.resolve_model_dir("packed") == wheel_models / "packed"
+    with pytest.raises(model_module.ModelError, match="released models: \\['packed'\\]"):
+        model_module.resolve_model_dir("missing")
