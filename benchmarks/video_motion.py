@@ -299,11 +299,11 @@ def make_aligner(args: argparse.Namespace):
 
 
 GRID = {
-    "pose_cutoff": [1.0, 2.0, 4.0, 8.0],
-    "pose_beta": [4.0, 8.0, 16.0, 32.0, 64.0],
-    "shape_cutoff": [0.1, 0.3, 1.0],
+    "pose_cutoff": [0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
+    "pose_beta": [4.0, 16.0, 64.0, 256.0],
+    "shape_cutoff": [0.03, 0.1, 0.3, 1.0],
     "shape_beta": [1.0, 4.0, 16.0],
-    "d_cutoff": [1.0],
+    "d_cutoff": [0.3, 1.0, 3.0],
 }
 
 

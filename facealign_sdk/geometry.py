@@ -167,6 +167,15 @@ def eye_centers_68(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
 
 
+def frame_change(old: CropFrame, new: CropFrame) -> float:
+    """How far ``new`` is from ``old``: the largest of the centre shift and the side change (as fractions
+    of ``old.side``) and the roll change (radians, the angle that moves a corner by that fraction)."""
+    shift = math.hypot(new.center_x - old.center_x, new.center_y - old.center_y) / old.side
+    side = abs(new.side - old.side) / old.side
+    roll = abs(math.remainder(new.roll - old.roll, math.tau))
+    return max(shift, side, roll)
+
+
 def frame_from_points(points: np.ndarray, use_roll: bool = False, **crop: float) -> CropFrame:
     """Crop window for a 68-point face, as the runtime would make from a detector box
     (used to track a face from its previous landmarks)."""

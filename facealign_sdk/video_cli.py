@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trk.add_argument("--batch-frames", type=int, default=_DEFAULTS.batch_frames, metavar="K",
                      help="frames whose crops share one network call (faster on GPU; crops are taken "
                           "from landmarks up to K frames old)")
+    trk.add_argument("--crop-deadband", type=float, default=_DEFAULTS.crop_deadband, metavar="F",
+                     help="a still face keeps its crop until it drifts by this fraction of the crop (0: re-crop "
+                     "every frame)")
     trk.add_argument("--fps", type=float, default=None, help="frame rate for image folders (default 30)")
     trk.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
     smo = parser.add_argument_group("smoothing (One-Euro filters on the face pose and on its size-normalised shape)")
@@ -98,6 +101,7 @@ def _options(args: argparse.Namespace) -> TrackOptions:
     return TrackOptions(
         redetect_every=args.redetect_every, min_confidence=args.min_confidence, max_faces=args.max_faces,
         smooth=not args.no_smooth, batch_frames=args.batch_frames, fps=args.fps, max_frames=args.max_frames,
+        crop_deadband=args.crop_deadband,
         smoothing=SmoothingConfig(
             pose=OneEuroConfig(min_cutoff=args.pose_cutoff, beta=args.pose_beta, d_cutoff=args.d_cutoff),
             shape=OneEuroConfig(min_cutoff=args.shape_cutoff, beta=args.shape_beta, d_cutoff=args.d_cutoff),

@@ -306,7 +306,8 @@ def test_cli_overwrite(tiny_model, face_image, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["missing", "zero_bytes", "not_a_video", "folder_without_images", "out_dir_missing",
-                                  "out_under_a_file", "out_is_input", "out_is_folder", "no_output"])
+                                  "out_under_a_file", "out_is_input", "out_is_folder", "no_output",
+                                  "negative_deadband"])
 def test_cli_bad_input_fails_before_work(case, tiny_model, face_image, tmp_path, capsys):
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
     out = tmp_path / "o.csv"
@@ -338,6 +339,8 @@ def test_cli_bad_input_fails_before_work(case, tiny_model, face_image, tmp_path,
         outputs = ["--out", str(out), "--overwrite"]
     elif case == "no_output":
         outputs = []
+    elif case == "negative_deadband":
+        outputs += ["--crop-deadband", "-0.1"]
     assert run_cli(str(video), *outputs, *model_args(tiny_model)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("facealign video: error:")
@@ -431,3 +434,24 @@ def test_shared_obama_clip_is_reported_truncated(shared_data):
     reader = VideoReader(shared_data / "videos" / "3ddfa_obama.mp4")
     n = sum(1 for _ in reader)
     assert n == 55 and reader.info.frame_count == 158 and reader.truncated
+
+
+@pytest.mark.parametrize("deadband", [0.02, 0.0])
+def test_still_face_keeps_its_crop(face_image, tmp_path, deadband):
+    """With the released model on a still face, the crop deadband keeps the tracked crop fixed, so the raw
+    landmarks do not change from frame to frame; with deadband 0 the crop follows every frame's landmarks."""
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.video import FaceTracker, TrackOptions, VideoFrame
+
+    tracker = FaceTracker(Aligner(backend="torch"), TrackOptions(smooth=False, redetect_every=0, crop_deadband=deadband))
+    crops, points = [], []
+    for i in range(8):
+        face = tracker.process([VideoFrame(i, i / FPS, face_image)])[0].faces[0]
+        crops.append(tracker.tracks[0].crop)
+        points.append(face.landmarks.points)
+    if deadband:  # settles within a couple of frames (the first landmark crop replaces the detector's)
+        assert all(c == crops[-4] for c in crops[-4:])
+        for p in points[-3:]:
+            np.testing.assert_array_equal(p, points[-4])
+    else:
+        assert len(set(crops)) > 1  # re-made from every frame's landmarks

@@ -36,6 +36,11 @@ class TrackOptions(BaseModel):
     smooth: bool = True
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
     batch_frames: int = Field(1, ge=1, description="frames whose crops share one network call")
+    crop_deadband: float = Field(
+        0.02, ge=0, description="a still face keeps its crop until its landmarks call for one this much different "
+        "(fraction of the crop size; see geometry.frame_change), so its landmarks do not shake from re-cropping; "
+        "a face counts as still while the wanted crop moves less than half of this per frame; 0: re-crop "
+        "every frame")
     reacquire_seconds: float = Field(2.0, ge=0, description="a lost face found again within this keeps its id")
     match_iou: float = Field(0.3, gt=0, le=1, description="min IoU to match a detection to a tracked face")
     fps: float | None = Field(None, gt=0, description="frame rate for image folders (and when the file has none)")
@@ -62,6 +67,7 @@ class _Track:
     weak: bool = False  # last confidence below threshold: re-detect next frame
     lost_at: float | None = None  # timestamp when lost; None while tracked
     reset_smoother: bool = True
+    wanted_crop: geometry.CropFrame | None = None  # the crop the last landmarks call for (deadband)
 
 
 @dataclass
@@ -245,11 +251,22 @@ class FaceTracker:
         return FrameResult(frame=frame.index, timestamp=frame.timestamp, width=frame.image.shape[1],
                            height=frame.image.shape[0], faces=faces)
 
+    def _update_crop(self, tr: _Track, wanted: geometry.CropFrame, from_detector: bool) -> None:
+        """Crop the next frame where the landmarks say, unless the face holds still (deadband).
+
+        Still: the wanted crop moved less than half the deadband since the last frame and
+        stays within the deadband of the crop in use. A moving face is re-cropped every frame."""
+        band = self.options.crop_deadband
+        moving = tr.wanted_crop is None or geometry.frame_change(tr.wanted_crop, wanted) > band / 2
+        if from_detector or moving or geometry.frame_change(tr.crop, wanted) > band:
+            tr.crop = wanted
+        tr.wanted_crop = wanted
+
     def _face(self, frame: VideoFrame, job: _Job, weak: bool) -> TrackedFace:
         tr = job.track
         raw = job.points
         tr.points, tr.weak, tr.lost_at, tr.score = raw, weak, None, job.score
-        tr.crop = self.aligner.frame_from_landmarks(raw)
+        self._update_crop(tr, self.aligner.frame_from_landmarks(raw), job.crop_from_det)
         tr.box = geometry.box_from_points(raw)
         if tr.reset_smoother:
             tr.smoother.reset()
