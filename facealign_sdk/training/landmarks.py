@@ -58,6 +58,11 @@ class LandmarkConfig(BaseModel):
     foreground_weight: float = Field(20.0, ge=0, description="extra MSE weight on the Gaussian peaks (0: plain MSE)")
     checkpoint_every: int = 200
     augment: bool = True
+    flip_probability: float = Field(
+        0.5, ge=0, le=1,
+        description="mirror augmentation (with landmark index swap); 0 when the data's annotation convention is "
+        "not mirror-symmetric: ytf68's x coordinates sit ~0.9 px right of the mirror-averaged estimate",
+    )
     seed: int = 0
     threads: int | None = None
 
@@ -135,7 +140,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         step, best = state["step"], state["best_nme"]
     base_lrs = [cfg.encoder_lr, cfg.lr]
     rng = np.random.default_rng(cfg.seed + step)
-    aug = LandmarkAugment() if cfg.augment else LandmarkAugment(0, 0, 0, 0, 0, 0, 0, 0)
+    aug = LandmarkAugment(p_flip=cfg.flip_probability) if cfg.augment else LandmarkAugment(0, 0, 0, 0, 0, 0, 0, 0)
     net.train()
     losses: list[float] = []
     record: dict[str, float] = {}
