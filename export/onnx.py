@@ -187,7 +187,7 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
 # decoding inside the graph
 
 
-def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
+def _decoder_module(num_landmarks: int, soft_window: int = 9, soft_power: float = 8.0,
                     confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA,
                     blur_sigma: float = BLUR_SIGMA):
     """A torch module ``heatmaps -> (points, scores)``: ``decode_heatmaps(..., "soft")`` written in tensor ops."""
@@ -208,17 +208,15 @@ def _decoder_module(soft_window: int = 9, soft_power: float = 8.0,
             self.power = soft_power
             self.expected_mass = _expected_mass(confidence_window, sigma)
             kernel = torch.from_numpy(blur_kernel(blur_sigma)) if blur_sigma > 0 else torch.ones(1)
-            self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1))
-            self.register_buffer("kernel_y", kernel.view(1, 1, -1, 1))
+            # one depthwise filter per map (groups=L): ~8x faster in ONNX Runtime than L one-channel images
+            self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1).repeat(num_landmarks, 1, 1, 1))
+            self.register_buffer("kernel_y", kernel.view(1, 1, -1, 1).repeat(num_landmarks, 1, 1, 1))
 
         def blur(self, hm: torch.Tensor) -> torch.Tensor:
             """Gaussian blur of every map, zero outside (facealign_sdk.decode.blur_heatmaps)."""
-            n, lm, h, w = hm.shape
-            r = self.kernel_x.shape[-1] // 2
-            x = hm.reshape(n * lm, 1, h, w)
-            x = nn.functional.conv2d(x, self.kernel_x, padding=(0, r))
-            x = nn.functional.conv2d(x, self.kernel_y, padding=(r, 0))
-            return x.reshape(n, lm, h, w)
+            lm, r = hm.shape[1], self.kernel_x.shape[-1] // 2
+            x = nn.functional.conv2d(hm, self.kernel_x, padding=(0, r), groups=lm)
+            return nn.functional.conv2d(x, self.kernel_y, padding=(r, 0), groups=lm)
 
         def forward(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             n, lm, h, w = hm.shape
@@ -295,7 +293,7 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
     out.parent.mkdir(parents=True, exist_ok=True)
     size = manifest.heatmap_size
     example = torch.rand(2, manifest.num_landmarks, size, size, generator=torch.Generator().manual_seed(0))
-    _torch_export(_decoder_module(), example, out, list(DECODE_OUTPUTS), input_name=OUTPUT_NAME)
+    _torch_export(_decoder_module(manifest.num_landmarks), example, out, list(DECODE_OUTPUTS), input_name=OUTPUT_NAME)
     decoder = onnx.load(str(out))
     downgrade_to_opset17(decoder)
     onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))
