@@ -41,6 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import add_model_arguments, make_aligner  # noqa: E402  (benchmarks/common.py)
 from facealign_sdk.metrics import OUTER_EYE_CORNERS, nme  # noqa: E402
 from facealign_sdk.video import (  # noqa: E402
     FaceTracker,
@@ -69,10 +70,7 @@ class Clip:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="model name or folder (default: the released model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2, help="torch / ORT CPU threads")
+    add_model_arguments(p)
     p.add_argument("--data", type=Path, default=VAL, help="folder of annotated stills (image + .pts)")
     p.add_argument("--limit", type=int, default=4, help="number of stills (each gives a motion and a step clip)")
     p.add_argument("--min-face", type=float, default=80.0, help="skip stills whose face is smaller (px)")
@@ -281,21 +279,6 @@ def predict_all(args: argparse.Namespace, clips: list[Clip], config: SmoothingCo
         frames += 2 * len(c.frames)
         print(f"  {c.name}: done", file=sys.stderr)
     return raw, smooth, frames / (time.perf_counter() - start)
-
-
-def make_aligner(args: argparse.Namespace):
-    import os
-
-    os.environ.setdefault("FACEALIGN_THREADS", str(args.threads))
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
-    from facealign_sdk.aligner import Aligner
-
-    return Aligner(model=args.model, backend=args.backend, device=args.device)
 
 
 GRID = {

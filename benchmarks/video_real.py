@@ -12,7 +12,6 @@ was truncated. Prints a markdown table. Run with the released model::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -23,15 +22,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import add_model_arguments, make_aligner  # noqa: E402  (benchmarks/common.py)
+
 VIDEOS = REPO.parent / "shared" / "data" / "videos"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="model name or folder (default: the released model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"])
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2, help="torch / ORT CPU threads")
+    add_model_arguments(p)
     p.add_argument("--videos", type=Path, default=VIDEOS, help="folder of clips")
     p.add_argument("--limit", type=int, default=None, help="at most this many clips (by name)")
     p.add_argument("--max-frames", type=int, default=60, help="frames per clip (0: all)")
@@ -39,23 +37,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-frames", type=int, default=1)
     p.add_argument("--no-smooth", action="store_true")
     return p.parse_args(argv)
-
-
-def make_aligner(args: argparse.Namespace):
-    """The Aligner, with the thread count applied to ORT (FACEALIGN_THREADS) and torch."""
-    os.environ["FACEALIGN_THREADS"] = str(args.threads)
-    try:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        pass
-    import cv2
-
-    cv2.setNumThreads(args.threads)
-    from facealign_sdk.aligner import Aligner
-
-    return Aligner(model=args.model, backend=args.backend, device=args.device)
 
 
 def run_clip(aligner, path: Path, args: argparse.Namespace, out_dir: Path) -> dict:
