@@ -118,3 +118,29 @@ def test_landmark_stage_warm_starts_from_a_model_folder(annotated_folder, tiny_m
     reference = load_network(tiny_model, load_manifest(tiny_model)).state_dict()
     assert torch.equal(trained["head.weight"], reference["head.weight"])
     assert load_trained(tmp_path / "run" / "last.pt").config.width == 8
+
+
+def test_flip_probability_controls_mirroring(annotated_folder):
+    """p_flip 0 never mirrors (the runtime crop comes back), 1 always does (points mirrored, indices swapped);
+    the landmark config bounds the rate."""
+    from dataclasses import replace
+
+    from pydantic import ValidationError
+
+    from facealign_sdk.schemes import FLIP_68
+    from facealign_sdk.training.data import LandmarkAugment, landmark_sample, load_annotated
+    from facealign_sdk.training.landmarks import LandmarkConfig
+
+    item = load_annotated(annotated_folder)[0]
+    plain = LandmarkAugment(rotation=0, scale=0, shift=0, box_jitter=0, p_flip=0, p_occlusion=0, p_blur=0, p_color=0)
+    ref_crop, ref_pts = landmark_sample(item, 64, None)
+    crop, pts = landmark_sample(item, 64, np.random.default_rng(0), plain)
+    np.testing.assert_allclose(pts, ref_pts, atol=1e-6)
+    assert np.abs(crop.astype(int) - ref_crop).max() <= 1
+    crop, pts = landmark_sample(item, 64, np.random.default_rng(0), replace(plain, p_flip=1.0))
+    np.testing.assert_allclose(pts[:, 0], 63 - ref_pts[FLIP_68, 0], atol=1e-6)
+    np.testing.assert_allclose(pts[:, 1], ref_pts[FLIP_68, 1], atol=1e-6)
+    assert np.abs(crop.astype(int) - ref_crop[:, ::-1]).max() <= 1
+    assert LandmarkConfig(flip_probability=0).flip_probability == 0
+    with pytest.raises(ValidationError):
+        LandmarkConfig(flip_probability=1.5)

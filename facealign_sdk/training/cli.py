@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     lm.add_argument("--init-model", help="model folder to warm-start from instead (e.g. models/fabrec-scaf-w32)")
     lm.add_argument("--num-landmarks", type=int, help="landmarks per face (custom schemes)")
     lm.add_argument("--width", type=int, help="network width (channels of the first stage)")
+    lm.add_argument("--flip-probability", type=float,
+                    help="mirror augmentation rate (default 0.5; 0 when the annotations are not mirror-symmetric)")
     for p in (ae, lm):
         p.add_argument("--config", type=Path, help="JSON file with the stage's settings")
         p.add_argument("--run-dir", help="checkpoint folder (resumes when it has last.pt)")
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             folder, _, frac = spec.partition(":")
             sources.append(DataSource(folder=folder, held_out=float(frac) if frac else None))
     cfg = _config(LandmarkConfig, args, {**common, "train": sources, "val": args.val, "autoencoder": args.autoencoder,
-                                              "init_model": args.init_model})
+                                              "init_model": args.init_model, "flip_probability": args.flip_probability})
     if args.num_landmarks or args.width:
         cfg.net = cfg.net.model_copy(update={k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v})
     _say_resume(cfg.run_dir)
