@@ -53,8 +53,10 @@ class Aligner:
         refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.
         blur: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
             costs a few ms per face on CPU, see ``facealign_sdk.decode.BLUR_SIGMA``).
-        flip: also run each crop mirrored and average the (un-mirrored) heatmaps: a little more
-            accurate, twice the network time. Needs a landmark scheme with a known mirror order.
+        flip: also run each crop mirrored and average the (un-mirrored) heatmaps: twice the network
+            time; more accurate for models trained with mirror augmentation, less accurate for models
+            trained without it (``manifest.mirror_symmetric`` false: a warning is logged). Needs a
+            landmark scheme with a known mirror order.
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.
@@ -104,6 +106,10 @@ class Aligner:
         if flip and self._mirror is None:
             raise ModelError(f"{self.model_dir}: flip needs the mirror order of the landmark scheme "
                              f"{self.manifest.landmark_scheme!r} ({self.manifest.num_landmarks} points), which is not known")
+        if flip and not self.manifest.mirror_symmetric:
+            log.warning("%s was trained without mirror augmentation (its annotation convention is not mirror-"
+                        "symmetric): flip=True averages in the mirrored convention and usually costs accuracy",
+                        self.model_dir)
         self.max_faces = max_faces
         self.batch_size = batch_size
         crop = self.manifest.crop

@@ -53,6 +53,10 @@ class Manifest(BaseModel):
     std: tuple[float, float, float]
     crop: CropSpec = Field(default_factory=CropSpec)
     training_data: list[str] = Field(default_factory=list)
+    mirror_symmetric: bool = Field(
+        True, description="trained with mirror augmentation; False when trained without it because the annotation "
+        "convention is not mirror-symmetric (then flip averaging, Aligner(flip=True), mixes in the mirrored "
+        "convention and costs accuracy)")
     weights_sha256: str = ""
     licence: str = "research data: non-commercial use only"
 

@@ -144,3 +144,27 @@ def test_flip_probability_controls_mirroring(annotated_folder):
     assert LandmarkConfig(flip_probability=0).flip_probability == 0
     with pytest.raises(ValidationError):
         LandmarkConfig(flip_probability=1.5)
+
+
+def test_release_records_mirror_symmetry_and_flip_warns(annotated_folder, tiny_model, tmp_path, caplog):
+    """A run trained without mirror augmentation releases a manifest with mirror_symmetric false, and
+    Aligner(flip=True) on it logs a warning; the default run stays mirror-symmetric."""
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.model import load_manifest
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+    from facealign_sdk.training.release import release_model
+
+    for flip_probability, symmetric in ((0.0, False), (0.5, True)):
+        run = tmp_path / f"run{flip_probability}"
+        cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=None, init_model=str(tiny_model),
+                             run_dir=str(run), net=NetConfig(width=8), batch_size=2, steps=1, checkpoint_every=1,
+                             lr=0.0, encoder_lr=0.0, threads=1, flip_probability=flip_probability)
+        train_landmarks(cfg, progress=False)
+        out = tmp_path / f"model{flip_probability}"
+        release_model(run / "last.pt", out, "m", [])
+        assert load_manifest(out).mirror_symmetric is symmetric
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="facealign_sdk"):
+            Aligner(model=out, backend="torch", detector=None, flip=True)
+        assert ("without mirror augmentation" in caplog.text) is not symmetric

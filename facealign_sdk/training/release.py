@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -13,11 +14,19 @@ from .landmarks import load_trained
 
 
 def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
-    """Write a trained checkpoint as ``out_dir/model.safetensors`` (fp16) + ``manifest.json``."""
-    return write_model_folder(load_trained(checkpoint), out_dir, name, training_data)
+    """Write a trained checkpoint as ``out_dir/model.safetensors`` (fp16) + ``manifest.json``.
+
+    The run's ``config.json`` beside the checkpoint, when there, tells whether the network was
+    trained with mirror augmentation (``Manifest.mirror_symmetric``)."""
+    run_config = Path(checkpoint).parent / "config.json"
+    mirror = True
+    if run_config.is_file():
+        mirror = float(json.loads(run_config.read_text()).get("flip_probability", 0.5)) > 0
+    return write_model_folder(load_trained(checkpoint), out_dir, name, training_data, mirror_symmetric=mirror)
 
 
-def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
+def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, training_data: list[str],
+                       mirror_symmetric: bool = True) -> Manifest:
     """Write a network as a model folder (fp16 safetensors + manifest); returns the manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -34,6 +43,7 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
         std=FACE_STD,
         crop=CropSpec(),
         training_data=training_data,
+        mirror_symmetric=mirror_symmetric,
         weights_sha256=sha256(out / WEIGHTS),
     )
     (out / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
