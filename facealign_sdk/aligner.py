@@ -82,11 +82,12 @@ class Aligner:
         self.model_dir = resolve_model_dir(model)
         self.manifest = load_manifest(self.model_dir)
         artifact = Path(model) if model is not None and Path(model).is_file() else None
-        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
-                                    decode_graph=refine == DECODE_GRAPH_REFINE and blur and not flip)
         # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
+        needs_heatmaps = flip or refine != DECODE_GRAPH_REFINE or not blur
+        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
+                                    decode_graph=not needs_heatmaps)
         self.decodes_in_graph = bool(getattr(self.backend, "outputs_points", False))
-        if self.decodes_in_graph and (flip or refine != DECODE_GRAPH_REFINE or not blur):
+        if self.decodes_in_graph and needs_heatmaps:
             raise ModelError(
                 f"{artifact}: decodes inside the graph (refine='soft', blur=True); flip=True, other refine modes "
                 f"and blur=False need the heatmaps of {self.model_dir / 'model.onnx'}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -10,7 +9,7 @@ from safetensors.torch import save_file
 
 from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, sha256
 from ..nets import FACE_MEAN, FACE_STD, LandmarkNet
-from .landmarks import load_trained
+from .landmarks import LandmarkConfig, load_trained
 
 
 def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
@@ -21,7 +20,7 @@ def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, traini
     run_config = Path(checkpoint).parent / "config.json"
     mirror = True
     if run_config.is_file():
-        mirror = float(json.loads(run_config.read_text()).get("flip_probability", 0.5)) > 0
+        mirror = LandmarkConfig.model_validate_json(run_config.read_text()).flip_probability > 0
     return write_model_folder(load_trained(checkpoint), out_dir, name, training_data, mirror_symmetric=mirror)
 
 
