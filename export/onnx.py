@@ -14,7 +14,7 @@ import logging
 import warnings
 from pathlib import Path
 
-from facealign_sdk.decode import CONFIDENCE_WINDOW, BLUR_SIGMA, TARGET_SIGMA, _expected_mass, blur_kernel
+from facealign_sdk.decode import BLUR_SIGMA, CONFIDENCE_WINDOW, SOFT_POWER, SOFT_WINDOW, TARGET_SIGMA, _expected_mass, blur_kernel
 from facealign_sdk.backends.ort import DECODE_OUTPUTS
 from facealign_sdk.model import Manifest
 
@@ -187,7 +187,7 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
 # decoding inside the graph
 
 
-def _decoder_module(num_landmarks: int, soft_window: int = 9, soft_power: float = 8.0,
+def _decoder_module(num_landmarks: int, soft_window: int = SOFT_WINDOW, soft_power: float = SOFT_POWER,
                     confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA,
                     blur_sigma: float = BLUR_SIGMA):
     """A torch module ``heatmaps -> (points, scores)``: ``decode_heatmaps(..., "soft")`` written in tensor ops."""
@@ -221,11 +221,12 @@ def _decoder_module(num_landmarks: int, soft_window: int = 9, soft_power: float 
         def forward(self, hm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             n, lm, h, w = hm.shape
             flat = hm.reshape(n, lm, h * w)
-            idx = self.blur(hm).reshape(n, lm, h * w).argmax(dim=-1)  # (N, L)
+            blurred = self.blur(hm).reshape(n, lm, h * w)
+            idx = blurred.argmax(dim=-1)  # (N, L)
             iy = torch.div(idx, w, rounding_mode="floor")
             ix = idx - iy * w
 
-            def window(radius: int, edge: bool) -> torch.Tensor:
+            def window(source: torch.Tensor, radius: int, edge: bool) -> torch.Tensor:
                 # like facealign_sdk.decode._window_values: mirrored about the border pixel (edge) or 0 outside
                 offs = torch.arange(-radius, radius + 1, device=hm.device)
                 xs = ix[..., None] + offs  # (N, L, k)
@@ -235,10 +236,10 @@ def _decoder_module(num_landmarks: int, soft_window: int = 9, soft_power: float 
                     xs, ys = _mirror(xs, w), _mirror(ys, h)
                 lin = ys.clamp(0, h - 1)[..., :, None] * w + xs.clamp(0, w - 1)[..., None, :]  # (N, L, k, k)
                 k = 2 * radius + 1
-                vals = torch.gather(flat, 2, lin.reshape(n, lm, k * k)).reshape(n, lm, k, k)
+                vals = torch.gather(source, 2, lin.reshape(n, lm, k * k)).reshape(n, lm, k, k)
                 return vals if edge else torch.where(valid, vals, torch.zeros_like(vals))
 
-            patch = window(self.soft_radius, edge=True)
+            patch = window(blurred, self.soft_radius, edge=True)
             peak = patch.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
             weights = (patch.clamp_min(0.0) / peak) ** self.power
             total = weights.sum(dim=(-2, -1)).clamp_min(1e-12)
@@ -246,7 +247,7 @@ def _decoder_module(num_landmarks: int, soft_window: int = 9, soft_power: float 
             ox = (weights.sum(dim=-2) * r).sum(dim=-1) / total
             oy = (weights.sum(dim=-1) * r).sum(dim=-1) / total
             points = torch.stack([ix.to(hm.dtype) + ox, iy.to(hm.dtype) + oy], dim=-1)
-            mass = window(self.conf_radius, edge=False).sum(dim=(-2, -1))
+            mass = window(flat, self.conf_radius, edge=False).sum(dim=(-2, -1))
             scores = (mass / self.expected_mass).clamp(0.0, 1.0)
             return points, scores
 
@@ -297,7 +298,8 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
     decoder = onnx.load(str(out))
     downgrade_to_opset17(decoder)
     onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))
-    extra = {"outputs": ",".join(DECODE_OUTPUTS), "decode": "soft-argmax (window 9, power 8); points in heatmap pixels"}
+    extra = {"outputs": ",".join(DECODE_OUTPUTS),
+             "decode": f"soft-argmax of the blurred maps (window {SOFT_WINDOW}, power {SOFT_POWER:g}); points in heatmap pixels"}
     return _finish(out, manifest, extra)
 
 

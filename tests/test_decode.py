@@ -86,3 +86,14 @@ def test_blur_keeps_the_peak_in_place():
     assert np.unravel_index(out[0, 1].argmax(), (128, 128)) == (64, 64)
     assert np.allclose(out.sum(axis=(-2, -1))[0, 1], hm.sum(axis=(-2, -1))[0, 1], rtol=1e-3)  # kernel sums to 1
     assert np.array_equal(blur_heatmaps(hm, 0), hm)
+
+
+
+def test_soft_refinement_averages_pixel_noise():
+    """Refinement reads the blurred maps: under i.i.d. pixel noise of 5 % of the peak the points stay
+    within 0.07 px on average (refining the raw maps in a 9-px window: 0.12 px)."""
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(20, 108, (1, 200, 2))
+    hm = gaussians(pts) + rng.normal(0, 0.05, (1, 200, 128, 128)).astype(np.float32)
+    err = error(decode_heatmaps(hm, "soft")[0], pts)
+    assert err.mean() < 0.07 and np.percentile(err, 99) < 0.15
