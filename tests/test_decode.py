@@ -97,3 +97,21 @@ def test_soft_refinement_averages_pixel_noise():
     hm = gaussians(pts) + rng.normal(0, 0.05, (1, 200, 128, 128)).astype(np.float32)
     err = error(decode_heatmaps(hm, "soft")[0], pts)
     assert err.mean() < 0.07 and np.percentile(err, 99) < 0.15
+
+
+def test_work_arrays_are_not_shared_between_results_or_threads(subpixel_points):
+    """The blur reuses per-thread work arrays: returned maps must stay intact, and threads must not mix."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facealign_sdk.decode import blur_heatmaps
+
+    a_maps, b_maps = gaussians(subpixel_points[:1]), gaussians(subpixel_points[1:2])
+    a = blur_heatmaps(a_maps)
+    a_copy = a.copy()
+    blur_heatmaps(b_maps)
+    assert np.array_equal(a, a_copy)
+    batches = [gaussians(subpixel_points[i : i + 1]) + 0.01 * i for i in range(3)] * 4
+    serial = [decode_heatmaps(hm, "soft")[0] for hm in batches]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda hm: decode_heatmaps(hm, "soft")[0], batches))
+    assert all(np.array_equal(s, t) for s, t in zip(serial, threaded))
