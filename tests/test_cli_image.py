@@ -54,6 +54,21 @@ def test_image_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys, arg
     assert message in err[-1]
 
 
+def test_unreadable_image_among_good_ones_stops_or_is_skipped(tiny_model, tmp_path, capsys):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "r.json"
+    argv = ["image", str(SAMPLES / "face.jpg"), str(bad), "--model", str(tiny_model), "--backend", "torch", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "corrupt.jpg: not a readable image" in err[-1] and "--skip-bad" in err[-1]
+    assert not out.exists()
+    assert main(argv + ["--skip-bad"]) == 0
+    assert [r["source"] for r in json.loads(out.read_text())] == [str(SAMPLES / "face.jpg")]
+    err = capsys.readouterr().err
+    assert "skipped" in err and "corrupt.jpg" in err and "1 unreadable skipped" in err
+
+
 def test_existing_output_needs_overwrite(tiny_model, tmp_path, capsys):
     out = tmp_path / "r.json"
     out.write_text("keep me")

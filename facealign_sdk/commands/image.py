@@ -12,7 +12,7 @@ import cv2
 from tqdm import tqdm
 
 from ..aligner import Aligner
-from ..imageio import list_images
+from ..imageio import ImageError, list_images
 from ..results import ImageLandmarks, draw_faces
 
 
@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draw", type=Path, metavar="DIR", help="write annotated copies of the images here")
     parser.add_argument("--max-faces", type=int, default=None, help="at most this many faces per image")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="report unreadable images on stderr and go on with the rest (default: stop with exit 2)")
     add_model_arguments(parser)
 
 
@@ -87,9 +89,17 @@ def run(args: argparse.Namespace) -> int:
     aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, blur=args.blur,
                       flip=args.flip, max_faces=args.max_faces)
     print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
-    results = []
+    results, skipped = [], []
     for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr):
-        image = aligner.load_image(path)
+        try:
+            image = aligner.load_image(path)
+        except ImageError as exc:
+            if not args.skip_bad:
+                hint = " (--skip-bad goes on with the other images)" if len(files) > 1 else ""
+                raise ImageError(f"{exc}{hint}") from exc
+            skipped.append(path)
+            tqdm.write(f"facealign image: skipped {exc}", file=sys.stderr)
+            continue
         faces = aligner.align(image)
         results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0], faces=faces))
         if args.draw:
@@ -103,5 +113,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(text)
     n_faces = sum(len(r.faces) for r in results)
-    print(f"facealign: {len(results)} image(s), {n_faces} face(s)" + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    print(f"facealign: {len(results)} image(s), {n_faces} face(s)" + (f", {len(skipped)} unreadable skipped" if skipped else "")
+          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
     return 0
