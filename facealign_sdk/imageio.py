@@ -28,8 +28,13 @@ def to_bgr8(image: np.ndarray, name: str = "image") -> np.ndarray:
     img = image
     if img.dtype == np.uint16:
         img = (img.astype(np.float32) / 257.0).round().astype(np.uint8)
-    elif img.dtype in (np.float32, np.float64):
-        img = (np.clip(np.nan_to_num(img), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    elif img.dtype in (np.float16, np.float32, np.float64):
+        if not np.isfinite(img).all():
+            raise ImageError(f"{name}: float image contains NaN or inf")
+        if img.max() > 1.0 + 1e-3:
+            raise ImageError(f"{name}: float image has values up to {float(img.max()):.4g}; float images must be "
+                             "in [0, 1] (divide by 255), or pass uint8")
+        img = (np.clip(img, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:
         raise ImageError(f"{name}: unsupported pixel type {img.dtype}")
     if img.ndim == 2 or img.shape[2] == 1:

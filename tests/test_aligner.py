@@ -114,6 +114,10 @@ def test_bad_image_inputs(aligner, tmp_path):
         aligner.align(np.zeros((10, 10, 2), np.uint8))
     with pytest.raises(ImageError, match="pixel type"):
         aligner.align(np.zeros((10, 10, 3), np.int64))
+    with pytest.raises(ImageError, match="NaN or inf"):
+        aligner.align(np.full((10, 10, 3), np.nan, np.float32))
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):  # a float image still in 0-255: no silent all-white image
+        aligner.align(np.full((10, 10, 3), 200.0, np.float32))
 
 
 def test_bad_model_and_backend_names(tiny_model, tmp_path):
