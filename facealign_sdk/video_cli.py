@@ -11,8 +11,9 @@ same as JSON, ``--draw`` an annotated mp4. Rows are flushed frame by frame, so t
 complete up to the last frame processed even after Ctrl-C.
 
 Exit codes: 0 every frame processed; 1 failure; 2 bad input (nothing written);
-3 the stream broke: fewer frames could be decoded than the container announces (all
-decoded frames are written); 130 interrupted (everything up to then written).
+3 the stream broke: fewer frames could be decoded than the container announces, by more
+than 2 frames and 1 % (some containers only estimate the count; all decoded frames are
+written); 130 interrupted (everything up to then written).
 """
 
 from __future__ import annotations

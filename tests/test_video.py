@@ -455,3 +455,14 @@ def test_still_face_keeps_its_crop(face_image, tmp_path, deadband):
             np.testing.assert_array_equal(p, points[-4])
     else:
         assert len(set(crops)) > 1  # re-made from every frame's landmarks
+
+
+@pytest.mark.parametrize("announced, truncated", [(12, False), (14, False), (20, True)])
+def test_a_file_may_end_a_couple_of_frames_before_its_announced_count(face_image, tmp_path, announced, truncated):
+    """Containers may estimate their frame count; falling short by <= 2 frames (or 1 %) is a normal end."""
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 12))
+    reader = VideoReader(video)
+    reader.info = reader.info.model_copy(update={"frame_count": announced})
+    assert sum(1 for _ in reader) == 12
+    assert reader.truncated is truncated
+    assert reader.stop_reason == ("decode error" if truncated else "end")

@@ -19,6 +19,10 @@ from .results import SourceInfo
 log = logging.getLogger("facealign_sdk")
 
 DEFAULT_FOLDER_FPS = 30.0
+# a container file may end this many frames (or this share of its announced count) early without counting as broken:
+# some only estimate the count from duration x frame rate
+COUNT_SLACK_FRAMES = 2
+COUNT_SLACK_FRACTION = 0.01
 
 
 class VideoError(ValueError):
@@ -129,6 +133,18 @@ class VideoReader:
         expected = self.expected_frames
         return self.stop_reason == "decode error" and expected is not None and self.frames_read < expected
 
+    def _short_of_count(self) -> bool:
+        """Whether reading stopped short of the announced frame count. Containers may only estimate
+        it (duration x frame rate), so a file may fall short by a couple of frames or 1 % without
+        being broken; a folder's count is exact."""
+        known = self.info.frame_count
+        if known is None:
+            return False
+        short = known - self.frames_read
+        if self.info.kind != "file":
+            return short > 0
+        return short > max(COUNT_SLACK_FRAMES, COUNT_SLACK_FRACTION * known)
+
     def _timestamp(self, index: int) -> float:
         if self.info.kind == "camera":
             return time.monotonic() - self._t0
@@ -160,8 +176,7 @@ class VideoReader:
         while self.max_frames is None or self.frames_read < self.max_frames:
             image = self._next_image()
             if image is None:
-                known = self.info.frame_count
-                self.stop_reason = "decode error" if known is not None and self.frames_read < known else "end"
+                self.stop_reason = "decode error" if self._short_of_count() else "end"
                 break
             ts = self._timestamp(self.frames_read)
             self._last_ts = ts
