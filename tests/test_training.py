@@ -168,3 +168,29 @@ def test_release_records_mirror_symmetry_and_flip_warns(annotated_folder, tiny_m
         with caplog.at_level("WARNING", logger="facealign_sdk"):
             Aligner(model=out, backend="torch", detector=None, flip=True)
         assert ("without mirror augmentation" in caplog.text) is not symmetric
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"stepz": 5}', "stepz: Extra inputs are not permitted"),  # a typo must not be silently ignored
+        ('{"steps": "many"}', "steps: Input should be a valid integer"),
+        ('{"net": {"widht": 16}}', "net.widht: Extra inputs are not permitted"),
+        ("not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        (None, "no such config file"),
+    ],
+)
+def test_train_config_errors_are_one_line_and_exit_2(tmp_path, capsys, content, message):
+    from facealign_sdk.cli import main
+
+    config = tmp_path / "config.json"
+    if content is not None:
+        config.write_text(content)
+    for stage in ("landmarks", "autoencoder"):
+        if stage == "autoencoder" and "net" in (content or ""):
+            continue
+        assert main(["train", stage, "--config", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ optionally with encoder-to-generator skip connections (SCAF).
 from __future__ import annotations
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from .autoencoder import Encoder, Generator
@@ -17,6 +17,8 @@ from .blocks import MultiScaleBlock
 
 class NetConfig(BaseModel):
     """Architecture of a landmark network (stored in the model manifest)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     input_size: int = 256
     heatmap_size: int = 128

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ..nets import AutoEncoder
@@ -22,6 +22,8 @@ from .losses import ImageDiscriminator, LatentDiscriminator, gan_loss, structura
 
 class AutoEncoderConfig(BaseModel):
     """Settings of the autoencoder stage."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     data: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"])
     run_dir: str = "runs/ae128"

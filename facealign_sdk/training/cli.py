@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +41,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> BaseModel:
-    base = json.loads(args.config.read_text()) if args.config else {}
+    """The stage's settings: the --config JSON file (if any) with the command-line options on top."""
+    base: dict = {}
+    if args.config:
+        if not args.config.is_file():
+            raise FileNotFoundError(f"{args.config}: no such config file")
+        try:
+            base = json.loads(args.config.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{args.config}: not valid JSON ({exc})") from exc
+        if not isinstance(base, dict):
+            raise ValueError(f"{args.config}: expected a JSON object of settings, got {type(base).__name__}")
     base.update({k: v for k, v in overrides.items() if v is not None})
-    return cls.model_validate(base)
+    try:
+        return cls.model_validate(base)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{args.config or 'options'}: invalid {cls.__name__} ({problems})") from exc
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from .. import geometry
@@ -31,12 +31,16 @@ from .losses import gaussian_heatmaps
 class DataSource(BaseModel):
     """An annotated folder; ``held_out`` excludes a deterministic share of it (for later evaluation)."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
+
     folder: str
     held_out: float | None = None
 
 
 class LandmarkConfig(BaseModel):
     """Settings of the landmark stage."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     train: list[DataSource] = Field(
         default_factory=lambda: [
