@@ -85,3 +85,10 @@ def test_bench_reports_each_backend(tiny_model, tmp_path, capsys):
     assert result["target"] == "torch" and result["net_ms_per_face_b2"] > 0 and result["end_to_end_ms_per_image"] > 0
     assert result["decode_ms_per_face"] > 0
     assert main(["bench", "--model", str(tiny_model), "--backends", "tensorflow"]) == 2
+
+
+@pytest.mark.parametrize("args, message", [(["--batch", "0"], "positive integers"), (["--batch", "a,b"], "positive integers"),
+                                           (["--iters", "0"], "at least 1")])
+def test_bench_rejects_bad_numbers_before_any_work(tiny_model, capsys, args, message):
+    assert main(["bench", "--model", str(tiny_model), "--backends", "torch", *args]) == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]

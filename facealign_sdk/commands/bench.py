@@ -48,6 +48,17 @@ def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]
     return out
 
 
+def parse_batches(text: str) -> list[int]:
+    """``"1,8"`` -> [1, 8]; ValueError for anything but positive integers."""
+    try:
+        batches = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        batches = []
+    if not batches or min(batches) < 1:
+        raise ValueError(f"--batch must be a comma list of positive integers, got {text!r}")
+    return batches
+
+
 def _time(fn, iters: int) -> float:
     for _ in range(2):
         fn()
@@ -59,7 +70,9 @@ def _time(fn, iters: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     model_dir = resolve_model_dir(args.model)
-    batches = [int(b) for b in args.batch.split(",")]
+    batches = parse_batches(args.batch)
+    if args.iters < 1:
+        raise ValueError(f"--iters must be at least 1, got {args.iters}")
     image = read_image(args.image)
     aligners = []
     for label, backend, artifact in _targets(model_dir, args.backends):
