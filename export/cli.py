@@ -137,6 +137,13 @@ def run(args: argparse.Namespace) -> int:
     for name in ("calib_count", "parity_faces", "bench_repeats"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+    # only the default folders (../shared) may be missing: then noise crops stand in, with a note in the report
+    named = [(args.parity_data, DEFAULT_PARITY_DATA, "--parity-data")]
+    if "int8" in targets:
+        named.append((args.calib, DEFAULT_CALIB, "--calib"))
+    for folder, default, option in named:
+        if not folder.is_dir() and folder.resolve() != default.resolve():
+            raise FileNotFoundError(f"{option} {folder}: no such folder")
     model_dir = resolve_model_dir(args.model)
     manifest = load_manifest(model_dir)
     check_manifest(manifest)

@@ -218,6 +218,12 @@ def test_cli_exit_codes(tiny_model: Path, tmp_path: Path, capsys) -> None:
     assert main(["export", "--model", str(tiny_model), "--to", "bogus"]) == 2
     assert "unknown --to target" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path / "nope")]) == 2
+    # a folder the user names must exist (only the default ../shared folders fall back to noise crops)
+    out = tmp_path / "out"
+    assert main(["export", "--model", str(tiny_model), "--to", "int8", "--calib", str(tmp_path / "nocalib"), "--out", str(out)]) == 2
+    assert "--calib" in capsys.readouterr().err and not out.exists()
+    assert main(["export", "--model", str(tiny_model), "--parity-data", str(tmp_path / "noval"), "--out", str(out)]) == 2
+    assert "--parity-data" in capsys.readouterr().err and not out.exists()
 
 
 def test_trt_without_tensorrt(tiny_model: Path, tmp_path: Path, capsys) -> None:
