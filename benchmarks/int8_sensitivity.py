@@ -234,8 +234,6 @@ def simulate_int8(net: LandmarkNet) -> Int8Sim:
     return Int8Sim(net, quants, layers)
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # the report
 
