@@ -47,13 +47,18 @@ QUANT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
 
 # ---------------------------------------------------------------------------------------------
-# simulated int8 arithmetic
+# simulated int8 arithmetic (straight-through rounding, so that int8_qat_probe.py can train through it)
+
+
+def _round_ste(x: torch.Tensor) -> torch.Tensor:
+    """round(x) forward, identity backward."""
+    return x + (torch.round(x) - x).detach()
 
 
 def fake_quant_symmetric(w: torch.Tensor, absmax: torch.Tensor) -> torch.Tensor:
     """int8 symmetric [-127, 127] with scale absmax / 127 (broadcast), dequantized."""
-    scale = (absmax / 127.0).clamp_min(1e-12)
-    return torch.clamp(torch.round(w / scale), -127, 127) * scale
+    scale = (absmax / 127.0).clamp_min(1e-12).detach()
+    return torch.clamp(_round_ste(w / scale), -127, 127) * scale
 
 
 def fake_quant_uint8(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -61,7 +66,7 @@ def fake_quant_uint8(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = max(hi - lo, 1e-12) / 255.0
     zero = float(np.clip(round(-lo / scale), 0, 255))
-    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+    return (torch.clamp(_round_ste(x / scale) + zero, 0, 255) - zero) * scale
 
 
 class WeightFakeQuant(nn.Module):
