@@ -66,7 +66,7 @@ def main() -> int:
     sim.calibrate(calib)
     student = sim.net
     for name, param in student.named_parameters():
-        param.requires_grad_(name.endswith(".bias") if args.mode == "bias" else ".running_" not in name)
+        param.requires_grad_(name.endswith(".bias") or args.mode == "all")
     if args.mode == "all":  # BatchNorm statistics are folded into the weights; keep them as they are
         for module in student.modules():
             if isinstance(module, torch.nn.BatchNorm2d):

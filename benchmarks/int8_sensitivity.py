@@ -173,18 +173,15 @@ class Int8Sim:
     def calibrate(self, crops: np.ndarray, batch: int = 8) -> None:
         """Record every quantized tensor's min/max on ``crops`` ((N, 3, S, S) float in [0, 1]) with the float
         network (as ONNX Runtime's calibration sees it), then switch the simulated int8 arithmetic on."""
-        weight_quants = [m for m in self.net.modules() if isinstance(m, WeightFakeQuant)]
         for q in self.quants:
             q.observing, q.lo, q.hi = True, float("inf"), float("-inf")
-        for w in weight_quants:
-            w.enabled = False
+        self.set_enabled(set(), None)  # float weights, every activation observed
         with torch.no_grad():
             for i in range(0, len(crops), batch):
                 self.net(torch.from_numpy(np.ascontiguousarray(crops[i : i + batch])))
         for q in self.quants:
             q.observing = False
-        for w in weight_quants:
-            w.enabled = True
+        self.set_enabled(None, None)
 
     def set_enabled(self, weights: set[nn.Module] | None, activations: set[int] | None) -> None:
         """Simulate int8 only for the weights of ``weights`` (layers) and the activations whose index in
