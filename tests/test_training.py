@@ -132,7 +132,7 @@ def test_flip_probability_controls_mirroring(annotated_folder):
     from facealign_sdk.training.landmarks import LandmarkConfig
 
     item = load_annotated(annotated_folder)[0]
-    plain = LandmarkAugment(rotation=0, scale=0, shift=0, box_jitter=0, p_flip=0, p_occlusion=0, p_blur=0, p_color=0)
+    plain = LandmarkAugment.none()
     ref_crop, ref_pts = landmark_sample(item, 64, None)
     crop, pts = landmark_sample(item, 64, np.random.default_rng(0), plain)
     np.testing.assert_allclose(pts, ref_pts, atol=1e-6)

@@ -31,7 +31,7 @@ class RunDir:
     def load(self) -> dict[str, Any] | None:
         if not self.checkpoint.exists():
             return None
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
 
     def log(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 1), **record}

@@ -31,12 +31,45 @@ class Annotated:
     image: np.ndarray  # uint8 BGR
     points: np.ndarray  # (L, 2) 0-based
     name: str
+    point_weights: np.ndarray | None = None  # (L,) loss weight per point; None: all 1
+
+
+def turned_face_ratio(points: np.ndarray) -> float:
+    """Near/far cheek width ratio of a 68-point face (1: frontal, -> 0: profile).
+
+    The horizontal distances from the nose tip (30) to the jaw at cheek height (2 and 14):
+    on a face turned away the far one shrinks.
+    """
+    left = abs(points[30, 0] - points[2, 0])
+    right = abs(points[14, 0] - points[30, 0])
+    return float(min(left, right) / max(left, right, 1e-6))
+
+
+def contour_weights(points: np.ndarray, jaw_weight: float, turned_below: float = 0.5) -> np.ndarray | None:
+    """Per-point loss weights that lower the jaw (0-16) of strongly turned faces to ``jaw_weight``.
+
+    For sets whose jaw follows the 3-D contour (AFLW2000-3D) rather than the visible outline:
+    on turned faces the two conventions disagree, so those points get less say.
+    """
+    if jaw_weight == 1.0 or len(points) != 68 or turned_face_ratio(points) >= turned_below:
+        return None
+    w = np.ones(len(points), np.float32)
+    w[:17] = jaw_weight
+    return w
 
 
 def load_annotated(
-    folder: str | Path, num_points: int = 68, held_out: float | None = None, take_held_out: bool = False
+    folder: str | Path,
+    num_points: int = 68,
+    held_out: float | None = None,
+    take_held_out: bool = False,
+    turned_jaw_weight: float = 1.0,
 ) -> list[Annotated]:
-    """Load every image + .pts pair of a folder (errors name the file)."""
+    """Load every image + .pts pair of a folder (errors name the file).
+
+    ``turned_jaw_weight`` < 1 lowers the jaw points' loss weight on strongly turned faces
+    (:func:`contour_weights`).
+    """
     items = []
     for img_path in tqdm(list_images(folder), desc=f"loading {Path(folder).name}", leave=False):
         if held_out is not None and is_held_out(img_path, held_out) != take_held_out:
@@ -44,7 +77,8 @@ def load_annotated(
         pts_path = img_path.with_suffix(".pts")
         if not pts_path.exists():
             raise FileNotFoundError(f"{img_path}: no landmark file {pts_path.name} beside it")
-        items.append(Annotated(read_image(img_path), read_pts(pts_path, num_points), img_path.name))
+        points = read_pts(pts_path, num_points)
+        items.append(Annotated(read_image(img_path), points, img_path.name, contour_weights(points, turned_jaw_weight)))
     return items
 
 
@@ -92,6 +126,49 @@ class LandmarkAugment:
     p_occlusion: float = 0.4
     p_blur: float = 0.2
     p_color: float = 0.45
+    perspective: float = 0.06  # corner jitter (fraction of the crop) of a random projective warp
+    p_perspective: float = 0.3
+    p_low_resolution: float = 0.25  # downscale to 15-60 % and back up (small or distant faces)
+    p_jpeg: float = 0.25  # JPEG re-encoding at quality 15-70
+    p_noise: float = 0.2  # Gaussian sensor noise, sigma 2-12 grey levels
+    p_gray: float = 0.1  # greyscale photos
+
+    @classmethod
+    def none(cls) -> "LandmarkAugment":
+        """No augmentation at all: the plain runtime crop (with a random generator)."""
+        zeros = {name: 0 for name in cls.__dataclass_fields__}
+        return cls(**zeros)
+
+
+def _random_perspective(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
+    """A 3x3 homography that moves each crop corner by up to ``amount * size``."""
+    src = np.float32([[0, 0], [size - 1, 0], [size - 1, size - 1], [0, size - 1]])
+    dst = src + rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * size
+    return cv2.getPerspectiveTransform(src, dst)
+
+
+def degrade(crop: np.ndarray, rng: np.random.Generator, aug: LandmarkAugment) -> np.ndarray:
+    """Photometric and resolution changes (none moves a point); ``crop`` is uint8 BGR."""
+    size = crop.shape[0]
+    if rng.random() < aug.p_color:
+        crop = cv2.convertScaleAbs(crop, alpha=rng.uniform(0.6, 1.6), beta=rng.uniform(-50, 50))
+    if rng.random() < aug.p_gray:
+        crop = cv2.cvtColor(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    if rng.random() < aug.p_low_resolution:
+        small = max(8, int(size * rng.uniform(0.15, 0.6)))
+        crop = cv2.resize(cv2.resize(crop, (small, small), interpolation=cv2.INTER_AREA), (size, size),
+                          interpolation=cv2.INTER_LINEAR)
+    if rng.random() < aug.p_blur:
+        k = int(rng.choice([3, 5, 7]))
+        crop = cv2.GaussianBlur(crop, (k, k), 0)
+    if rng.random() < aug.p_noise:
+        noise = rng.normal(0, rng.uniform(2, 12), crop.shape)
+        crop = np.clip(crop + noise, 0, 255).astype(np.uint8)
+    if rng.random() < aug.p_jpeg:
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(15, 71))])
+        if ok:
+            crop = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return crop
 
 
 def landmark_sample(
@@ -115,20 +192,15 @@ def landmark_sample(
     )
     m = random_similarity(rng, crop_size, aug.rotation, aug.scale, aug.shift)
     full = np.vstack([m, [0, 0, 1]]) @ np.vstack([frame.transform(crop_size), [0, 0, 1]])
-    crop = cv2.warpAffine(image, full[:2], (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    pts = geometry.apply_matrix(full[:2], points)
+    if aug.perspective > 0 and rng.random() < aug.p_perspective:
+        full = _random_perspective(rng, crop_size, aug.perspective) @ full
+    crop = cv2.warpPerspective(image, full, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    pts = cv2.perspectiveTransform(points[None].astype(np.float64), full)[0]
     if rng.random() < aug.p_flip and len(points) == len(FLIP_68):
         crop = crop[:, ::-1]
         pts = pts[FLIP_68].copy()
         pts[:, 0] = crop_size - 1 - pts[:, 0]
-    crop = np.ascontiguousarray(crop)
-    if rng.random() < aug.p_color:
-        alpha = rng.uniform(0.6, 1.6)
-        beta = rng.uniform(-50, 50)
-        crop = cv2.convertScaleAbs(crop, alpha=alpha, beta=beta)
-    if rng.random() < aug.p_blur:
-        k = int(rng.choice([3, 5, 7]))
-        crop = cv2.GaussianBlur(crop, (k, k), 0)
+    crop = degrade(np.ascontiguousarray(crop), rng, aug)
     if rng.random() < aug.p_occlusion:
         w, h = (rng.uniform(0.15, 0.4, 2) * crop_size).astype(int)
         x, y = rng.integers(0, crop_size - w), rng.integers(0, crop_size - h)

@@ -35,6 +35,12 @@ class DataSource(BaseModel):
 
     folder: str
     held_out: float | None = None
+    weight: float = Field(1.0, gt=0, description="sampling share relative to the other sources (per source, not per face)")
+    flip_probability: float | None = Field(
+        None, ge=0, le=1, description="mirror augmentation for this source (None: the stage's flip_probability)")
+    turned_jaw_weight: float = Field(
+        1.0, ge=0, le=1, description="loss weight of the jaw points on strongly turned faces (sets whose jaw "
+        "follows the 3-D contour, e.g. AFLW2000-3D)")
 
 
 class LandmarkConfig(BaseModel):
@@ -87,9 +93,22 @@ def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetCon
     return x, gaussian_heatmaps(torch.from_numpy(hm_pts).float(), cfg.heatmap_size, sigma)
 
 
-def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, foreground_weight: float) -> torch.Tensor:
-    """Foreground-weighted MSE (x100 for readable numbers)."""
-    return torch.mean((pred - target) ** 2 * (1 + foreground_weight * target)) * 100
+def heatmap_loss(
+    pred: torch.Tensor, target: torch.Tensor, foreground_weight: float, point_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Foreground-weighted MSE (x100 for readable numbers); ``point_weights`` (N, L) scale each heatmap."""
+    err = (pred - target) ** 2 * (1 + foreground_weight * target)
+    if point_weights is not None:
+        err = err * point_weights[:, :, None, None]
+    return torch.mean(err) * 100
+
+
+def point_weight_batch(items: list[Annotated]) -> torch.Tensor | None:
+    """(N, L) per-point loss weights of a batch, or None when every weight is 1."""
+    if all(it.point_weights is None for it in items):
+        return None
+    rows = [it.point_weights if it.point_weights is not None else np.ones(len(it.points), np.float32) for it in items]
+    return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
 @torch.no_grad()
@@ -118,7 +137,16 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         torch.set_num_threads(cfg.threads)
     run = RunDir(cfg.run_dir)
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
-    items = [it for src in cfg.train for it in load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False)]
+    per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
+                  for src in cfg.train]
+    for src, got in zip(cfg.train, per_source):
+        if not got:
+            raise ValueError(f"{src.folder}: no annotated images left for training")
+    items = [it for got in per_source for it in got]
+    source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
+    # each source gets its share of the samples whatever its size
+    shares = np.array([src.weight for src in cfg.train]) / sum(src.weight for src in cfg.train)
+    sample_p = shares[source_of] / np.array([len(got) for got in per_source])[source_of]
     val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
     torch.manual_seed(cfg.seed)
     net = LandmarkNet(cfg.net)
@@ -144,7 +172,8 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         step, best = state["step"], state["best_nme"]
     base_lrs = [cfg.encoder_lr, cfg.lr]
     rng = np.random.default_rng(cfg.seed + step)
-    aug = LandmarkAugment(p_flip=cfg.flip_probability) if cfg.augment else LandmarkAugment(0, 0, 0, 0, 0, 0, 0, 0)
+    augs = [LandmarkAugment(p_flip=cfg.flip_probability if src.flip_probability is None else src.flip_probability)
+            if cfg.augment else LandmarkAugment.none() for src in cfg.train]
     net.train()
     losses: list[float] = []
     record: dict[str, float] = {}
@@ -154,9 +183,10 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         factor = 0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0
         for group, lr in zip(opt.param_groups, base_lrs):
             group["lr"] = lr * factor
-        samples = [landmark_sample(items[i], cfg.net.input_size, rng, aug) for i in rng.integers(0, len(items), cfg.batch_size)]
+        picks = rng.choice(len(items), cfg.batch_size, p=sample_p)
+        samples = [landmark_sample(items[i], cfg.net.input_size, rng, augs[source_of[i]]) for i in picks]
         x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
-        loss = heatmap_loss(net(x), target, cfg.foreground_weight)
+        loss = heatmap_loss(net(x), target, cfg.foreground_weight, point_weight_batch([items[i] for i in picks]))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -185,7 +215,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
 
 def load_trained(path: str | Path) -> LandmarkNet:
     """A LandmarkNet from a run's ``best.pt`` / ``last.pt``."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = state["config"]
     net_cfg = NetConfig(**(cfg["net"] if "net" in cfg else cfg))
     net = LandmarkNet(net_cfg)
