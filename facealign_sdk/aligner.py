@@ -170,7 +170,8 @@ class Aligner:
         elif self.detector is None:
             raise ValueError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
         else:
-            dets = list(self.detector.detect(image))
+            # best first whatever order a (custom) detector returns them in; ties keep their order
+            dets = sorted(self.detector.detect(image), key=lambda d: -d.score)
         return dets[: self.max_faces] if self.max_faces else dets
 
     def frame_for(self, detection: Detection) -> geometry.CropFrame:
