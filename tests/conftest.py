@@ -7,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import os
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# FACEALIGN_SHARED: where ../shared is when the tests run from a copy of the repo (mutation testing)
+SHARED = Path(os.environ.get("FACEALIGN_SHARED", REPO.parent / "shared"))
 SAMPLES = REPO / "samples"
 
 

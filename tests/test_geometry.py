@@ -71,3 +71,27 @@ def test_warp_matches_opencv_convention_for_identity():
     img = (np.random.default_rng(0).random((256, 256, 3)) * 255).astype(np.uint8)
     frame = geometry.CropFrame(127.5, 127.5, 256.0)
     assert np.array_equal(geometry.warp_crop(img, frame, 256), cv2.warpAffine(img, np.eye(2, 3), (256, 256)))
+
+
+@pytest.mark.parametrize("roll_deg", [-60.0, -35.0, 20.0, 90.0])
+def test_crop_centre_moves_towards_the_chin_of_a_rolled_face(roll_deg):
+    """The box centre -> crop centre shift follows the face's own 'down' (eyes to mouth) whatever its roll,
+    with the roll measured the way the runtime measures it (from the eyes): a rolled face gets the crop an
+    upright face would get, rotated with it."""
+    roll = np.radians(roll_deg)
+    rot = np.array([[np.cos(roll), -np.sin(roll)], [np.sin(roll), np.cos(roll)]])
+    centre = np.array([300.0, 200.0])
+    right_eye, left_eye, mouth = (centre + rot @ p for p in ([-30.0, -20.0], [30.0, -20.0], [0.0, 50.0]))
+    measured = geometry.roll_from_eyes(right_eye, left_eye)
+    assert measured == pytest.approx(roll)
+    box = (centre[0] - 50, centre[1] - 50, centre[0] + 50, centre[1] + 50)
+    frame = geometry.frame_from_box(box, measured)
+    upright = geometry.frame_from_box(box, 0.0)
+    offset = np.array([frame.center_x, frame.center_y]) - centre
+    expected = rot @ (np.array([upright.center_x, upright.center_y]) - centre)
+    np.testing.assert_allclose(offset, expected, atol=1e-9)
+    assert offset @ (mouth - centre) > 0
+    # and the crop turns the face upright: eyes level, mouth straight below their midpoint
+    in_crop = geometry.image_to_crop(np.array([right_eye, left_eye, mouth]), frame, 256)
+    assert in_crop[0, 1] == pytest.approx(in_crop[1, 1], abs=1e-6) and in_crop[0, 0] < in_crop[1, 0]
+    assert in_crop[2, 0] == pytest.approx(in_crop[:2, 0].mean(), abs=1e-6) and in_crop[2, 1] > in_crop[0, 1]
