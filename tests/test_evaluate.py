@@ -241,9 +241,9 @@ def test_dlib_baseline_helpers_without_dlib(monkeypatch):
     """The benchmark's pure helpers: upsampling rule and the dlib-like box (dlib itself is not needed)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("dlib_baseline", SAMPLES.parent / "benchmarks" / "dlib_baseline.py")
+    spec = importlib.util.spec_from_file_location("baselines", SAMPLES.parent / "benchmarks" / "baselines.py")
     mod = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "dlib_baseline", mod)  # dataclasses look their module up
+    monkeypatch.setitem(sys.modules, "baselines", mod)  # dataclasses look their module up
     spec.loader.exec_module(mod)
     assert mod.upsample_for(np.zeros((150, 120, 3))) == 2
     assert mod.upsample_for(np.zeros((250, 200, 3))) == 1

