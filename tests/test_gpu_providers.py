@@ -148,3 +148,16 @@ def test_cli_device_cuda_without_gpu_exits_2(capsys: pytest.CaptureFixture) -> N
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("facealign image: error: device='cuda' needs a usable NVIDIA GPU")
     assert "Traceback" not in "\n".join(err)
+
+
+def test_gpu_suite_without_gpu_exits_2() -> None:
+    import subprocess
+    import sys
+
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is usable here: the suite would run")
+    suite = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_suite.py"
+    done = subprocess.run([sys.executable, str(suite)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("gpu_suite: no usable CUDA GPU here (PyTorch") and done.stderr.count("\n") == 1

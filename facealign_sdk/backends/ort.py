@@ -95,7 +95,8 @@ def check_providers_in_use(device: str, requested: list, in_use: list[str]) -> N
                f"build")
     if kind in GPU_DEVICES:
         raise BackendError(f"device={device!r}: no usable GPU: {message}. Use device='cpu', or install matching "
-                           f"libraries (pip install 'facealign-sdk[gpu]' with its CUDA 12 / cuDNN 9 wheels)")
+                           "libraries (with PyTorch's CUDA wheels installed, onnxruntime.preload_dlls() before "
+                           "the session loads theirs)")
     log.warning("%s; running on the CPU", message)
 
 
