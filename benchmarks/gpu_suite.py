@@ -138,6 +138,8 @@ def facts() -> dict:
         "python": platform.python_version(), "platform": platform.platform(), "cpu_cores": os.cpu_count(),
         "torch": torch.__version__, "torch_cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        # TF32 (on by default for cuDNN convolutions) moves fp32 results on Ampere and later GPUs
+        "torch_cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "onnxruntime": onnxruntime.__version__, "onnxruntime_package": "onnxruntime-gpu" if _version("onnxruntime-gpu") else "onnxruntime",
         "onnxruntime_providers": onnxruntime.get_available_providers(), "tensorrt": _version("tensorrt"),
         "git_commit": _command("git", "-C", str(REPO), "rev-parse", "HEAD"),
@@ -361,6 +363,8 @@ def run(args: argparse.Namespace) -> int:
                     "mode": "CPU mechanics check: no GPU figures" if args.cpu_mechanics else "GPU",
                     "model": manifest.name, "weights_sha256": manifest.weights_sha256,
                     "criterion": parity.CRITERION.replace("PyTorch fp32", "PyTorch fp32 on the CPU"),
+                    "note": "fp32 on the GPU may run convolutions in TF32 (the PyTorch cuDNN and ONNX Runtime CUDA "
+                            "defaults), which can move landmarks past the fp32 limit without being an error",
                     "timing": f"crops/s: {args.iters} runs after 3 warm-up runs; on_device: input already on the GPU; "
                               "numpy_io: numpy in, numpy out (the backend as the Aligner calls it)"}
     report["facts"] = guarded("facts", facts, failures)

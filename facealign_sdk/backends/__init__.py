@@ -66,15 +66,15 @@ def load_backend(
     if backend != "auto":
         return _create(backend, model_dir, manifest, device, artifact, decode_graph)
     candidates = _auto_candidates(model_dir, device)
-    for name in candidates[:-1]:
+    for name, following in zip(candidates, candidates[1:]):
         try:
             chosen = _create(name, model_dir, manifest, device, artifact, decode_graph)
         except BackendError as exc:
-            log.warning("backend=auto: %s cannot run here (%s); trying %s", name, exc, candidates[candidates.index(name) + 1])
+            log.warning("backend=auto: %s cannot run here (%s); trying %s", name, exc, following)
             continue
         log.info("backend=auto picked %s", name)
         return chosen
-    log.info("backend=auto picked %s", candidates[-1])
+    log.info("backend=auto picked %s", candidates[-1])  # the last one's error is the caller's
     return _create(candidates[-1], model_dir, manifest, device, artifact, decode_graph)
 
 
