@@ -11,7 +11,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 MODELS = Path(__file__).resolve().parent / "models"
-SKIP = ("eval", "*.engine", "*.engine.json")  # evaluation plots/logs; engines are built per GPU
+SKIP = ("eval", "*.engine", "*.engine.json")  # evaluation plots/logs; engines (+ sidecars) are built per GPU
 
 
 class BuildPyWithModels(build_py):

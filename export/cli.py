@@ -2,7 +2,7 @@
 
 ``facealign export --model models/<name> --to onnx,fp16,int8[,decode][,trt]`` writes
 into the model folder (or ``--out DIR``): ``model.onnx``, ``model_fp16.onnx``,
-``model_int8.onnx``, ``model_decode.onnx``, ``model_fp16_b1-8-64.engine`` (+ ``.json``),
+``model_int8.onnx``, ``model_decode.onnx``, ``model_fp16_b1-8-64_<TensorRT>_<GPU>.engine`` (+ ``.json``),
 and ``parity.json``. It fails (exit 1) when an artifact's landmarks move more
 than the parity limit from the PyTorch model's, and exits 2 on bad input.
 """
@@ -157,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
     out = _prepare_out(model_dir, args.out)
     artifacts = _export_onnx_targets(net, manifest, out, targets, args)
     if "trt" in targets:
-        from .tensorrt import build_engine
+        from .tensorrt import build_engine, sidecar_path
 
         artifacts.append(build_engine(out, manifest, profile, args.workspace_gb))
-        print(f"wrote {artifacts[-1]} (+ {artifacts[-1].with_suffix('.json').name})")
+        print(f"wrote {artifacts[-1]} (+ {sidecar_path(artifacts[-1]).name})")
     crops, note = face_crops(args.parity_data, args.parity_faces, "parity")
     report = parity.run_parity(net, manifest, artifacts, crops, note, bench=not args.no_bench, repeats=args.bench_repeats)
     path = parity.write_report(report, out / REPORT)

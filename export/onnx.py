@@ -15,11 +15,11 @@ import warnings
 from pathlib import Path
 
 from facealign_sdk.decode import BLUR_SIGMA, CONFIDENCE_WINDOW, SOFT_POWER, SOFT_WINDOW, TARGET_SIGMA, _expected_mass, blur_kernel
+from facealign_sdk.backends.base import INPUT_NAME
 from facealign_sdk.backends.ort import DECODE_OUTPUTS
 from facealign_sdk.model import Manifest
 
 OPSET = 17
-INPUT_NAME = "image"
 OUTPUT_NAME = "heatmaps"
 METADATA_KEY = "facealign.manifest"
 # reduce ops whose ``axes`` became an input in opset 18 (an attribute in opset 17; ReduceSum changed in 13)

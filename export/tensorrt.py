@@ -4,7 +4,8 @@ TensorRT 10 builds from the fp32 ``model.onnx`` with ``BuilderFlag.FP16`` (weak
 typing). TensorRT 11 removed that flag: there the FP16 graph ``model_fp16.onnx``
 (precision in the graph) is built as a strongly typed network. Beside the engine
 goes a JSON sidecar (TensorRT version, GPU, profile, manifest, ONNX sha256) that
-the runtime checks, because an engine only runs where it was built.
+the runtime checks, because an engine only runs where it was built; the file name
+says the TensorRT version and GPU too. One TensorRT logger serves the process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from facealign_sdk.backends.trt import (
     Profile,
     gpu_info,
     import_tensorrt,
+    runtime_tag,
     sidecar_path,
+    trt_logger,
     write_sidecar,
 )
 from facealign_sdk.model import Manifest, sha256
@@ -41,9 +44,12 @@ def parse_profile(text: str) -> Profile:
     return Profile(min=lo, opt=opt, max=hi)
 
 
-def engine_name(profile: Profile, precision: str = "fp16") -> str:
-    """File name of an engine, e.g. ``model_fp16_b1-8-64.engine``."""
-    return f"model_{precision}_b{profile.min}-{profile.opt}-{profile.max}.engine"
+def engine_name(profile: Profile, precision: str = "fp16", runtime: dict[str, str] | None = None) -> str:
+    """File name of an engine: ``model_fp16_b1-8-64_trt10.13.0.35_sm90_nvidia-h200.engine`` for ``runtime``
+    (:func:`~facealign_sdk.backends.trt.runtime_info`), so that engines built on two machines do not overwrite
+    each other; ``model_fp16_b1-8-64.engine`` without one (a trtexec build, TensorRT and GPU unknown here)."""
+    stem = f"model_{precision}_b{profile.min}-{profile.opt}-{profile.max}"
+    return f"{stem}_{runtime_tag(runtime)}.engine" if runtime else f"{stem}.engine"
 
 
 def _shape(batch: int, size: int) -> str:
@@ -72,6 +78,8 @@ def trtexec_lines(out_dir: Path, input_size: int, profile: Profile) -> list[str]
     return [
         "# TensorRT 10: " + trtexec_command(out_dir / "model.onnx", engine, input_size, profile, fp16_flag=True),
         "# TensorRT 11: " + trtexec_command(out_dir / "model_fp16.onnx", engine, input_size, profile, fp16_flag=False),
+        "# (a trtexec engine has no sidecar: it loads with a warning, unchecked against the weights; "
+        "export --to trt writes one)",
     ]
 
 
@@ -112,15 +120,17 @@ def build_engine(
 ) -> Path:
     """Build an FP16 engine from ``out_dir/model.onnx`` (TRT 10) or ``out_dir/model_fp16.onnx`` (TRT 11+).
 
-    Writes ``out_dir/model_fp16_b<min>-<opt>-<max>.engine`` and its sidecar JSON; returns the engine path.
+    Writes ``out_dir/model_fp16_b<min>-<opt>-<max>_<TensorRT and GPU>.engine`` (:func:`engine_name`) and its
+    sidecar JSON; returns the engine path.
     """
     trt = require_tensorrt()
     gpu = gpu_info()
+    runtime = {"tensorrt_version": trt.__version__, **gpu}
     weak = weak_typing(trt)
     onnx_path = out_dir / ("model.onnx" if weak else "model_fp16.onnx")
     if not onnx_path.is_file():
         raise FileNotFoundError(f"{onnx_path}: needed to build the engine (export --to onnx,fp16 first)")
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger(trt)
     builder = trt.Builder(logger)
     network, _parser = _parse(trt, builder, logger, onnx_path, strongly_typed=not weak)
     config = builder.create_builder_config()
@@ -135,7 +145,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
-    engine_path = out_dir / engine_name(profile)
+    engine_path = out_dir / engine_name(profile, "fp16", runtime)
     engine_path.write_bytes(bytes(serialized))
     sidecar = EngineSidecar(
         tensorrt_version=trt.__version__,

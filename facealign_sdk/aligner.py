@@ -47,7 +47,8 @@ class Aligner:
             A folder's ``model_decode.onnx`` (decoding inside the graph) is used when present and
             the decoder settings are the defaults.
         backend: ``"auto"`` (fastest available; see ``backend_name``), ``"ort"``, ``"torch"`` or ``"trt"``.
-        device: ``"auto"``, ``"cpu"``, ``"cuda"`` (``"tensorrt"`` for the ORT TensorRT EP).
+        device: ``"auto"`` (a GPU when one is usable, else the CPU), ``"cpu"``, ``"cuda"`` / ``"cuda:N"``, or
+            ``"tensorrt"`` (the ORT TensorRT EP). A GPU device without a usable GPU raises BackendError.
         detector: ``"yunet"`` (bundled), any object with ``detect(image) -> list[Detection]``,
             or ``None`` to always pass ``boxes``.
         refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.

@@ -1,8 +1,12 @@
 """Inference backends behind one interface, and the router that picks one for a model.
 
 Like insightface's ``model_zoo``: a model folder (or one artifact in it) goes in,
-a :class:`Backend` comes out. ``backend="auto"`` takes the fastest one available:
-TensorRT engine > ONNX Runtime (TensorRT/CUDA EP, then CPU) > PyTorch.
+a :class:`Backend` comes out. ``backend="auto"`` takes the fastest one that can run
+here: a TensorRT engine built for this machine > ONNX Runtime (CUDA provider, else
+CPU) > PyTorch, trying the next when one cannot start (an engine built for another
+GPU or TensorRT version, a GPU provider whose libraries are missing). An explicit GPU
+device (``"cuda"``, ``"tensorrt"``) never runs on the CPU: without a usable GPU it is
+a BackendError that says why each runtime cannot use one.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import logging
 from pathlib import Path
 
 from ..model import Manifest, ModelError
-from .base import Backend, BackendError, check_batch
+from .base import GPU_DEVICES, Backend, BackendError, check_batch, parse_device
 
 BACKENDS = ("auto", "ort", "torch", "trt")
 ONNX_FP32 = "model.onnx"
@@ -32,6 +36,14 @@ def _cuda_in_torch() -> bool:
     return torch.cuda.is_available()
 
 
+def _ort_providers() -> list[str]:
+    if not _has("onnxruntime"):
+        return []
+    import onnxruntime
+
+    return onnxruntime.get_available_providers()
+
+
 def load_backend(
     model_dir: Path,
     manifest: Manifest,
@@ -42,19 +54,41 @@ def load_backend(
 ) -> Backend:
     """Create the backend for a model folder; ``artifact`` is a specific .onnx / .engine file.
 
+    ``device``: "auto", "cpu", "cuda" / "cuda:N", or "tensorrt" (ONNX Runtime's TensorRT provider).
     ``decode_graph``: with ONNX Runtime, take the folder's ``model_decode.onnx`` (points out,
     decoding inside the graph) when there is one.
     """
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "auto":
-        backend = _auto_backend(model_dir, device, artifact)
-        log.info("backend=auto picked %s", backend)
-    if backend == "trt":
-        from .trt import TrtBackend
+    parse_device(device)
+    if backend == "auto" and artifact is not None:
+        backend = {".engine": "trt", ".onnx": "ort"}.get(artifact.suffix, "torch")
+    if backend != "auto":
+        return _create(backend, model_dir, manifest, device, artifact, decode_graph)
+    candidates = _auto_candidates(model_dir, device)
+    for name, following in zip(candidates, candidates[1:]):
+        try:
+            chosen = _create(name, model_dir, manifest, device, artifact, decode_graph)
+        except BackendError as exc:
+            log.warning("backend=auto: %s cannot run here (%s); trying %s", name, exc, following)
+            continue
+        log.info("backend=auto picked %s", name)
+        return chosen
+    log.info("backend=auto picked %s", candidates[-1])  # the last one's error is the caller's
+    return _create(candidates[-1], model_dir, manifest, device, artifact, decode_graph)
 
-        engine = artifact or _first(model_dir, "*.engine", "a TensorRT engine (.engine); build one with facealign export --to trt")
-        return TrtBackend(engine, manifest)
+
+def _create(backend: str, model_dir: Path, manifest: Manifest, device: str, artifact: Path | None,
+            decode_graph: bool) -> Backend:
+    kind, index = parse_device(device)
+    if backend == "trt":
+        from .trt import TrtBackend, list_engines, runtime_info, select_engine
+
+        if kind in ("cpu", "tensorrt"):
+            raise BackendError(f"backend='trt' runs TensorRT engines on a CUDA GPU; device={device!r} does not fit "
+                               "(use device='cuda', or backend='ort' for ONNX Runtime's TensorRT provider)")
+        engine = artifact or select_engine(list_engines(model_dir), runtime_info(index), manifest.model_dump())
+        return TrtBackend(engine, manifest, index)
     if backend == "ort":
         from .ort import OrtBackend
 
@@ -63,29 +97,44 @@ def load_backend(
             onnx = model_dir / ONNX_DECODE
         if not onnx.is_file():
             raise ModelError(f"{model_dir}: no {onnx.name}; run `facealign export --model {model_dir} --to onnx` or use backend='torch'")
-        return OrtBackend(onnx, manifest.input_size, "auto" if device in ("auto", "gpu") else device)
+        return OrtBackend(onnx, manifest.input_size, device)
     from .torch_backend import TorchBackend
 
-    torch_device = ("cuda" if _cuda_in_torch() else "cpu") if device in ("auto", "gpu") else device
+    if kind == "tensorrt":
+        raise BackendError("device='tensorrt' is ONNX Runtime's TensorRT provider; the torch backend runs on 'cpu' or 'cuda'")
+    torch_device = {"auto": "cuda" if _cuda_in_torch() else "cpu", "cpu": "cpu"}.get(kind, f"cuda:{index}")
     return TorchBackend(model_dir, manifest, torch_device)
 
 
-def _first(model_dir: Path, pattern: str, what: str) -> Path:
-    found = sorted(model_dir.glob(pattern))
-    if not found:
-        raise ModelError(f"{model_dir}: no {what}")
-    return found[0]
+def _auto_candidates(model_dir: Path, device: str) -> list[str]:
+    """The backends worth trying for ``device``, fastest first; BackendError when there are none."""
+    kind, _ = parse_device(device)
+    cuda = _cuda_in_torch()
+    providers = _ort_providers()
+    onnx = (model_dir / ONNX_FP32).is_file()
+    has_trt = _has("tensorrt")
+    engines = any(model_dir.glob("*.engine"))
+    gpu_provider = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}.get(kind)
+    candidates = []
+    if kind in ("auto", "cuda") and has_trt and engines and cuda:
+        candidates.append("trt")
+    if onnx and providers and (gpu_provider is None or gpu_provider in providers):
+        candidates.append("ort")
+    if _has("torch") and kind != "tensorrt" and (kind != "cuda" or cuda):
+        candidates.append("torch")
+    if candidates:
+        return candidates
+    if kind in GPU_DEVICES:
+        why = [f"ONNX Runtime offers {', '.join(providers)} (no {gpu_provider}; the GPU build: pip uninstall "
+               "onnxruntime && pip install 'facealign-sdk[gpu]')" if providers else "onnxruntime is not installed"]
+        if not onnx:
+            why[0] = f"there is no {ONNX_FP32} for ONNX Runtime"
+        if kind == "cuda":
+            from .torch_backend import torch_gpu_status
 
-
-def _auto_backend(model_dir: Path, device: str, artifact: Path | None) -> str:
-    if artifact is not None:
-        return {".engine": "trt", ".onnx": "ort"}.get(artifact.suffix, "torch")
-    if device != "cpu" and _has("tensorrt") and any(model_dir.glob("*.engine")) and _cuda_in_torch():
-        return "trt"
-    if _has("onnxruntime") and (model_dir / ONNX_FP32).is_file():
-        return "ort"
-    if _has("torch"):
-        return "torch"
+            why.append(torch_gpu_status())
+        raise BackendError(f"device={device!r} needs a usable NVIDIA GPU and nothing here can use one: "
+                           f"{'; '.join(why)}. Use device='cpu' (or 'auto': the GPU when there is one)")
     raise BackendError(
         f"no usable backend for {model_dir}: install onnxruntime (pip install onnxruntime) for the "
         f"exported {ONNX_FP32}, or PyTorch (pip install torch==2.13.0) for the safetensors weights"

@@ -36,6 +36,16 @@ def load_network(model_dir: Path, manifest: Manifest, verify: bool = True):
     return net.eval()
 
 
+def torch_gpu_status() -> str:
+    """Why PyTorch cannot use a GPU here, in one phrase (for error messages)."""
+    try:
+        import torch
+    except ImportError:
+        return "PyTorch is not installed"
+    build = f"a CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
+    return f"PyTorch {torch.__version__} ({build}) sees no CUDA device"
+
+
 class TorchBackend:
     """Runs the PyTorch network; ``device`` is "cpu", "cuda" or "cuda:N"."""
 
@@ -43,7 +53,7 @@ class TorchBackend:
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
-            raise BackendError("device='cuda' requested but PyTorch sees no CUDA GPU")
+            raise BackendError(f"device={device!r}: no usable GPU: {torch_gpu_status()}; use device='cpu'")
         if half and not device.startswith("cuda"):
             raise BackendError("fp16 (half=True) is only supported on CUDA in the torch backend")
         self._torch = torch

@@ -33,9 +33,8 @@ def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]
     all_targets = [("ort", "ort", model_dir / "model.onnx"), ("ort-fp16", "ort", model_dir / "model_fp16.onnx"),
                    ("ort-int8", "ort", model_dir / "model_int8.onnx"),
                    ("ort-decode", "ort", model_dir / "model_decode.onnx"), ("torch", "torch", None)]
-    engines = sorted(model_dir.glob("*.engine"))
-    if engines:
-        all_targets.append(("trt", "trt", engines[0]))
+    if any(model_dir.glob("*.engine")):
+        all_targets.append(("trt", "trt", None))  # the backend picks the engine built for this machine
     names = [t[0] for t in all_targets] if wanted == "all" else [w.strip() for w in wanted.split(",")]
     known = {t[0]: t for t in all_targets}
     out = []
