@@ -194,3 +194,131 @@ def test_train_config_errors_are_one_line_and_exit_2(tmp_path, capsys, content, 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "run").exists()
+
+
+# -- face bank, progressive autoencoder, wild-data options ---------------------------------------
+
+
+def test_face_bank_collects_crops_annotated_faces_and_video_faces(annotated_folder, tmp_path):
+    from facealign_sdk.training.facebank import FaceBankConfig, build_face_bank, load_face_bank
+
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    face = cv2.imread(str(SAMPLES / "face.jpg"))
+    for i in range(3):
+        cv2.imwrite(str(crops / f"c{i}.png"), cv2.resize(face, (100, 100)))
+    video = tmp_path / "v.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (512, 512))
+    for _ in range(4):
+        writer.write(cv2.resize(face, (512, 512)))
+    writer.release()
+    cfg = FaceBankConfig(crops=[str(crops)], annotated=[str(annotated_folder)], videos=[str(video)], video_stride=2)
+    counts = build_face_bank(cfg, tmp_path / "bank.npz", progress=False)
+    assert counts == {"crops": 3, "annotated": 4, "videos": 2}
+    faces = load_face_bank(tmp_path / "bank.npz", 64)
+    assert faces.shape == (9, 64, 64, 3) and faces.dtype == np.uint8
+    # the 100-px crops are left out when only faces of at least 150 source pixels are wanted
+    assert len(load_face_bank(tmp_path / "bank.npz", 64, min_source_side=150)) == 6
+    # an annotated face is the runtime crop of its point-derived box (up to JPEG)
+    from facealign_sdk import geometry
+    from facealign_sdk.training.data import load_annotated
+
+    item = load_annotated(annotated_folder)[0]
+    expected = geometry.warp_crop(item.image, geometry.frame_from_box(geometry.box_from_points(item.points)), 64)
+    assert np.abs(faces[3].astype(int) - expected.astype(int)).mean() < 6
+    with pytest.raises(ValueError, match="npz"):
+        build_face_bank(cfg, tmp_path / "bank.zip", progress=False)
+
+
+def test_autoencoder_256_starts_from_the_128_run(tmp_path, annotated_folder):
+    from facealign_sdk.training.autoencoder import AutoEncoderConfig, load_autoencoder, train_autoencoder
+
+    common = dict(data=[str(annotated_folder)], width=8, batch_size=2, steps=2, checkpoint_every=2, augment=False,
+                  threads=1)
+    train_autoencoder(AutoEncoderConfig(run_dir=str(tmp_path / "ae128"), size=128, **common), progress=False)
+    train_autoencoder(AutoEncoderConfig(run_dir=str(tmp_path / "ae256"), size=256, init_from=str(tmp_path / "ae128"),
+                                        lr=0.0, **common), progress=False)
+    small, large = load_autoencoder(tmp_path / "ae128"), load_autoencoder(tmp_path / "ae256")
+    # lr 0: shared tensors are exactly the 128-px run's (BatchNorm statistics still move)
+    assert torch.equal(small["encoder.layer4.0.conv1.weight"], large["encoder.layer4.0.conv1.weight"])
+    assert torch.equal(small["generator.stages.0.0.conv1.weight"], large["generator.stages.0.0.conv1.weight"])
+    assert "encoder.extra.0.conv1.weight" in large and "encoder.extra.0.conv1.weight" not in small
+
+
+def test_turned_faces_get_lower_jaw_weights():
+    from facealign_sdk.training.data import contour_weights, turned_face_ratio
+
+    t = np.linspace(0, np.pi, 17)
+    frontal = np.zeros((68, 2))
+    frontal[:17] = np.stack([100 - 60 * np.cos(t), 100 + 70 * np.sin(t)], axis=1)
+    frontal[17:] = [100, 90]
+    frontal[30] = [100, 110]
+    assert turned_face_ratio(frontal) == pytest.approx(1.0, abs=0.05)
+    assert contour_weights(frontal, 0.3) is None
+    turned = frontal.copy()
+    turned[30, 0] = 55  # nose tip near the image-left cheek: turned to the left
+    assert turned_face_ratio(turned) < 0.5
+    w = contour_weights(turned, 0.3)
+    assert w is not None and (w[:17] == 0.3).all() and (w[17:] == 1).all()
+    assert contour_weights(turned, 1.0) is None
+
+
+def test_point_weights_scale_the_heatmap_loss():
+    from facealign_sdk.training.landmarks import heatmap_loss
+
+    pred, target = torch.rand(2, 68, 8, 8), torch.rand(2, 68, 8, 8)
+    full = heatmap_loss(pred, target, 20.0)
+    assert torch.allclose(heatmap_loss(pred, target, 20.0, torch.ones(2, 68)), full)
+    half = torch.ones(2, 68)
+    half[:, :34] = 0
+    partial = heatmap_loss(pred, target, 20.0, half)
+    assert 0 < partial < full
+    assert heatmap_loss(pred, target, 20.0, torch.zeros(2, 68)) == 0
+
+
+def test_degradations_change_pixels_not_points(annotated_folder):
+    from facealign_sdk.training.data import LandmarkAugment, landmark_sample, load_annotated
+
+    item = load_annotated(annotated_folder)[0]
+    geometric_only = LandmarkAugment.none()
+    for name in ("p_low_resolution", "p_jpeg", "p_noise", "p_gray"):
+        degraded = LandmarkAugment(**{**geometric_only.__dict__, name: 1.0})
+        base_crop, base_pts = landmark_sample(item, 128, np.random.default_rng(3), geometric_only)
+        crop, pts = landmark_sample(item, 128, np.random.default_rng(3), degraded)
+        np.testing.assert_array_equal(pts, base_pts)
+        assert np.abs(crop.astype(int) - base_crop.astype(int)).mean() > 0.5, name
+    perspective = LandmarkAugment(**{**geometric_only.__dict__, "p_perspective": 1.0, "perspective": 0.06})
+    crop, pts = landmark_sample(item, 128, np.random.default_rng(5), perspective)
+    _, base_pts = landmark_sample(item, 128, np.random.default_rng(5), geometric_only)
+    assert 0.5 < np.abs(pts - base_pts).max() < 0.1 * 128 * 2
+
+
+def test_sources_are_sampled_by_their_weight(annotated_folder, tmp_path):
+    """A source's weight sets its share of the samples whatever its size; per-source mirror rates apply."""
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training import landmarks
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    seen: list[str] = []
+    original = landmarks.landmark_sample
+
+    def spy(item, size, rng, aug=None):
+        seen.append((item.name, aug.p_flip))
+        return original(item, size, rng, aug)
+
+    small = tmp_path / "small"
+    small.mkdir()
+    for suffix in (".jpg", ".pts"):
+        (small / f"one{suffix}").write_bytes((annotated_folder / f"img0{suffix}").read_bytes())
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder), weight=1.0, flip_probability=0.0),
+                                DataSource(folder=str(small), weight=3.0, flip_probability=1.0)],
+                         val=None, autoencoder=None, run_dir=str(tmp_path / "run"), net=NetConfig(width=8),
+                         batch_size=8, steps=4, checkpoint_every=4, augment=True, threads=1)
+    import unittest.mock
+
+    with unittest.mock.patch.object(landmarks, "landmark_sample", spy):
+        train_landmarks(cfg, progress=False)
+    share_small = np.mean([name == "one.jpg" for name, _ in seen])
+    assert 0.6 < share_small < 0.9  # 3 / 4 of 32 samples, though the folder holds 1 of 5 faces
+    assert {flip for name, flip in seen if name == "one.jpg"} == {1.0}
+    assert {flip for name, flip in seen if name != "one.jpg"} == {0.0}

@@ -25,8 +25,12 @@ class AutoEncoderConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
-    data: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"])
+    data: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"],
+                            description="folders of face images and/or face banks (.npz, `facealign train facebank`)")
     run_dir: str = "runs/ae128"
+    init_from: str | None = Field(None, description="autoencoder run or checkpoint to start from (e.g. the 128-px "
+                                  "run for the 256-px stage: every tensor of matching shape is copied)")
+    min_source_side: int = Field(0, ge=0, description="leave out bank faces smaller than this in their source")
     size: int = 128
     width: int = 32
     z_dim: int = 99
@@ -51,7 +55,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         torch.set_num_threads(cfg.threads)
     run = RunDir(cfg.run_dir)
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
-    faces = load_faces(cfg.data, cfg.size)
+    faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
     if cfg.max_images:
         faces = faces[: cfg.max_images]
     torch.manual_seed(cfg.seed)
@@ -68,6 +72,11 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         opt_ae.load_state_dict(state["opt_ae"])
         opt_d.load_state_dict(state["opt_d"])
         step = state["step"]
+    elif cfg.init_from:
+        own = ae.state_dict()
+        matched = {k: v for k, v in load_autoencoder(cfg.init_from).items() if k in own and own[k].shape == v.shape}
+        ae.load_state_dict(matched, strict=False)
+        print(f"initialised {len(matched)} of {len(own)} tensors from {cfg.init_from}")
     rng = np.random.default_rng(cfg.seed + step)
     ae.train()
     window: dict[str, list[float]] = {}

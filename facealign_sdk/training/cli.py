@@ -1,4 +1,4 @@
-"""facealign train {autoencoder,landmarks,release}: the two training stages and the release step.
+"""facealign train {facebank,autoencoder,landmarks,release}: the face bank, the two training stages, the release.
 
 A run folder (``--run-dir``) holds ``last.pt``; running the same command again
 resumes from it. Options override a ``--config`` JSON file.
@@ -15,8 +15,14 @@ from pydantic import BaseModel, ValidationError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    bank = sub.add_parser("facebank", help="crop every unlabelled face (face folders, annotated sets, videos) "
+                          "into one .npz for the autoencoder stage")
+    bank.add_argument("--out", required=True, type=Path, help="the .npz to write")
+    bank.add_argument("--config", type=Path, help="JSON file with the bank's sources (FaceBankConfig)")
+    bank.add_argument("--size", type=int, help="crop side (default 256)")
     ae = sub.add_parser("autoencoder", help="stage 1: adversarial autoencoder on unlabelled faces")
-    ae.add_argument("--data", nargs="+", help="folders of face images")
+    ae.add_argument("--data", nargs="+", help="folders of face images or face banks (.npz)")
+    ae.add_argument("--init-from", help="autoencoder run or checkpoint to start from (128 px -> 256 px)")
     lm = sub.add_parser("landmarks", help="stage 2: ITLs (+ SCAF skips) and encoder on annotated faces")
     lm.add_argument("--data", nargs="+", help="annotated folders (image + .pts); FOLDER:0.25 holds out 25%%")
     lm.add_argument("--val", help="annotated folder for validation NME")
@@ -61,6 +67,13 @@ def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stage == "facebank":
+        from .facebank import FaceBankConfig, build_face_bank
+
+        cfg = _config(FaceBankConfig, args, {"size": args.size})
+        counts = build_face_bank(cfg, args.out)
+        print(f"wrote {args.out}: {sum(counts.values())} faces ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+        return 0
     if args.stage == "release":
         from .release import release_model
 
@@ -74,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stage == "autoencoder":
         from .autoencoder import AutoEncoderConfig, train_autoencoder
 
-        cfg = _config(AutoEncoderConfig, args, {**common, "data": args.data})
+        cfg = _config(AutoEncoderConfig, args, {**common, "data": args.data, "init_from": args.init_from})
         _say_resume(cfg.run_dir)
         print(json.dumps(train_autoencoder(cfg)))
         return 0

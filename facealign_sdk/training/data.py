@@ -82,9 +82,16 @@ def load_annotated(
     return items
 
 
-def load_faces(folders: list[str | Path], size: int) -> np.ndarray:
-    """Unlabelled face images, resized (centre-cropped to square) to ``size``; (N, size, size, 3) uint8 BGR."""
-    files = [f for folder in folders for f in list_images(folder)]
+def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0) -> np.ndarray:
+    """Unlabelled face images, resized (centre-cropped to square) to ``size``; (N, size, size, 3) uint8 BGR.
+
+    A source may be a folder of images or a face bank (``.npz``, :mod:`.facebank`); ``min_source_side``
+    applies to banks (faces smaller than that in their source image are left out).
+    """
+    from .facebank import is_face_bank, load_face_bank
+
+    banks = [load_face_bank(f, size, min_source_side) for f in folders if is_face_bank(f)]
+    files = [f for folder in folders if not is_face_bank(folder) for f in list_images(folder)]
     out = np.empty((len(files), size, size, 3), np.uint8)
     for i, f in enumerate(tqdm(files, desc="loading faces", leave=False)):
         img = read_image(f)
@@ -92,7 +99,7 @@ def load_faces(folders: list[str | Path], size: int) -> np.ndarray:
         s = min(h, w)
         img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
         out[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return out
+    return np.concatenate([out, *banks]) if banks else out
 
 
 def random_similarity(rng: np.random.Generator, size: int, rot_deg: float, scale: float, shift: float) -> np.ndarray:

@@ -1,0 +1,165 @@
+"""A face bank: every unlabelled face available, cropped the way the landmark stage crops, in one file.
+
+The autoencoder stage (3FabRec's pretraining) learns from faces without labels; the more and the more
+varied, the better. Sources:
+
+* folders of face images that are already crops (``faces/real``, ``faces/synthetic``): centre square;
+* annotated folders (images + ``.pts``): the runtime crop of the point-derived box, labels unused;
+* videos (files or folders of them): every ``video_stride``-th frame, each face the detector finds,
+  cropped from its detection as the runtime would.
+
+The bank is one ``.npz`` (no pickles): JPEG bytes of every crop concatenated (``jpeg``), their offsets
+(``offsets``), and the crop side and source of each face, small enough to carry to a lent GPU machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from .. import geometry
+from ..imageio import list_images, read_image
+from ..pts import read_pts
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
+
+
+class FaceBankConfig(BaseModel):
+    """What goes into a face bank."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crops: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"],
+                             description="folders of images that are already face crops")
+    annotated: list[str] = Field(default_factory=lambda: [
+        "../shared/data/300w/train", "../shared/data/aflw2000/train", "../shared/data/ytf68/train",
+        "../shared/data/infanface/train"], description="folders of images with .pts (labels are not used)")
+    videos: list[str] = Field(default_factory=lambda: ["../shared/data/videos"],
+                              description="video files or folders of them")
+    size: int = Field(256, description="largest side of the stored crops (a face smaller in its source is stored "
+                      "at its source size and resized when loaded)")
+    video_stride: int = Field(15, ge=1, description="take every Nth video frame")
+    jpeg_quality: int = Field(90, ge=50, le=100)
+
+
+def _square(image: np.ndarray, size: int) -> np.ndarray:
+    h, w = image.shape[:2]
+    s = min(h, w)
+    square = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
+
+
+def _annotated_crops(folder: str, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    for path in list_images(folder):
+        pts = path.with_suffix(".pts")
+        if not pts.is_file():
+            continue
+        points = read_pts(pts, None)
+        frame = geometry.frame_from_box(geometry.box_from_points(points))
+        yield geometry.warp_crop(read_image(path), frame, size), int(min(frame.side, 10_000))
+
+
+def _video_files(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video or folder")
+    return [path]
+
+
+def _video_crops(source: str, size: int, stride: int, detector) -> Iterator[tuple[np.ndarray, int]]:
+    for video in _video_files(source):
+        cap = cv2.VideoCapture(str(video))
+        index = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if index % stride == 0:
+                for det in detector.detect(frame):
+                    roll = geometry.roll_from_eyes(*det.keypoints[:2]) if det.keypoints else 0.0
+                    crop_frame = geometry.frame_from_box(det.box, roll)
+                    yield geometry.warp_crop(frame, crop_frame, size), int(crop_frame.side)
+            index += 1
+        cap.release()
+
+
+def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True) -> dict[str, int]:
+    """Crop every face of the configured sources and write the bank; returns faces per source kind."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ValueError(f"{out}: a face bank is an .npz file")
+    chunks: list[bytes] = []
+    sides: list[int] = []
+    kinds: list[int] = []
+    counts = {"crops": 0, "annotated": 0, "videos": 0}
+
+    def add(crop: np.ndarray, side: int, kind: int) -> None:
+        # stored no larger than the face was in its source: upsampled pixels only cost bytes
+        stored = int(min(cfg.size, max(64, side)))
+        if stored < crop.shape[0]:
+            crop = cv2.resize(crop, (stored, stored), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        chunks.append(buf.tobytes())
+        sides.append(side)
+        kinds.append(kind)
+
+    bar = tqdm(desc="face bank", unit="face", disable=not progress)
+    for folder in cfg.crops:
+        for path in list_images(folder):
+            image = read_image(path)
+            add(_square(image, cfg.size), min(image.shape[:2]), 0)
+            counts["crops"] += 1
+            bar.update(1)
+    for folder in cfg.annotated:
+        for crop, side in _annotated_crops(folder, cfg.size):
+            add(crop, side, 1)
+            counts["annotated"] += 1
+            bar.update(1)
+    if cfg.videos:
+        from ..detectors.yunet import YuNetDetector
+
+        detector = YuNetDetector()
+        for source in cfg.videos:
+            for crop, side in _video_crops(source, cfg.size, cfg.video_stride, detector):
+                add(crop, side, 2)
+                counts["videos"] += 1
+                bar.update(1)
+    bar.close()
+    if not chunks:
+        raise ValueError("the face bank would be empty: no faces in the given sources")
+    offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, jpeg=np.frombuffer(b"".join(chunks), np.uint8), offsets=offsets,
+             source_side=np.array(sides, np.int32), kind=np.array(kinds, np.int8), size=np.int32(cfg.size))
+    return counts
+
+
+def load_face_bank(path: str | Path, size: int, min_source_side: int = 0) -> np.ndarray:
+    """Faces of a bank as (N, size, size, 3) uint8 BGR; ``min_source_side`` drops faces that were smaller
+    than that in their source image (for 256-px training, upsampled 100-px faces teach blur)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such face bank")
+    with np.load(path, allow_pickle=False) as bank:
+        jpeg, offsets, sides = bank["jpeg"], bank["offsets"], bank["source_side"]
+    keep = np.flatnonzero(sides >= min_source_side)
+    out = np.empty((len(keep), size, size, 3), np.uint8)
+    for row, i in enumerate(keep):
+        face = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+        if face.shape[0] != size:
+            face = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR)
+        out[row] = face
+    return out
+
+
+def is_face_bank(path: str | Path) -> bool:
+    return Path(path).suffix == ".npz" and Path(path).is_file()
+
