@@ -4,7 +4,7 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "facealign/facealign.hpp"
+#include "backends.hpp"
 
 namespace facealign {
 namespace {
@@ -49,6 +49,7 @@ Tensor crop_batch(const cv::Mat& image, const std::vector<CropFrame>& frames, si
 
 Aligner::Aligner(const AlignerOptions& options) : manifest_(load_manifest(options.model_dir)), batch_size_(options.batch_size) {
   if (batch_size_ < 1) throw Error(Error::Kind::InvalidArgument, "batch_size must be >= 1");
+  detail::require_backend(options.backend);  // before looking for an engine
   const bool trt = options.backend == BackendKind::TensorRT;
   const std::filesystem::path network =
       trt ? (options.engine.empty() ? find_engine(options.model_dir) : options.engine) : options.model_dir / "model.onnx";

@@ -1,4 +1,6 @@
 // Backend selection: names, what this build has, and dispatch to the runtime-specific files.
+#include <algorithm>
+
 #include "backends.hpp"
 
 namespace facealign {
@@ -7,6 +9,15 @@ namespace detail {
 
 void require_file(const std::filesystem::path& path, const std::string& what) {
   if (!std::filesystem::is_regular_file(path)) throw Error(Error::Kind::NotFound, what + " not found: " + path.string());
+}
+
+void require_backend(BackendKind kind) {
+  const std::vector<BackendKind> built = available_backends();
+  if (std::find(built.begin(), built.end(), kind) == built.end()) {
+    throw Error(Error::Kind::InvalidArgument, "this build of facealign has no " + backend_name(kind) +
+                                                  " backend (not found when the library was configured: see the CMake "
+                                                  "messages)");
+  }
 }
 
 size_t element_count(const std::vector<int64_t>& shape) {
@@ -61,9 +72,8 @@ std::unique_ptr<Backend> open_backend(BackendKind kind, const std::filesystem::p
 #endif
     default: break;
   }
-  throw Error(Error::Kind::Backend, "this build of facealign has no " + backend_name(kind) +
-                                        " backend (it was not found when the library was configured; see the "
-                                        "CMake messages)");
+  detail::require_backend(kind);  // throws: the kind is not built
+  return nullptr;
 }
 
 }  // namespace facealign

@@ -12,6 +12,9 @@ std::unique_ptr<Backend> open_tensorrt(const std::filesystem::path& engine, cons
 /// Error(NotFound) unless `path` is a regular file; `what` names it in the message.
 void require_file(const std::filesystem::path& path, const std::string& what);
 
+/// Error(InvalidArgument) unless `kind` was compiled in.
+void require_backend(BackendKind kind);
+
 /// The product of a shape's dimensions (0 for a negative one).
 size_t element_count(const std::vector<int64_t>& shape);
 

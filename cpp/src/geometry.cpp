@@ -21,10 +21,13 @@ cv::Matx23d crop_matrix(const CropFrame& frame, int crop_size) {
 }
 
 cv::Matx23d invert_matrix(const cv::Matx23d& m) {
-  const double det = m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0);
+  // multiplied by the reciprocal determinant, as cv::invertAffineTransform (and so cv::warpAffine), so
+  // that warp_crop samples where OpenCV does to the last bit
+  double det = m(0, 0) * m(1, 1) - m(0, 1) * m(1, 0);
   if (det == 0.0) throw Error(Error::Kind::InvalidArgument, "singular affine matrix");
-  const double a = m(1, 1) / det, b = -m(0, 1) / det, c = -m(1, 0) / det, d = m(0, 0) / det;
-  return {a, b, -(a * m(0, 2) + b * m(1, 2)), c, d, -(c * m(0, 2) + d * m(1, 2))};
+  det = 1.0 / det;
+  const double a = m(1, 1) * det, b = -m(0, 1) * det, c = -m(1, 0) * det, d = m(0, 0) * det;
+  return {a, b, -a * m(0, 2) - b * m(1, 2), c, d, -c * m(0, 2) - d * m(1, 2)};
 }
 
 cv::Point2d apply_matrix(const cv::Matx23d& m, const cv::Point2d& p) {
@@ -54,9 +57,34 @@ cv::Point2d heatmap_to_crop(const cv::Point2d& p, int heatmap_size, int crop_siz
 }
 
 cv::Mat warp_crop(const cv::Mat& image, const CropFrame& frame, int crop_size) {
-  cv::Mat crop;
-  cv::warpAffine(image, crop, cv::Mat(crop_matrix(frame, crop_size)), cv::Size(crop_size, crop_size),
-                 cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  // Bilinear sampling written out rather than cv::warpAffine: OpenCV >= 4.11 (the Python wheel)
+  // interpolates at float32 coordinates, older releases (Debian 12 has 4.6) at coordinates rounded to
+  // 1/32 px, which moves landmarks by up to ~0.08 px. This follows the newer arithmetic (float32
+  // coordinates and weights, fused multiply-adds, round half to even), whatever OpenCV is linked.
+  if (image.type() != CV_8UC3) throw Error(Error::Kind::InvalidArgument, "warp_crop needs a uint8 BGR image");
+  const cv::Matx23d to_image = invert_matrix(crop_matrix(frame, crop_size));
+  float m[6];
+  for (int i = 0; i < 6; ++i) m[i] = static_cast<float>(to_image.val[i]);
+  cv::Mat crop(crop_size, crop_size, CV_8UC3);
+  auto pixel = [&](int x, int y, int c) -> float {  // black outside the image
+    return x >= 0 && y >= 0 && x < image.cols && y < image.rows ? image.ptr<cv::Vec3b>(y)[x][c] : 0.0f;
+  };
+  for (int y = 0; y < crop_size; ++y) {
+    const float row_x = std::fma(static_cast<float>(y), m[1], m[2]), row_y = std::fma(static_cast<float>(y), m[4], m[5]);
+    cv::Vec3b* out = crop.ptr<cv::Vec3b>(y);
+    for (int x = 0; x < crop_size; ++x) {
+      float sx = std::fma(m[0], static_cast<float>(x), row_x), sy = std::fma(m[3], static_cast<float>(x), row_y);
+      const int ix = static_cast<int>(std::floor(sx)), iy = static_cast<int>(std::floor(sy));
+      sx -= ix;
+      sy -= iy;
+      for (int c = 0; c < 3; ++c) {
+        const float p00 = pixel(ix, iy, c), p01 = pixel(ix + 1, iy, c);
+        const float p10 = pixel(ix, iy + 1, c), p11 = pixel(ix + 1, iy + 1, c);
+        const float top = std::fma(sx, p01 - p00, p00), bottom = std::fma(sx, p11 - p10, p10);
+        out[x][c] = cv::saturate_cast<uchar>(std::nearbyint(std::fma(sy, bottom - top, top)));
+      }
+    }
+  }
   return crop;
 }
 
