@@ -21,12 +21,7 @@ from facealign_sdk.aligner import Aligner
 from .conftest import REPO, SAMPLES
 
 BUILD_DIRS = ("build-cpp", "build")
-POINT_TOLERANCE_PX = 0.1
-# The crops agree to the bit except ~1e-4 of their pixels, off by 1 (OpenCV 5's warpAffine rounds a few
-# exact .5 values the other way; the C++ crop follows its float arithmetic). On a heatmap whose blurred
-# top is flat, that can move the argmax by one pixel and the soft-argmax result by up to ~0.15 px: seen on
-# one point of the two_faces.jpg boxes below. Such a point is allowed this much:
-NEAR_TIE_TOLERANCE_PX = 0.2
+POINT_TOLERANCE_PX = 0.1  # measured: below 0.001 px (same crop to the bit but for ~1e-5 of its values)
 DETECTOR_TOLERANCE_PX = 1.0
 
 
@@ -69,6 +64,7 @@ def python_aligner() -> Aligner:
 @pytest.mark.parametrize("image, boxes", [
     ("face.jpg", [(200.0, 118.0, 395.0, 398.0)]),
     ("two_faces.jpg", [(650.5, 100.25, 880.0, 390.0), (190.0, 105.0, 415.0, 400.0)]),
+    ("face.jpg", [(-40.0, 250.0, 300.0, 600.0)]),  # the crop runs off the image: black border
 ])
 def test_same_points_for_the_same_boxes(python_aligner, backend, image, boxes):
     args = [str(SAMPLES / image), "--backend", backend]
@@ -80,11 +76,8 @@ def test_same_points_for_the_same_boxes(python_aligner, backend, image, boxes):
     for c, p in zip(cpp, py):
         assert np.allclose(c["box"], p.box)
         err = np.linalg.norm(np.asarray(c["points"]) - p.points, axis=1)
-        assert np.sort(err)[-2] < POINT_TOLERANCE_PX, f"{backend}: point differences {np.sort(err)[-3:]} px"
-        assert err.max() < NEAR_TIE_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
-        if image == "face.jpg":  # the README's example: every point
-            assert err.max() < POINT_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
-        assert np.abs(np.asarray(c["confidence"]) - p.confidence).max() < 1e-2  # its window follows the argmax
+        assert err.max() < POINT_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
+        assert np.abs(np.asarray(c["confidence"]) - p.confidence).max() < 1e-3
 
 
 @pytest.mark.parametrize("backend", _backends())

@@ -57,31 +57,26 @@ cv::Point2d heatmap_to_crop(const cv::Point2d& p, int heatmap_size, int crop_siz
 }
 
 cv::Mat warp_crop(const cv::Mat& image, const CropFrame& frame, int crop_size) {
-  // Bilinear sampling written out rather than cv::warpAffine: OpenCV >= 4.11 (the Python wheel)
-  // interpolates at float32 coordinates, older releases (Debian 12 has 4.6) at coordinates rounded to
-  // 1/32 px, which moves landmarks by up to ~0.08 px. This follows the newer arithmetic (float32
-  // coordinates and weights, fused multiply-adds, round half to even), whatever OpenCV is linked.
+  // Bilinear sampling written out rather than cv::warpAffine: OpenCV's Python wheel (>= 4.11) samples
+  // at (nearly) exact coordinates, older releases (Debian 12 links 4.6) at coordinates rounded to 1/32 px,
+  // which moved landmarks by up to 0.08 px. Sampling in double precision and rounding half to even gives
+  // the wheel's crop to the bit but for ~1 value in 10^5 (those within 1e-4 of a .5).
   if (image.type() != CV_8UC3) throw Error(Error::Kind::InvalidArgument, "warp_crop needs a uint8 BGR image");
-  const cv::Matx23d to_image = invert_matrix(crop_matrix(frame, crop_size));
-  float m[6];
-  for (int i = 0; i < 6; ++i) m[i] = static_cast<float>(to_image.val[i]);
+  const cv::Matx23d m = invert_matrix(crop_matrix(frame, crop_size));
   cv::Mat crop(crop_size, crop_size, CV_8UC3);
-  auto pixel = [&](int x, int y, int c) -> float {  // black outside the image
-    return x >= 0 && y >= 0 && x < image.cols && y < image.rows ? image.ptr<cv::Vec3b>(y)[x][c] : 0.0f;
+  auto pixel = [&](int x, int y, int c) -> double {  // black outside the image
+    return x >= 0 && y >= 0 && x < image.cols && y < image.rows ? image.ptr<cv::Vec3b>(y)[x][c] : 0.0;
   };
   for (int y = 0; y < crop_size; ++y) {
-    const float row_x = std::fma(static_cast<float>(y), m[1], m[2]), row_y = std::fma(static_cast<float>(y), m[4], m[5]);
     cv::Vec3b* out = crop.ptr<cv::Vec3b>(y);
     for (int x = 0; x < crop_size; ++x) {
-      float sx = std::fma(m[0], static_cast<float>(x), row_x), sy = std::fma(m[3], static_cast<float>(x), row_y);
+      const double sx = m(0, 0) * x + m(0, 1) * y + m(0, 2), sy = m(1, 0) * x + m(1, 1) * y + m(1, 2);
       const int ix = static_cast<int>(std::floor(sx)), iy = static_cast<int>(std::floor(sy));
-      sx -= ix;
-      sy -= iy;
+      const double ax = sx - ix, ay = sy - iy;
       for (int c = 0; c < 3; ++c) {
-        const float p00 = pixel(ix, iy, c), p01 = pixel(ix + 1, iy, c);
-        const float p10 = pixel(ix, iy + 1, c), p11 = pixel(ix + 1, iy + 1, c);
-        const float top = std::fma(sx, p01 - p00, p00), bottom = std::fma(sx, p11 - p10, p10);
-        out[x][c] = cv::saturate_cast<uchar>(std::nearbyint(std::fma(sy, bottom - top, top)));
+        const double top = (1 - ax) * pixel(ix, iy, c) + ax * pixel(ix + 1, iy, c);
+        const double bottom = (1 - ax) * pixel(ix, iy + 1, c) + ax * pixel(ix + 1, iy + 1, c);
+        out[x][c] = cv::saturate_cast<uchar>(std::nearbyint((1 - ay) * top + ay * bottom));
       }
     }
   }

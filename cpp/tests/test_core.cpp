@@ -45,6 +45,14 @@ void test_geometry() {
   const cv::Point2d c = heatmap_to_crop({0, 63.5}, 128, 256);
   near(c.x, 0.5, 1e-12, "heatmap -> crop x");
   near(c.y, 127.5, 1e-12, "heatmap -> crop y");
+  // bilinear sampling is exact on a linear ramp: pixel (x, y) = 40 x + 10 y + 5
+  cv::Mat ramp(4, 4, CV_8UC3);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 4; ++x) ramp.at<cv::Vec3b>(y, x) = cv::Vec3b::all(static_cast<uchar>(40 * x + 10 * y + 5));
+  const cv::Mat crop = warp_crop(ramp, {1.5, 1.5, 2.0, 0.0}, 4);  // crop pixel c -> image (c - 1.5) / 2 + 1.5
+  near(crop.at<cv::Vec3b>(1, 2)[0], std::nearbyint(40 * 1.75 + 10 * 1.25 + 5), 0, "bilinear sample");
+  near(crop.at<cv::Vec3b>(0, 3)[1], std::nearbyint(40 * 2.25 + 10 * 0.75 + 5), 0, "bilinear sample");
+  near(warp_crop(ramp, {10.0, 10.0, 2.0, 0.0}, 4).at<cv::Vec3b>(2, 2)[2], 0, 0, "black outside the image");
   bool threw = false;
   try {
     frame_from_box({5, 5, 5, 10}, 0, 1.4, 0.15);
