@@ -6,7 +6,7 @@
 # libonnxruntime-dev (downloaded with a private apt sources list derived from this machine's own, the
 # system's sources untouched, and unpacked into BUILD_DIR/_deps); a Python environment with the
 # onnxruntime and openvino wheels (their libraries are what the backends run). The Python environment:
-# $FACEALIGN_PYTHON, else the active virtualenv, else the repo's .venv, else a new one in BUILD_DIR/venv.
+# $FACEALIGN_PYTHON, else the active virtualenv, else the repo's .venv (created when missing).
 # FACEALIGN_JOBS sets the build's parallelism (default: all cores).
 set -euo pipefail
 
@@ -65,9 +65,9 @@ elif [ -n "${VIRTUAL_ENV:-}" ]; then
 elif [ -x "$REPO/.venv/bin/python" ]; then
   PY="$REPO/.venv/bin/python"
 else
-  log "creating $BUILD/venv"
-  python3 -m venv "$BUILD/venv"
-  PY="$BUILD/venv/bin/python"
+  log "creating $REPO/.venv"
+  python3 -m venv "$REPO/.venv"
+  PY="$REPO/.venv/bin/python"
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q -e "$REPO[dev]"
 fi

@@ -64,8 +64,9 @@ cv::Mat warp_crop(const cv::Mat& image, const CropFrame& frame, int crop_size) {
   if (image.type() != CV_8UC3) throw Error(Error::Kind::InvalidArgument, "warp_crop needs a uint8 BGR image");
   const cv::Matx23d m = invert_matrix(crop_matrix(frame, crop_size));
   cv::Mat crop(crop_size, crop_size, CV_8UC3);
-  auto pixel = [&](int x, int y, int c) -> double {  // black outside the image
-    return x >= 0 && y >= 0 && x < image.cols && y < image.rows ? image.ptr<cv::Vec3b>(y)[x][c] : 0.0;
+  const cv::Vec3b black(0, 0, 0);
+  auto pixel = [&](int x, int y) -> const cv::Vec3b& {  // black outside the image
+    return x >= 0 && y >= 0 && x < image.cols && y < image.rows ? image.ptr<cv::Vec3b>(y)[x] : black;
   };
   for (int y = 0; y < crop_size; ++y) {
     cv::Vec3b* out = crop.ptr<cv::Vec3b>(y);
@@ -73,9 +74,9 @@ cv::Mat warp_crop(const cv::Mat& image, const CropFrame& frame, int crop_size) {
       const double sx = m(0, 0) * x + m(0, 1) * y + m(0, 2), sy = m(1, 0) * x + m(1, 1) * y + m(1, 2);
       const int ix = static_cast<int>(std::floor(sx)), iy = static_cast<int>(std::floor(sy));
       const double ax = sx - ix, ay = sy - iy;
+      const cv::Vec3b &p00 = pixel(ix, iy), &p01 = pixel(ix + 1, iy), &p10 = pixel(ix, iy + 1), &p11 = pixel(ix + 1, iy + 1);
       for (int c = 0; c < 3; ++c) {
-        const double top = (1 - ax) * pixel(ix, iy, c) + ax * pixel(ix + 1, iy, c);
-        const double bottom = (1 - ax) * pixel(ix, iy + 1, c) + ax * pixel(ix + 1, iy + 1, c);
+        const double top = (1 - ax) * p00[c] + ax * p01[c], bottom = (1 - ax) * p10[c] + ax * p11[c];
         out[x][c] = cv::saturate_cast<uchar>(std::nearbyint((1 - ay) * top + ay * bottom));
       }
     }

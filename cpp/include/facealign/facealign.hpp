@@ -193,6 +193,8 @@ struct AlignerOptions {
   int batch_size = 32;              ///< crops per network run
 };
 
+/// The pipeline of the Python `Aligner` (soft refinement, blur on). Not thread-safe (an OpenVINO infer
+/// request or a TensorRT context serves one run at a time): use one Aligner per thread.
 class Aligner {
  public:
   explicit Aligner(const AlignerOptions& options);
