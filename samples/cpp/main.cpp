@@ -1,10 +1,12 @@
 // facealign-cpp: landmarks for one image with the facealign C++ library.
 //
 //   facealign-cpp IMAGE [--model DIR] [--backend ort|openvino|tensorrt] [--box x1,y1,x2,y2] [--json]
-//                       [--engine FILE] [--threads N] [--draw OUT.png] [--repeat N]
+//                       [--engine FILE] [--device auto|cpu|cuda|tensorrt] [--threads N] [--draw OUT.png]
+//                       [--repeat N]
 //
-// Exit codes as the Python CLI: 0 ok, 1 failure, 2 bad input (missing image, model or engine, an
-// engine built for another GPU, a bad option).
+// Exit codes as the Python CLI: 0 ok, 2 bad input (every facealign::Error: a missing image, model or
+// engine, an engine built for another GPU, a runtime that cannot load the model, a bad option), 1 any
+// other failure.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -34,8 +36,10 @@ std::string usage() {
   std::string backends;
   for (auto k : facealign::available_backends()) backends += (backends.empty() ? "" : "|") + facealign::backend_name(k);
   return "usage: facealign-cpp IMAGE [--model DIR] [--backend " + backends +
-         "] [--box x1,y1,x2,y2] [--json] [--engine FILE] [--threads N] [--draw OUT.png] [--repeat N]\n"
+         "] [--box x1,y1,x2,y2] [--json] [--engine FILE]\n"
+         "                     [--device auto|cpu|cuda|tensorrt] [--threads N] [--draw OUT.png] [--repeat N]\n"
          "  --box may be repeated; without it the YuNet detector finds the faces.\n"
+         "  --device: ONNX Runtime's execution providers (cuda / tensorrt need onnxruntime-gpu).\n"
          "  --repeat N: align N more times and print the mean time per face (a benchmark).\n";
 }
 
@@ -75,6 +79,7 @@ Args parse(int argc, char** argv) {
     else if (arg == "--box") a.boxes.push_back(parse_box(value(i)));
     else if (arg == "--json") a.json = true;
     else if (arg == "--engine") a.options.engine = value(i);
+    else if (arg == "--device") a.options.backend_options.device = value(i);
     else if (arg == "--threads") a.options.backend_options.threads = parse_int(arg, value(i));
     else if (arg == "--draw") a.draw = value(i);
     else if (arg == "--repeat") a.repeat = parse_int(arg, value(i));
@@ -153,7 +158,7 @@ int main(int argc, char** argv) {
   } catch (const facealign::Error& e) {
     std::cerr << "facealign-cpp: error: " << e.what() << "\n";
     if (e.kind() == facealign::Error::Kind::InvalidArgument && argc < 2) std::cerr << usage();
-    return e.kind() == facealign::Error::Kind::Backend ? kExitFailure : kExitBadInput;
+    return kExitBadInput;
   } catch (const std::exception& e) {
     std::cerr << "facealign-cpp: error: " << e.what() << "\n";
     return kExitFailure;
