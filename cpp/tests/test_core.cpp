@@ -1,6 +1,9 @@
 // Unit tests of the geometry and the decoder (no framework: each check prints what failed).
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "facealign/facealign.hpp"
@@ -80,11 +83,75 @@ void test_decoder() {
   near(facealign::decode_heatmaps(flat.data(), 1, 128, 128).at(0).confidence, 0.0, 0.0, "confidence of an empty map");
 }
 
+// YuNet outputs with chosen anchors set: (level, row, col) -> cls, obj, bbox (4), one keypoint offset.
+struct Anchor {
+  int level, row, col;
+  float cls, obj, bbox[4], kp[2];
+};
+
+class FakeYuNet final : public facealign::Backend {
+ public:
+  explicit FakeYuNet(std::vector<Anchor> anchors) : anchors_(std::move(anchors)) {}
+  std::string name() const override { return "fake"; }
+  std::vector<facealign::Tensor> run(const facealign::Tensor& input, const std::vector<std::string>& names) override {
+    const int strides[3] = {8, 16, 32}, widths[4] = {1, 1, 4, 10};
+    std::vector<facealign::Tensor> out;
+    for (size_t k = 0; k < names.size(); ++k) {  // names: cls_8..32, obj_8..32, bbox_8..32, kps_8..32
+      const int level = static_cast<int>(k % 3), kind = static_cast<int>(k / 3), w = widths[kind];
+      const int64_t rows = input.shape[2] / strides[level], cols = input.shape[3] / strides[level];
+      facealign::Tensor t{{1, rows * cols, w}, std::vector<float>(rows * cols * w, 0.0f)};
+      for (const Anchor& a : anchors_) {
+        if (a.level != level) continue;
+        float* v = t.data.data() + (a.row * cols + a.col) * w;
+        if (kind == 0) v[0] = a.cls;
+        if (kind == 1) v[0] = a.obj;
+        if (kind == 2) std::copy(a.bbox, a.bbox + 4, v);
+        if (kind == 3) for (int i = 0; i < 10; ++i) v[i] = a.kp[i % 2];
+      }
+      out.push_back(std::move(t));
+    }
+    return out;
+  }
+
+ private:
+  std::vector<Anchor> anchors_;
+};
+
+void test_yunet_postprocessing() {
+  // (as cv::FaceDetectorYN decodes) stride 8, row 10, col 20, bbox (0.5, 0.25, ln 4, ln 2):
+  // centre (164, 82), size 32 x 16 -> box (148, 74, 180, 90); keypoints ((20 + 1) * 8, (10 + 2) * 8).
+  const float ln4 = std::log(4.0f), ln2 = std::log(2.0f);
+  std::vector<Anchor> anchors = {
+      {0, 10, 20, 0.81f, 1.0f, {0.5f, 0.25f, ln4, ln2}, {1, 2}},  // score 0.9
+      {0, 10, 21, 0.49f, 1.0f, {0.5f, 0.25f, ln4, ln2}, {0, 0}},  // score 0.7, IoU 0.6 with the first: suppressed
+      {2, 2, 2, 0.4225f, 1.0f, {0.5f, 0.5f, 0.0f, 0.0f}, {0, 0}},  // score 0.65, stride 32, far away: kept
+      {1, 5, 5, 0.3f, 1.0f, {0.5f, 0.5f, 0.0f, 0.0f}, {0, 0}},     // score 0.55: below the threshold
+  };
+  const facealign::YuNetDetector detector(std::make_unique<FakeYuNet>(anchors));
+  const cv::Mat image(320, 320, CV_8UC3, cv::Scalar::all(0));  // 320: not resized
+  const std::vector<facealign::Detection> faces = detector.detect(image);
+  check(faces.size() == 2, "detections after NMS and threshold", static_cast<double>(faces.size()), 2);
+  if (faces.size() != 2) return;
+  near(faces[0].score, 0.9, 1e-6, "best score first");
+  near(faces[0].box.x1, 148, 1e-4, "box x1");
+  near(faces[0].box.y1, 74, 1e-4, "box y1");
+  near(faces[0].box.x2, 180, 1e-4, "box x2");
+  near(faces[0].box.y2, 90, 1e-4, "box y2");
+  near(faces[0].keypoints.at(0).x, 168, 1e-4, "keypoint x");
+  near(faces[0].keypoints.at(0).y, 96, 1e-4, "keypoint y");
+  near(faces[1].score, 0.65, 1e-6, "second face");
+  near(faces[1].box.x1, (2 + 0.5) * 32 - 16, 1e-4, "second box x1");
+  // a 640 x 1280 image is halved for the network: boxes come back in its pixels
+  const cv::Mat large(640, 1280, CV_8UC3, cv::Scalar::all(0));
+  near(detector.detect(large).at(0).box.x2, 2 * 180, 1e-3, "box mapped back to the original image");
+}
+
 }  // namespace
 
 int main() {
   test_geometry();
   test_decoder();
+  test_yunet_postprocessing();
   if (failures) return 1;
   std::printf("all unit tests passed\n");
   return 0;
