@@ -1,0 +1,111 @@
+// The pipeline of facealign_sdk.aligner.Aligner: boxes -> crop frames -> batched crops -> heatmaps ->
+// decoded points mapped back to the image.
+#include <algorithm>
+
+#include <opencv2/imgproc.hpp>
+
+#include "backends.hpp"
+
+namespace facealign {
+namespace {
+
+// The folder's only model_*.engine (TensorRT engines are named by precision and batch profile).
+std::filesystem::path find_engine(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> engines;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.path().extension() == ".engine" && name.rfind("model_", 0) == 0) engines.push_back(entry.path());
+  }
+  if (engines.empty()) {
+    throw Error(Error::Kind::NotFound, "no TensorRT engine (model_*.engine) in " + dir.string() +
+                                           ": build one on this machine with `facealign export --to trt`");
+  }
+  if (engines.size() > 1) {
+    throw Error(Error::Kind::InvalidArgument, "several TensorRT engines in " + dir.string() + ": choose one");
+  }
+  return engines.front();
+}
+
+// Crops (N, 3, S, S) RGB in [0, 1], as Aligner.landmarks_in_frames builds them.
+Tensor crop_batch(const cv::Mat& image, const std::vector<CropFrame>& frames, size_t first, size_t count, int size) {
+  Tensor batch;
+  batch.shape = {static_cast<int64_t>(count), 3, size, size};
+  batch.data.resize(count * 3 * size * size);
+  const size_t plane = static_cast<size_t>(size) * size;
+  for (size_t n = 0; n < count; ++n) {
+    const cv::Mat crop = warp_crop(image, frames[first + n], size);
+    float* dst = batch.data.data() + n * 3 * plane;
+    for (int y = 0; y < size; ++y) {
+      const cv::Vec3b* row = crop.ptr<cv::Vec3b>(y);
+      for (int x = 0; x < size; ++x) {
+        for (int c = 0; c < 3; ++c) dst[(2 - c) * plane + y * size + x] = row[x][c] / 255.0f;  // BGR -> RGB
+      }
+    }
+  }
+  return batch;
+}
+
+}  // namespace
+
+Aligner::Aligner(const AlignerOptions& options) : manifest_(load_manifest(options.model_dir)), batch_size_(options.batch_size) {
+  if (batch_size_ < 1) throw Error(Error::Kind::InvalidArgument, "batch_size must be >= 1");
+  detail::require_backend(options.backend);  // before looking for an engine
+  const bool trt = options.backend == BackendKind::TensorRT;
+  const std::filesystem::path network =
+      trt ? (options.engine.empty() ? find_engine(options.model_dir) : options.engine) : options.model_dir / "model.onnx";
+  network_ = open_backend(options.backend, network, options.backend_options);
+  if (options.detector) {
+    const std::filesystem::path yunet =
+        options.detector_model.empty() ? default_detector_model(options.model_dir) : options.detector_model;
+    // an engine exists for the landmark network only: with TensorRT the detector runs in ONNX Runtime
+    const BackendKind detector_kind = trt ? BackendKind::OnnxRuntime : options.backend;
+    detector_ = std::make_unique<YuNetDetector>(open_backend(detector_kind, yunet, options.backend_options));
+  }
+}
+
+std::vector<Face> Aligner::align(const cv::Mat& image) const {
+  if (!detector_) throw Error(Error::Kind::InvalidArgument, "this Aligner has no detector: pass boxes");
+  return align(image, detector_->detect(image));
+}
+
+std::vector<Face> Aligner::align(const cv::Mat& image, const std::vector<Box>& boxes) const {
+  std::vector<Detection> faces;
+  for (const Box& b : boxes) faces.push_back({b, 1.0f, {}});
+  return align(image, faces);
+}
+
+std::vector<Face> Aligner::align(const cv::Mat& image, const std::vector<Detection>& faces) const {
+  if (image.empty() || image.type() != CV_8UC3) {
+    throw Error(Error::Kind::InvalidArgument, "align needs a non-empty uint8 BGR image (see read_image)");
+  }
+  const Manifest& m = manifest_;
+  std::vector<CropFrame> frames;
+  for (const Detection& d : faces) {
+    const double roll = m.use_roll && d.keypoints.size() >= 2 ? roll_from_eyes(d.keypoints[0], d.keypoints[1]) : 0.0;
+    frames.push_back(frame_from_box(d.box, roll, m.crop_scale, m.center_shift));
+  }
+  std::vector<Face> out;
+  for (size_t first = 0; first < faces.size(); first += batch_size_) {
+    const size_t count = std::min(faces.size() - first, static_cast<size_t>(batch_size_));
+    const std::vector<Tensor> heat = network_->run(crop_batch(image, frames, first, count, m.input_size));
+    const Tensor& hm = heat.at(0);
+    if (hm.shape.size() != 4 || hm.shape[0] != static_cast<int64_t>(count) || hm.shape[1] != m.num_landmarks) {
+      throw Error(Error::Kind::Backend, "the network's output is not (N, " + std::to_string(m.num_landmarks) +
+                                            ", H, W) heatmaps: does the model match " + (m.dir / "manifest.json").string() + "?");
+    }
+    const int lm = m.num_landmarks, h = static_cast<int>(hm.shape[2]), w = static_cast<int>(hm.shape[3]);
+    for (size_t n = 0; n < count; ++n) {
+      const std::vector<Peak> peaks = decode_heatmaps(hm.data.data() + n * lm * h * w, lm, h, w);
+      const cv::Matx23d to_image = invert_matrix(crop_matrix(frames[first + n], m.input_size));
+      Face face{faces[first + n], {}, {}};
+      for (const Peak& p : peaks) {
+        face.points.push_back(apply_matrix(to_image, heatmap_to_crop(p.point, m.heatmap_size, m.input_size)));
+        face.confidence.push_back(p.confidence);
+      }
+      out.push_back(std::move(face));
+    }
+  }
+  return out;
+}
+
+}  // namespace facealign

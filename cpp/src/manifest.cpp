@@ -1,0 +1,58 @@
+// Model folder: manifest.json (written by facealign_sdk.training.release) and image files.
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "facealign/facealign.hpp"
+
+namespace facealign {
+
+Manifest load_manifest(const std::filesystem::path& model_dir) {
+  const std::filesystem::path path = model_dir / "manifest.json";
+  if (!std::filesystem::is_directory(model_dir)) {
+    throw Error(Error::Kind::NotFound, model_dir.string() + ": no such model folder");
+  }
+  std::ifstream in(path);
+  if (!in) throw Error(Error::Kind::NotFound, path.string() + ": no manifest (is this a model folder?)");
+  nlohmann::json j;
+  try {
+    in >> j;
+    Manifest m;
+    m.dir = model_dir;
+    m.name = j.value("name", model_dir.filename().string());
+    m.num_landmarks = j.at("num_landmarks").get<int>();
+    m.input_size = j.at("input_size").get<int>();
+    m.heatmap_size = j.at("heatmap_size").get<int>();
+    const auto& crop = j.at("crop");
+    m.crop_scale = crop.at("crop_scale").get<double>();
+    m.center_shift = crop.at("center_shift").get<double>();
+    m.use_roll = crop.value("use_roll", false);
+    if (m.num_landmarks <= 0 || m.input_size <= 0 || m.heatmap_size <= 0 || !(m.crop_scale > 0)) {
+      throw Error(Error::Kind::InvalidArgument, path.string() + ": sizes and crop_scale must be positive");
+    }
+    return m;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(Error::Kind::InvalidArgument, path.string() + ": invalid manifest (" + e.what() + ")");
+  }
+}
+
+cv::Mat read_image(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) throw Error(Error::Kind::NotFound, path.string() + ": no such file");
+  if (!std::filesystem::is_regular_file(path)) throw Error(Error::Kind::NotFound, path.string() + ": not a file");
+  cv::Mat image = cv::imread(path.string(), cv::IMREAD_UNCHANGED);
+  if (image.empty()) throw Error(Error::Kind::NotFound, path.string() + ": not a readable image");
+  // the conversions of facealign_sdk.imageio.to_bgr8
+  if (image.depth() == CV_16U) {
+    image.convertTo(image, CV_8U, 1.0 / 257.0);
+  } else if (image.depth() != CV_8U) {
+    throw Error(Error::Kind::InvalidArgument, path.string() + ": unsupported pixel type (need 8 or 16 bit)");
+  }
+  if (image.channels() == 1) cv::cvtColor(image, image, cv::COLOR_GRAY2BGR);
+  else if (image.channels() == 4) cv::cvtColor(image, image, cv::COLOR_BGRA2BGR);
+  else if (image.channels() != 3) throw Error(Error::Kind::InvalidArgument, path.string() + ": expected 1, 3 or 4 channels");
+  return image;
+}
+
+}  // namespace facealign

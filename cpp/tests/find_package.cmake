@@ -1,0 +1,20 @@
+# cmake -DBUILD=<build dir> -DSOURCE=<repo> -DIMAGE=<jpg> -DBOX=x1,y1,x2,y2 -P find_package.cmake
+# Installs the build into BUILD/_install, builds samples/cpp on its own with find_package(facealign) and
+# runs it: what an application does.
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT code EQUAL 0)
+    message(FATAL_ERROR "${ARGN}: exit ${code}\n${out}\n${err}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+set(prefix "${BUILD}/_install")
+file(REMOVE_RECURSE "${prefix}" "${BUILD}/_consumer")
+run(${CMAKE_COMMAND} --install "${BUILD}" --prefix "${prefix}")
+run(${CMAKE_COMMAND} -S "${SOURCE}/samples/cpp" -B "${BUILD}/_consumer" -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+run(${CMAKE_COMMAND} --build "${BUILD}/_consumer")
+run("${BUILD}/_consumer/facealign-cpp" "${IMAGE}" --box ${BOX} --json)
+if(NOT last_output MATCHES "\"points\":\\[\\[")
+  message(FATAL_ERROR "the installed sample printed no points:\n${last_output}")
+endif()
+message(STATUS "installed facealign found and run: ${prefix}")

@@ -1,0 +1,103 @@
+"""C++ library (cpp/, sample ``facealign-cpp``) against the Python ``Aligner``: same points for the same
+boxes within 0.1 px, and the same faces from its own YuNet detector, for every backend the build has.
+
+Skips when the C++ build is absent: build it with ``bash cpp/build.sh build-cpp`` (or point
+``FACEALIGN_CPP`` at a ``facealign-cpp`` executable).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facealign_sdk.aligner import Aligner
+
+from .conftest import REPO, SAMPLES
+
+BUILD_DIRS = ("build-cpp", "build")
+POINT_TOLERANCE_PX = 0.1  # measured: below 0.001 px (same crop to the bit but for ~1e-5 of its values)
+DETECTOR_TOLERANCE_PX = 1.0
+
+
+def _executable() -> Path | None:
+    if os.environ.get("FACEALIGN_CPP"):
+        return Path(os.environ["FACEALIGN_CPP"])
+    for name in BUILD_DIRS:
+        path = REPO / name / "samples" / "cpp" / "facealign-cpp"
+        if path.is_file():
+            return path
+    return None
+
+
+EXE = _executable()
+pytestmark = pytest.mark.skipif(EXE is None or not EXE.is_file(), reason="C++ build absent (bash cpp/build.sh build-cpp)")
+
+
+def _backends() -> list[str]:
+    """The backends the build has, from its usage line; TensorRT needs an engine built on this GPU."""
+    if EXE is None or not EXE.is_file():
+        return []
+    usage = subprocess.run([str(EXE), "--help"], capture_output=True, text=True, check=True).stdout
+    names = re.search(r"--backend ([a-z|]+)\]", usage).group(1).split("|")
+    return [n for n in names if n != "tensorrt"]
+
+
+def run_cpp(*args: str) -> dict:
+    proc = subprocess.run([str(EXE), *args, "--json"], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def python_aligner() -> Aligner:
+    return Aligner(backend="ort", device="cpu")
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("image, boxes", [
+    ("face.jpg", [(200.0, 118.0, 395.0, 398.0)]),
+    ("two_faces.jpg", [(650.5, 100.25, 880.0, 390.0), (190.0, 105.0, 415.0, 400.0)]),
+    ("face.jpg", [(-40.0, 250.0, 300.0, 600.0)]),  # the crop runs off the image: black border
+])
+def test_same_points_for_the_same_boxes(python_aligner, backend, image, boxes):
+    args = [str(SAMPLES / image), "--backend", backend]
+    for box in boxes:
+        args += ["--box", ",".join(str(v) for v in box)]
+    cpp = run_cpp(*args)["faces"]
+    py = python_aligner.align(str(SAMPLES / image), boxes=boxes)
+    assert len(cpp) == len(py) == len(boxes)
+    for c, p in zip(cpp, py):
+        assert np.allclose(c["box"], p.box)
+        err = np.linalg.norm(np.asarray(c["points"]) - p.points, axis=1)
+        assert err.max() < POINT_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
+        assert np.abs(np.asarray(c["confidence"]) - p.confidence).max() < 1e-3
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("image", ["face.jpg", "two_faces.jpg"])
+def test_detector_finds_the_same_faces(python_aligner, backend, image):
+    cpp = run_cpp(str(SAMPLES / image), "--backend", backend)["faces"]
+    py = python_aligner.align(str(SAMPLES / image))
+    assert len(cpp) == len(py) > 0
+    for c, p in zip(cpp, py):  # both best score first
+        assert np.abs(np.asarray(c["box"]) - p.box).max() < DETECTOR_TOLERANCE_PX
+        assert abs(c["score"] - p.score) < 1e-3
+        err = np.linalg.norm(np.asarray(c["points"]) - p.points, axis=1)
+        assert err.max() < DETECTOR_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
+
+
+def test_missing_inputs_exit_2_with_a_message(tmp_path):
+    for args, message in [
+        ([str(tmp_path / "none.jpg")], "no such file"),
+        ([str(SAMPLES / "face.jpg"), "--model", str(tmp_path)], "no manifest"),
+        ([str(SAMPLES / "face.jpg"), "--backend", "tensorrt"], "tensorrt"),
+    ]:
+        proc = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.returncode, proc.stderr)
