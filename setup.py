@@ -11,7 +11,8 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 MODELS = Path(__file__).resolve().parent / "models"
-SKIP = ("eval", "*.engine", "*.engine.json")  # evaluation plots/logs; engines (+ sidecars) are built per GPU
+# evaluation plots/logs; engines (+ sidecars) are built per GPU; the float YuNet serves the C++ library only
+SKIP = ("eval", "*.engine", "*.engine.json", "*_float.onnx")
 
 
 class BuildPyWithModels(build_py):
