@@ -139,3 +139,13 @@ def test_train_codes(tiny_model, annotated, tmp_path, monkeypatch):
 
     monkeypatch.setattr(landmarks, "heatmap_loss", _interrupt)
     assert cli.main([*run[:-1], str(tmp_path / "run2")]) == 130
+
+
+def test_train_on_a_missing_gpu_is_bad_input(annotated, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    run = ["train", "landmarks", "--data", str(annotated), "--steps", "1", "--run-dir", str(tmp_path / "r"),
+           "--device", "cuda"]
+    assert cli.main(run) == 2
+    assert "sees no CUDA device" in capsys.readouterr().err
+    assert cli.main([*run[:-1], "tpu"]) == 2

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ..nets import AutoEncoder
 from .checkpoint import RunDir
+from .device import training_device
 from .data import augment_face, load_faces
 from .losses import ImageDiscriminator, LatentDiscriminator, gan_loss, structural_loss
 
@@ -47,12 +48,14 @@ class AutoEncoderConfig(BaseModel):
     augment: bool = True
     seed: int = 0
     threads: int | None = None
+    device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
 
 
 def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str, float]:
     """Train (or resume) the autoencoder; returns the mean losses of the last log window."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
     faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
@@ -61,6 +64,8 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     torch.manual_seed(cfg.seed)
     ae = AutoEncoder(cfg.size, cfg.width, cfg.z_dim)
     d_z, d_img = LatentDiscriminator(cfg.z_dim), ImageDiscriminator(width=16)
+    for module in (ae, d_z, d_img):  # before the optimisers, so that their (resumed) state follows the device
+        module.to(device)
     opt_ae = torch.optim.Adam(ae.parameters(), lr=cfg.lr, betas=(0.0, 0.999))
     opt_d = torch.optim.Adam(list(d_z.parameters()) + list(d_img.parameters()), lr=cfg.lr, betas=(0.0, 0.999))
     step = 0
@@ -86,7 +91,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     while step < cfg.steps:
         idx = rng.integers(0, len(faces), cfg.batch_size)
         batch = np.stack([(augment_face(faces[i], rng) if cfg.augment else faces[i])[:, :, ::-1] for i in idx])  # BGR -> RGB
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous().float().div_(255.0).to(device)
         target = x * 2 - 1
         use_img_gan = step >= cfg.image_gan_after and cfg.w_img > 0
 

@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--batch-size", type=int)
         p.add_argument("--lr", type=float)
         p.add_argument("--threads", type=int, help="torch CPU threads")
+        p.add_argument("--device", help="torch device: cpu (default), cuda, cuda:N")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
     rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.out} ({manifest.num_landmarks} landmarks, sha256 {manifest.weights_sha256[:12]}...)")
         return 0
     common = {"run_dir": args.run_dir, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
-              "threads": args.threads}
+              "threads": args.threads, "device": args.device}
     if args.stage == "autoencoder":
         from .autoencoder import AutoEncoderConfig, train_autoencoder
 

@@ -24,6 +24,7 @@ from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import RunDir
+from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
 from .losses import gaussian_heatmaps
 
@@ -75,6 +76,7 @@ class LandmarkConfig(BaseModel):
     )
     seed: int = 0
     threads: int | None = None
+    device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
 
 
 def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor]) -> int:
@@ -111,6 +113,10 @@ def point_weight_batch(items: list[Annotated]) -> torch.Tensor | None:
     return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
+def _device_of(net: torch.nn.Module) -> torch.device:
+    return next(net.parameters()).device
+
+
 @torch.no_grad()
 def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float:
     """Mean NME (%) with crops from the point-derived box (fixed-box mode)."""
@@ -121,7 +127,7 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
         chunk = items[i : i + batch]
         crops = [landmark_sample(it, cfg.input_size, None)[0] for it in chunk]
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-        pts, _ = decode_heatmaps(net(x).numpy(), "soft")
+        pts, _ = decode_heatmaps(net(x.to(_device_of(net))).cpu().numpy(), "soft")
         for it, p in zip(chunk, pts):
             crop_pts = geometry.heatmap_to_crop(p, cfg.heatmap_size, cfg.input_size)
             frame = geometry.frame_from_box(geometry.box_from_points(it.points))
@@ -135,6 +141,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     """Train (or resume) the landmark stage; returns the last logged record."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
     per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
@@ -161,6 +168,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     elif state is None and cfg.autoencoder:
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
+    net.to(device)
     enc_params = list(net.encoder.parameters())
     enc_ids = {id(p) for p in enc_params}
     new_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
@@ -186,7 +194,9 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         picks = rng.choice(len(items), cfg.batch_size, p=sample_p)
         samples = [landmark_sample(items[i], cfg.net.input_size, rng, augs[source_of[i]]) for i in picks]
         x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
-        loss = heatmap_loss(net(x), target, cfg.foreground_weight, point_weight_batch([items[i] for i in picks]))
+        weights = point_weight_batch([items[i] for i in picks])
+        loss = heatmap_loss(net(x.to(device)), target.to(device), cfg.foreground_weight,
+                            None if weights is None else weights.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
