@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -60,6 +61,11 @@ class Aligner:
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.
+
+    Thread-safety: one ``Aligner`` may be shared by several threads (a web server's workers) and
+    gives each the same results as a single thread would. Each thread gets its own copy of a
+    detector that offers ``fork()`` (the bundled YuNet does); other detectors and the network are
+    called by one thread at a time (the backend already uses every core for one call).
     """
 
     def __init__(
@@ -100,6 +106,9 @@ class Aligner:
         if num_landmarks is not None and num_landmarks != self.manifest.num_landmarks:
             raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
         self.detector = self._make_detector(detector)
+        self._network_lock = threading.Lock()
+        self._detector_lock = threading.Lock()
+        self._per_thread = threading.local()  # per-thread copies of a forkable detector
         self.refine: Refine = refine
         self.blur = blur
         self.flip = flip
@@ -170,8 +179,18 @@ class Aligner:
         elif self.detector is None:
             raise ValueError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
         else:
-            dets = list(self.detector.detect(image))
+            dets = self._detect_faces(image)
         return dets[: self.max_faces] if self.max_faces else dets
+
+    def _detect_faces(self, image: np.ndarray) -> list[Detection]:
+        detector = self.detector
+        if not callable(getattr(detector, "fork", None)):
+            with self._detector_lock:
+                return list(detector.detect(image))
+        local = self._per_thread
+        if getattr(local, "source", None) is not detector:  # first call in this thread (or a new detector)
+            local.source, local.detector = detector, detector.fork()
+        return list(local.detector.detect(image))
 
     def frame_for(self, detection: Detection) -> geometry.CropFrame:
         """The crop window of a detection (rolled upright with its eye keypoints when present)."""
@@ -196,7 +215,8 @@ class Aligner:
             crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
             if self.decodes_in_graph:
-                heat_pts, confidence = self.backend.run_points(batch)
+                with self._network_lock:
+                    heat_pts, confidence = self.backend.run_points(batch)
             else:
                 heat_pts, confidence = self.decode(self.heatmaps(batch))
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
@@ -207,9 +227,11 @@ class Aligner:
 
     def heatmaps(self, batch: np.ndarray) -> np.ndarray:
         """The network's heatmaps for (N, 3, S, S) crops (averaged with the mirrored crops' when ``flip``)."""
-        heat = self.backend.run(batch)
+        with self._network_lock:
+            heat = self.backend.run(batch)
+            if self.flip:
+                mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
         if self.flip:
-            mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
             heat = (heat + mirrored[:, self._mirror, :, ::-1]) / 2
         return heat
 

@@ -34,9 +34,15 @@ class YuNetDetector:
             raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; install opencv-python-headless>=4.11")
         self.model_path = path
         self.max_side, self.min_side = max_side, min_side
+        self._settings = (score_threshold, nms_threshold)
         if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # silence a harmless backend note
         self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+
+    def fork(self) -> YuNetDetector:
+        """An independent detector with the same settings. ``cv2.FaceDetectorYN`` keeps the input
+        size between calls, so one instance must not be used by two threads at once."""
+        return YuNetDetector(self.model_path, *self._settings, max_side=self.max_side, min_side=self.min_side)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a uint8 BGR image, best score first."""
