@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import InputError
 from . import geometry
 from .backends import load_backend
 from .decode import REFINE_MODES, BLUR_SIGMA, Refine, decode_heatmaps
@@ -26,13 +27,27 @@ BoxLike = Detection | Sequence[float]
 ImageLike = np.ndarray | str | Path
 
 
+# a face box corner farther than this from the image origin is not a face box (and overflows the crop maths)
+MAX_BOX_COORDINATE = 1e6
+
+
 def _as_detection(box: BoxLike) -> Detection:
+    """A user's face box as a Detection; InputError unless it is four finite, ordered coordinates."""
     if isinstance(box, Detection):
-        return box
-    values = [float(v) for v in box]
-    if len(values) != 4:
-        raise ValueError(f"a face box is (x1, y1, x2, y2), got {list(box)}")
-    return Detection(box=tuple(values), score=1.0)
+        det = box
+    else:
+        try:
+            values = [float(v) for v in box]
+        except (TypeError, ValueError):
+            raise InputError(f"a face box is four numbers (x1, y1, x2, y2), got {box!r}") from None
+        if len(values) != 4:
+            raise InputError(f"a face box is (x1, y1, x2, y2), got {list(box)}")
+        det = Detection(box=tuple(values), score=1.0)
+    x1, y1, x2, y2 = det.box
+    if not (all(abs(v) <= MAX_BOX_COORDINATE for v in det.box) and x2 > x1 and y2 > y1):
+        raise InputError(f"invalid face box {det.box}: need finite x1 < x2 and y1 < y2 within "
+                         f"+-{MAX_BOX_COORDINATE:g} px")
+    return det
 
 
 class Aligner:
@@ -82,9 +97,9 @@ class Aligner:
         num_landmarks: int | None = None,
     ) -> None:
         if refine not in REFINE_MODES:
-            raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+            raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.model_dir = resolve_model_dir(model)
         self.manifest = load_manifest(self.model_dir)
         artifact = Path(model) if model is not None and Path(model).is_file() else None
@@ -134,7 +149,7 @@ class Aligner:
             from .detectors.yunet import YuNetDetector
 
             return YuNetDetector()
-        raise ValueError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+        raise InputError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
 
     @property
     def backend_name(self) -> str:
@@ -154,7 +169,7 @@ class Aligner:
     ) -> list[list[FaceLandmarks]]:
         """Landmarks for several images; all face crops go through the network in shared batches."""
         if boxes is not None and len(boxes) != len(images):
-            raise ValueError(f"got {len(boxes)} box lists for {len(images)} images")
+            raise InputError(f"got {len(boxes)} box lists for {len(images)} images")
         loaded = [self.load_image(im) for im in images]
         detections = [self.detect(im, None if boxes is None else boxes[i]) for i, im in enumerate(loaded)]
         jobs = [(i, det, self.frame_for(det)) for i, dets in enumerate(detections) for det in dets]
@@ -177,7 +192,7 @@ class Aligner:
         if boxes is not None:
             dets = [_as_detection(b) for b in boxes]
         elif self.detector is None:
-            raise ValueError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
+            raise InputError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
         else:
             dets = self._detect_faces(image)
         return dets[: self.max_faces] if self.max_faces else dets

@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from .errors import InputError
 from . import geometry, metrics
 from .detectors.base import Detection
 from .imageio import ImageError
@@ -150,13 +151,13 @@ def select_images(folder: str | Path, held_out: float | None = None, limit: int 
     files = list_images(folder)
     if held_out is not None:
         if not 0.0 < held_out <= 1.0:
-            raise ValueError(f"--held-out-only must be in (0, 1], got {held_out}")
+            raise InputError(f"--held-out-only must be in (0, 1], got {held_out}")
         files = [f for f in files if is_held_out(f, held_out)]
         if not files:
             raise FileNotFoundError(f"{folder}: no images in the held-out share {held_out}")
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
+            raise InputError(f"--limit must be >= 1, got {limit}")
         if limit < len(files):
             files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     return files
@@ -252,7 +253,7 @@ def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]])
 def check_scheme(aligner) -> None:
     """NME's normaliser (outer eye corners 36/45) needs the iBUG 68-point scheme."""
     if aligner.num_landmarks != 68:
-        raise ValueError(
+        raise InputError(
             f"model has {aligner.num_landmarks} landmarks: NME with the outer-eye-corner normaliser needs 68"
         )
 
@@ -263,7 +264,7 @@ def evaluate_samples(
 ) -> list[ItemResult]:
     """Per-face NME of ``samples`` in one mode (see the module docstring)."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     results: dict[Path, ItemResult] = {}
     bar = tqdm(total=len(samples), desc=desc or mode, unit="img", disable=not progress, leave=False)
     for chunk in _chunks(samples, CHUNK):
@@ -303,7 +304,7 @@ def evaluate_folder(
     files = select_images(folder, held_out, limit)
     samples = load_samples(files, aligner.num_landmarks, skip_bad, skipped)
     if not samples:
-        raise ValueError(f"{folder}: no usable images (all were skipped)")
+        raise InputError(f"{folder}: no usable images (all were skipped)")
     items = evaluate_samples(aligner, samples, mode, progress, skip_bad, skipped, f"{set_name(folder)} {mode}")
     return EvalResult(
         folder=str(folder), mode=mode, model=getattr(aligner.manifest, "name", ""),

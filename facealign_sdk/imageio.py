@@ -7,12 +7,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 
 # image file types the SDK reads from folders (images, annotated sets, image-sequence "videos")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image that cannot be used; the message says which and why."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from . import geometry
+from .errors import InputError
 
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # a checkout (pip install -e .)
 WHEEL_MODELS = Path(__file__).resolve().parent / "_models"  # an installed wheel (setup.py copies models/ there)
@@ -26,7 +27,7 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model folder or file that cannot be used; the message says what is wrong."""
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from .errors import InputError
 from .video import (
     CsvWriter,
     DrawWriter,
@@ -95,7 +96,7 @@ def options_from_args(args: argparse.Namespace) -> TrackOptions:
         err = exc.errors()[0]
         name = "-".join(str(p) for p in err["loc"]).replace("_", "-")
         flag = f"smoothing {name}" if exc.title == "OneEuroConfig" else f"--{name}"
-        raise ValueError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        raise InputError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
 
 
 def _options(args: argparse.Namespace) -> TrackOptions:

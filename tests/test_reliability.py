@@ -85,3 +85,68 @@ def test_a_detector_without_fork_is_called_by_one_thread_at_a_time(tiny_model, f
     for t in threads:
         t.join()
     assert not errors
+
+
+# -- exit codes: user errors, internal bugs, Ctrl-C ----------------------------------------------
+def test_an_internal_bug_is_not_reported_as_bad_input(tiny_model, tmp_path, monkeypatch, capsys):
+    from facealign_sdk.cli import main
+
+    def bug(self, image, boxes=None):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(Aligner, "align", bug)
+    code = main(["image", str(SAMPLES / "face.jpg"), "--model", str(tiny_model), "--backend", "torch"])
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error" in err and "Traceback" in err
+
+
+def test_user_errors_share_one_base_class():
+    from facealign_sdk.backends.base import BackendError  # noqa: F401 - exit 2 too, but a RuntimeError
+    from facealign_sdk.errors import InputError
+    from facealign_sdk.imageio import ImageError
+    from facealign_sdk.model import ModelError
+    from facealign_sdk.pts import PtsError
+    from facealign_sdk.video import VideoError
+
+    for cls in (ImageError, ModelError, PtsError, VideoError):
+        assert issubclass(cls, InputError) and issubclass(cls, ValueError)
+
+
+def test_interrupt_inside_serialisation_exits_130(tiny_model, tmp_path, monkeypatch, capsys):
+    """pydantic re-raises a KeyboardInterrupt from a serializer as a ValueError: still exit 130."""
+    import os
+    import signal
+
+    from facealign_sdk.cli import main
+
+    real_round, fired = np.round, []
+
+    def round_then_interrupt(*args, **kwargs):
+        if not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_round(*args, **kwargs)
+
+    monkeypatch.setattr(np, "round", round_then_interrupt)
+    out = tmp_path / "out.json"
+    code = main(["image", str(SAMPLES / "face.jpg"), "--model", str(tiny_model), "--backend", "torch", "--out", str(out)])
+    assert fired and code == 130
+    assert not out.exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("delay", [0.15, 0.5])
+def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "facealign_sdk.cli", "image", str(SAMPLES / "face.jpg"), "--model",
+                             str(tiny_model), "--backend", "torch"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err

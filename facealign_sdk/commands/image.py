@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..aligner import Aligner
 from ..imageio import ImageError, list_images
 from ..results import ImageLandmarks, draw_faces
@@ -57,7 +58,7 @@ def check_output(out: Path | None, overwrite: bool) -> None:
     if out is None:
         return
     if out.suffix.lower() not in (".json", ".csv"):
-        raise ValueError(f"--out must end in .json or .csv, got {out.name}")
+        raise InputError(f"--out must end in .json or .csv, got {out.name}")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     if not out.parent.exists():

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_bgr8
 from .results import SourceInfo
 
@@ -25,7 +26,7 @@ COUNT_SLACK_FRAMES = 2
 COUNT_SLACK_FRACTION = 0.01
 
 
-class VideoError(ValueError):
+class VideoError(InputError):
     """A video source that cannot be used; the message says which and why."""
 
 

@@ -13,6 +13,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from ..results import FaceLandmarks, draw_faces
 from .results import FrameResult, SourceInfo, TrackReport
 
@@ -128,16 +129,16 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     ``outputs`` is ``[csv, json, draw]`` (None for those not wanted); the third must be a video name."""
     paths = [Path(p) for p in outputs if p is not None]
     if not paths:
-        raise ValueError("nothing to write: give --out CSV, --json FILE and/or --draw VIDEO")
+        raise InputError("nothing to write: give --out CSV, --json FILE and/or --draw VIDEO")
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
-        raise ValueError("the output files must be different from each other")
+        raise InputError("the output files must be different from each other")
     src = Path(str(source)).resolve() if source is not None and Path(str(source)).exists() else None
     for path, real in zip(paths, resolved):
         if path in outputs[2:] and path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
+            raise InputError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
         if src is not None and real == src:
-            raise ValueError(f"{path}: output would overwrite the input video")
+            raise InputError(f"{path}: output would overwrite the input video")
         if path.is_dir():
             raise IsADirectoryError(f"{path}: is a folder, expected a file name")
         if path.exists() and not overwrite:
