@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
 from . import geometry
 from .backends import load_backend
 from .decode import REFINE_MODES, BLUR_SIGMA, Refine, decode_heatmaps
 from .detectors.base import Detection, FaceDetector
+from .errors import InputError
 from .imageio import read_image, to_bgr8
 from .model import ModelError, load_manifest, resolve_model_dir
 from .results import FaceLandmarks
@@ -105,8 +105,13 @@ class Aligner:
         artifact = Path(model) if model is not None and Path(model).is_file() else None
         # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
         needs_heatmaps = flip or refine != DECODE_GRAPH_REFINE or not blur
-        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
-                                    decode_graph=not needs_heatmaps)
+        try:
+            self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
+                                        decode_graph=not needs_heatmaps)
+        except InputError:
+            raise
+        except ValueError as exc:  # the network cannot be built as the manifest describes it
+            raise ModelError(f"{self.model_dir}: cannot build the network of the manifest ({exc})") from exc
         self.decodes_in_graph = bool(getattr(self.backend, "outputs_points", False))
         if self.decodes_in_graph and needs_heatmaps:
             raise ModelError(
@@ -120,6 +125,7 @@ class Aligner:
             )
         if num_landmarks is not None and num_landmarks != self.manifest.num_landmarks:
             raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
+        self._check_network()
         self.detector = self._make_detector(detector)
         self._network_lock = threading.Lock()
         self._detector_lock = threading.Lock()
@@ -140,6 +146,30 @@ class Aligner:
         crop = self.manifest.crop
         self._crop_args = {"crop_scale": crop.crop_scale, "center_shift": crop.center_shift}
         log.info("facealign: model %s, backend %s", self.manifest.name, self.backend_name)
+
+    def _check_network(self) -> None:
+        """Run one grey crop: the output must have the manifest's shape and be finite. Catches a manifest
+        whose input or heatmap size disagrees with the network, and corrupt (NaN / inf) weights."""
+        size, hm, n = self.manifest.input_size, self.manifest.heatmap_size, self.manifest.num_landmarks
+        probe = np.full((1, 3, size, size), 0.5, np.float32)
+        try:
+            if self.decodes_in_graph:
+                out = self.backend.run_points(probe)[0]
+                expected: tuple[int, ...] = (1, n, 2)
+            else:
+                out = self.backend.run(probe)
+                expected = (1, n, hm, hm)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any backend failure on a well-formed crop is the model's
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelError(f"{self.model_dir}: the network does not run on a {size}x{size} crop as the manifest "
+                             f"says ({type(exc).__name__}: {first[:200]})") from exc
+        if tuple(out.shape) != expected:
+            raise ModelError(f"{self.model_dir}: the network outputs shape {tuple(out.shape)} for one crop but the "
+                             f"manifest says {expected} (input_size {size}, heatmap_size {hm}, {n} landmarks)")
+        if not np.isfinite(out).all():
+            raise ModelError(f"{self.model_dir}: the network outputs NaN or inf (corrupt weights)")
 
     @staticmethod
     def _make_detector(detector: str | FaceDetector | None) -> FaceDetector | None:
@@ -234,6 +264,9 @@ class Aligner:
                     heat_pts, confidence = self.backend.run_points(batch)
             else:
                 heat_pts, confidence = self.decode(self.heatmaps(batch))
+            if not (np.isfinite(heat_pts).all() and np.isfinite(confidence).all()):
+                raise ModelError(f"{self.model_dir}: the network gave NaN or inf for a face crop (a broken model); "
+                                 "no landmarks are returned rather than NaN points")
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
                 crop_pts = geometry.heatmap_to_crop(p, hm, size)
                 points.append(geometry.crop_to_image(crop_pts, frame, size))

@@ -150,3 +150,113 @@ def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+# -- broken model folders ------------------------------------------------------------------------
+def _model_copy(tiny_model, tmp_path, edit=None, weights=None):
+    """A copy of the tiny model with its manifest edited and/or its weights replaced (hash updated)."""
+    import json
+    import shutil
+
+    from facealign_sdk.model import sha256
+
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    if weights is not None:
+        from safetensors.numpy import load_file, save_file
+
+        state = load_file(str(out / "model.safetensors"))
+        weights(state)
+        save_file(state, str(out / "model.safetensors"))
+        manifest["weights_sha256"] = sha256(out / "model.safetensors")
+    if edit is not None:
+        edit(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest, allow_nan=True))
+    return out
+
+
+def _set(path: str, value):
+    def edit(manifest):
+        *parents, key = path.split(".")
+        node = manifest
+        for p in parents:
+            node = node[p]
+        if value is KeyError:
+            del node[key]
+        else:
+            node[key] = value
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_set("heatmap_size", 64), "heatmap_size"),
+    (_set("input_size", 128), "input_size"),
+    (_set("crop.crop_scale", float("nan")), "crop_scale"),
+    (_set("crop.crop_scale", 0.0), "crop_scale"),
+    (_set("crop.crop_scale", -1.4), "crop_scale"),
+    (_set("crop.center_shift", float("inf")), "center_shift"),
+    (_set("mean", [float("nan"), 0.4, 0.3]), "mean"),
+    (_set("heatmap_sise", 128), "heatmap_sise"),  # a misspelt key
+    (_set("crop.scale", 1.2), "crop.scale"),
+    (_set("input_size", 10 ** 9), "input_size"),
+    (_set("num_landmarks", 10 ** 7), "num_landmarks"),
+    (_set("net.width", 10 ** 6), "net.width"),
+], ids=["heatmap_size", "input_size", "nan_scale", "zero_scale", "negative_scale", "inf_shift", "nan_mean",
+        "unknown_key", "unknown_crop_key", "absurd_input", "absurd_landmarks", "absurd_width"])
+def test_broken_manifest_is_refused_at_load_time(tiny_model, tmp_path, edit, message):
+    from facealign_sdk.model import ModelError
+
+    broken = _model_copy(tiny_model, tmp_path, edit)
+    with pytest.raises(ModelError, match=message):
+        Aligner(broken, backend="torch")
+
+
+def test_manifest_disagreeing_with_the_network_is_refused(tiny_model, tmp_path):
+    """net{} says nothing of the heatmap size, the manifest says 64: the network's 128 gives it away."""
+    from facealign_sdk.model import ModelError
+
+    def edit(manifest):
+        manifest["heatmap_size"] = 64
+        del manifest["net"]["heatmap_size"]
+
+    with pytest.raises(ModelError, match=r"outputs shape \(1, 68, 128, 128\).*heatmap_size 64"):
+        Aligner(_model_copy(tiny_model, tmp_path, edit), backend="torch")
+
+
+def test_nan_weights_are_refused_at_load_time(tiny_model, tmp_path):
+    from facealign_sdk.model import ModelError
+
+    def poison(state):
+        name = next(k for k in sorted(state) if k.endswith("weight") and state[k].ndim == 4)
+        state[name] = state[name].copy()
+        state[name].flat[0] = np.nan
+
+    with pytest.raises(ModelError, match="NaN or inf"):
+        Aligner(_model_copy(tiny_model, tmp_path, weights=poison), backend="torch")
+
+
+def test_nan_network_output_never_becomes_points(tiny_model, face_image, monkeypatch):
+    from facealign_sdk.model import ModelError
+
+    aligner = Aligner(tiny_model, backend="torch")
+    monkeypatch.setattr(aligner.backend, "run", lambda batch: np.full((len(batch), 68, 128, 128), np.nan, np.float32))
+    with pytest.raises(ModelError, match="NaN"):
+        aligner.align(face_image)
+
+
+def test_json_writers_never_write_a_bare_nan(tmp_path):
+    import io
+
+    from facealign_sdk.results import FaceLandmarks
+    from facealign_sdk.video import FrameResult, JsonWriter, SourceInfo, TrackedFace
+
+    info = SourceInfo(source="x", kind="folder", width=10, height=10, fps=30.0, frame_count=1)
+    stream = io.StringIO()
+    writer = JsonWriter(stream, info, 2)
+    lm = FaceLandmarks(box=(0, 0, 1, 1), score=1.0, points=np.full((2, 2), np.nan), confidence=np.ones(2))
+    bad = FrameResult(frame=0, timestamp=0.0, width=10, height=10,
+                      faces=[TrackedFace(face_id=0, detected=True, success=True, landmarks=lm)])
+    with pytest.raises(ValueError):
+        writer.write(bad)
+    assert "NaN" not in stream.getvalue()

@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out and args.out.suffix.lower() == ".csv":
         write_csv(args.out, results, aligner.num_landmarks)
     else:
-        text = json.dumps([r.to_dict() for r in results], indent=1)
+        text = json.dumps([r.to_dict() for r in results], indent=1, allow_nan=False)  # strict JSON: never a bare NaN
         if args.out:
             args.out.write_text(text)
         else:

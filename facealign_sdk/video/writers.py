@@ -67,17 +67,22 @@ class JsonWriter:
     def __init__(self, stream: IO[str], info: SourceInfo, num_landmarks: int) -> None:
         self.stream, self._first = stream, True
         head = {"source": info.model_dump(), "num_landmarks": num_landmarks}
-        stream.write(json.dumps(head)[:-1] + ', "frames": [\n')
+        stream.write(_strict_json(head)[:-1] + ', "frames": [\n')
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        self.stream.write(("" if self._first else ",\n") + json.dumps(result.to_dict()))
+        self.stream.write(("" if self._first else ",\n") + _strict_json(result.to_dict()))
         self._first = False
         self.stream.flush()
 
     def close(self, report: TrackReport | None = None) -> None:
-        tail = json.dumps(report.model_dump()) if report is not None else "null"
+        tail = _strict_json(report.model_dump()) if report is not None else "null"
         self.stream.write(f'\n], "report": {tail}}}\n')
         self.stream.close()
+
+
+def _strict_json(value: object) -> str:
+    """JSON text; a NaN or inf is an error rather than the bare ``NaN`` token, which is not JSON."""
+    return json.dumps(value, allow_nan=False)
 
 
 def draw_frame(image: np.ndarray, result: FrameResult) -> np.ndarray:
