@@ -100,6 +100,8 @@ class Aligner:
             raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
+            raise InputError(f"max_faces must be None (all faces) or an integer >= 1, got {max_faces!r}")
         self.model_dir = resolve_model_dir(model)
         self.manifest = load_manifest(self.model_dir)
         artifact = Path(model) if model is not None and Path(model).is_file() else None

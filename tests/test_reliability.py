@@ -260,3 +260,40 @@ def test_json_writers_never_write_a_bare_nan(tmp_path):
     with pytest.raises(ValueError):
         writer.write(bad)
     assert "NaN" not in stream.getvalue()
+
+
+# -- options out of range -------------------------------------------------------------------------
+@pytest.mark.parametrize("max_faces", [0, -1, 1.5, True])
+def test_max_faces_below_one_is_refused(tiny_model, max_faces):
+    from facealign_sdk.errors import InputError
+
+    with pytest.raises(InputError, match="max_faces"):
+        Aligner(tiny_model, backend="torch", max_faces=max_faces)
+
+
+@pytest.mark.parametrize("max_faces", ["0", "-2"])
+def test_cli_max_faces_below_one_exits_2(tiny_model, tmp_path, max_faces, capsys, face_image):
+    import cv2 as _cv2
+
+    from facealign_sdk.cli import main
+
+    assert main(["image", str(SAMPLES / "face.jpg"), "--model", str(tiny_model), "--backend", "torch",
+                 "--max-faces", max_faces]) == 2
+    _cv2.imwrite(str(tmp_path / "f.png"), face_image)
+    assert main(["video", str(tmp_path), "--out", str(tmp_path / "o.csv"), "--model", str(tiny_model),
+                 "--backend", "torch", "--max-faces", max_faces]) == 2
+    assert "max-faces" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fps", ["inf", "1e308", "nan", "0", "-5"])
+def test_absurd_fps_is_refused(tiny_model, tmp_path, fps, capsys, face_image):
+    from facealign_sdk.cli import main
+    from facealign_sdk.video import VideoError, VideoReader
+
+    cv2.imwrite(str(tmp_path / "f.png"), face_image)
+    out = tmp_path / "o.csv"
+    assert main(["video", str(tmp_path), "--out", str(out), "--model", str(tiny_model), "--backend", "torch",
+                 "--fps", fps]) == 2
+    assert "--fps" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(VideoError, match="fps"):
+        VideoReader(tmp_path, fps=float(fps))

@@ -20,6 +20,7 @@ from .results import SourceInfo
 log = logging.getLogger("facealign_sdk")
 
 DEFAULT_FOLDER_FPS = 30.0
+MAX_FPS = 1000.0  # a higher (or infinite) frame rate makes time steps of ~0 and NaN smoothing
 # a container file may end this many frames (or this share of its announced count) early without counting as broken:
 # some only estimate the count from duration x frame rate
 COUNT_SLACK_FRAMES = 2
@@ -60,6 +61,8 @@ class VideoReader:
     """
 
     def __init__(self, source: str | int | Path, fps: float | None = None, max_frames: int | None = None) -> None:
+        if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+            raise VideoError(f"fps must be in (0, {MAX_FPS:g}], got {fps!r}")
         self.max_frames = max_frames
         self.frames_read = 0
         self.stop_reason = ""
@@ -91,7 +94,7 @@ class VideoReader:
         self._cap, self._first = cap, image
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
+        rate = rate if math.isfinite(rate) and 0 < rate <= MAX_FPS else (fps or DEFAULT_FOLDER_FPS)
         return SourceInfo(source=str(path), kind="file", width=image.shape[1], height=image.shape[0], fps=rate,
                           frame_count=count if count > 0 else None)
 
@@ -103,7 +106,7 @@ class VideoReader:
             raise VideoError(f"camera {index}: cannot be opened or gives no frames")
         self._cap, self._first, self._t0 = cap, image, time.monotonic()
         rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
+        rate = rate if math.isfinite(rate) and 0 < rate <= MAX_FPS else (fps or DEFAULT_FOLDER_FPS)
         return SourceInfo(source=f"camera {index}", kind="camera", width=image.shape[1], height=image.shape[0],
                           fps=float(rate), frame_count=None)
 

@@ -17,7 +17,7 @@ from .. import geometry
 from ..geometry import box_iou as iou
 from ..detectors.base import Detection
 from ..results import FaceLandmarks
-from .reader import VideoFrame, VideoReader
+from .reader import MAX_FPS, VideoFrame, VideoReader
 from .results import FrameResult, TrackedFace, TrackReport
 from .smoothing import LandmarkSmoother, SmoothingConfig
 
@@ -43,7 +43,8 @@ class TrackOptions(BaseModel):
         "every frame")
     reacquire_seconds: float = Field(2.0, ge=0, description="a lost face found again within this keeps its id")
     match_iou: float = Field(0.3, gt=0, le=1, description="min IoU to match a detection to a tracked face")
-    fps: float | None = Field(None, gt=0, description="frame rate for image folders (and when the file has none)")
+    fps: float | None = Field(None, gt=0, le=MAX_FPS, allow_inf_nan=False,
+                              description="frame rate for image folders (and when the file has none)")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
 
 
