@@ -46,6 +46,11 @@ FAILURE_LIMIT = 0.10
 MATCH_IOU = 0.3
 # images whose crops go through the network together
 CHUNK = 16
+# annotations that cannot be scored: outer eye corners (the NME normaliser) closer than this (px) give
+# NMEs of millions of percent; points farther outside the image than this share of its larger side
+# are not annotations of that image (InfAnFace's crops leave points up to 0.2 outside)
+MIN_EYE_DISTANCE_PX = 1.0
+MAX_OUTSIDE_FRACTION = 0.5
 
 
 class EvalItemError(RuntimeError):
@@ -168,7 +173,26 @@ def load_points(image: Path, num_points: int) -> np.ndarray:
     pts_path = image.with_suffix(".pts")
     if not pts_path.is_file():
         raise FileNotFoundError(f"{image}: no landmark file {pts_path.name} beside it")
-    return read_pts(pts_path, num_points)
+    points = read_pts(pts_path, num_points)
+    i, j = metrics.OUTER_EYE_CORNERS
+    if max(i, j) < len(points):
+        dist = float(np.linalg.norm(points[i] - points[j]))
+        if dist < MIN_EYE_DISTANCE_PX:
+            raise PtsError(f"{pts_path}: outer eye corners (points {i} and {j}) are {dist:.2g} px apart; NME "
+                           f"normalises by that distance, so it needs at least {MIN_EYE_DISTANCE_PX:g} px")
+    return points
+
+
+def check_points_in_image(points: np.ndarray, image: np.ndarray, image_path: Path) -> None:
+    """PtsError naming the .pts when points lie far outside the image they annotate."""
+    h, w = image.shape[:2]
+    margin = MAX_OUTSIDE_FRACTION * max(h, w)
+    x, y = points[:, 0], points[:, 1]
+    outside = (x < -margin) | (x > w - 1 + margin) | (y < -margin) | (y > h - 1 + margin)
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise PtsError(f"{image_path.with_suffix('.pts')}: point {k} ({x[k]:.1f}, {y[k]:.1f}) lies far outside the "
+                       f"{w}x{h} image (more than {MAX_OUTSIDE_FRACTION:g} of its size)")
 
 
 def load_samples(
@@ -227,6 +251,7 @@ def _prepare(aligner, sample: Sample, mode: Mode) -> tuple[np.ndarray, Detection
     """Load one image and find its face; any failure names the image."""
     try:
         image = aligner.load_image(sample.image)
+        check_points_in_image(sample.points, image, sample.image)
         return image, _face_box(aligner, image, sample.points, mode)
     except (ImageError, PtsError, FileNotFoundError):
         raise
@@ -272,7 +297,7 @@ def evaluate_samples(
         for sample in chunk:
             try:
                 image, det = _prepare(aligner, sample, mode)
-            except ImageError as exc:
+            except (ImageError, PtsError) as exc:
                 if not skip_bad:
                     raise
                 _report_skip(exc, skipped)
