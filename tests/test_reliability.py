@@ -297,3 +297,83 @@ def test_absurd_fps_is_refused(tiny_model, tmp_path, fps, capsys, face_image):
     assert "--fps" in capsys.readouterr().err and not out.exists()
     with pytest.raises(VideoError, match="fps"):
         VideoReader(tmp_path, fps=float(fps))
+
+
+# -- hostile image files: EXIF orientation, decompression bombs -----------------------------------
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an APP1 Exif segment holding only the orientation tag (little-endian TIFF)."""
+    import struct
+
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+    tiff += struct.pack("<HHII", 0x0112, 3, 1, orientation) + struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_image_viewers(tmp_path, orientation):
+    from facealign_sdk.imageio import read_image
+
+    pixels = (np.random.default_rng(orientation).random((24, 40, 3)) * 255).astype(np.uint8)
+    path = tmp_path / f"o{orientation}.jpg"
+    path.write_bytes(_with_exif_orientation(cv2.imencode(".jpg", pixels)[1].tobytes(), orientation))
+    upright = cv2.imread(str(path), cv2.IMREAD_COLOR)  # OpenCV's own EXIF handling: the reference
+    got = read_image(path)
+    assert got.shape == upright.shape and np.array_equal(got, upright)
+
+
+def test_sideways_phone_photo_gives_points_in_the_upright_image(tiny_model, face_image, tmp_path):
+    """A photo stored sideways (pixels turned 90 deg counter-clockwise) with orientation 6 (turn clockwise)."""
+    stored = cv2.rotate(face_image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_with_exif_orientation(cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes(), 6))
+    aligner = Aligner(tiny_model, backend="torch")
+    upright = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert upright.shape == face_image.shape
+    faces = aligner.align(path)
+    expected = aligner.align(upright)
+    assert len(faces) == len(expected) == 1
+    assert np.array_equal(faces[0].points, expected[0].points)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """The first bytes of a PNG claiming width x height pixels (what a bomb looks like to the header)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    idat = zlib.compress(b"\x00" * 1000)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+            + struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat)))
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch, capsys, tiny_model):
+    from facealign_sdk.cli import main
+    from facealign_sdk.imageio import ImageError, read_image
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_only(20000, 20000))
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded an image above the pixel limit")
+
+    monkeypatch.setattr(cv2, "imdecode", no_decode)
+    with pytest.raises(ImageError, match=r"20000 x 20000 px \(400.0 MP\) is above the limit of 100 MP"):
+        read_image(bomb)
+    assert main(["image", str(bomb), "--model", str(tiny_model), "--backend", "torch"]) == 2
+    assert "FACEALIGN_MAX_PIXELS" in capsys.readouterr().err
+
+
+def test_pixel_limit_is_configurable(tmp_path, monkeypatch, face_image):
+    from facealign_sdk.imageio import ImageError, read_image
+
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), face_image)
+    h, w = face_image.shape[:2]
+    monkeypatch.setenv("FACEALIGN_MAX_PIXELS", str(h * w - 1))
+    with pytest.raises(ImageError, match="above the limit"):
+        read_image(path)
+    monkeypatch.setenv("FACEALIGN_MAX_PIXELS", str(h * w))
+    assert read_image(path).shape == face_image.shape
+    assert read_image(path, limit=10**9).shape == face_image.shape
