@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, bad_input_errors()):
             print(f"facealign {command}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            print(f"facealign {command}: error: disk full ({exc}); outputs hold what was written before",
-                  file=sys.stderr)
+        if isinstance(exc, OSError):  # the system refused a read or write: a failure, not a bug
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            note = "disk full; the outputs hold what was written until then" if full else "the run stopped"
+            print(f"facealign {command}: error: {exc} ({note})", file=sys.stderr)
             return EXIT_FAILURE
         traceback.print_exc()
         print(f"facealign {command}: internal error ({type(exc).__name__}); please report it with the traceback above",

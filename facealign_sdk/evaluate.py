@@ -32,10 +32,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from .errors import InputError
 from . import geometry, metrics
 from .detectors.base import Detection
+from .errors import InputError
 from .imageio import ImageError
+from .outputs import check_output_file
 from .pts import PtsError, read_pts
 from .training.data import is_held_out, list_images
 
@@ -355,6 +356,8 @@ def format_table(rows: Mapping[str, Summary] | Sequence[EvalResult]) -> str:
     return "\n".join(lines)
 
 
+CED_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
 TABLE_NOTE = (
     "NME: outer-eye-corner normalised, mean over detected faces. FR@10 and AUC@10 are over all faces: "
     "a face the detector missed counts as a failure (NME = inf)."
@@ -441,6 +444,11 @@ def run(args: argparse.Namespace) -> int:
     if args.ced is not None and importlib.util.find_spec("matplotlib") is None:
         print("facealign eval: error: --ced needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 1
+    for out in (args.json, args.ced):  # fail before the evaluation, not after it
+        if out is not None:
+            check_output_file(out, create_folder=True)
+    if args.ced is not None and args.ced.suffix.lower() not in CED_SUFFIXES:
+        raise InputError(f"--ced {args.ced}: the plot's file name must end in {', '.join(CED_SUFFIXES)}")
     sets = [parse_folder_spec(spec, args.held_out_only) for spec in args.folders]
     for folder, held_out in sets:
         select_images(folder, held_out, args.limit)  # fail fast on a missing/empty folder

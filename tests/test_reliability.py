@@ -377,3 +377,73 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch, face_image):
     monkeypatch.setenv("FACEALIGN_MAX_PIXELS", str(h * w))
     assert read_image(path).shape == face_image.shape
     assert read_image(path, limit=10**9).shape == face_image.shape
+
+
+# -- output paths ----------------------------------------------------------------------------------
+def _image_cli(tiny_model, *args):
+    from facealign_sdk.cli import main
+
+    return main(["image", *map(str, args), "--model", str(tiny_model), "--backend", "torch"])
+
+
+def test_image_outputs_are_checked_before_any_work(tiny_model, tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "not_a_folder"
+    a_file.write_text("x")
+    face = tmp_path / "face.jpg"
+    face.write_bytes((SAMPLES / "face.jpg").read_bytes())
+    monkeypatch.setattr(Aligner, "__init__", lambda *a, **k: pytest.fail("work started before the output checks"))
+    assert _image_cli(tiny_model, face, "--draw", a_file) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert _image_cli(tiny_model, face, "--draw", a_file / "sub") == 2
+    (tmp_path / "dir.json").mkdir()
+    assert _image_cli(tiny_model, face, "--out", tmp_path / "dir.json", "--overwrite") == 2
+    assert "is a folder" in capsys.readouterr().err
+    csv_input = tmp_path / "rows.csv"
+    csv_input.write_text("x")
+    assert _image_cli(tiny_model, face, csv_input, "--out", csv_input, "--overwrite") == 2
+    assert "overwrite an input" in capsys.readouterr().err
+
+
+def test_eval_outputs_are_checked_before_the_evaluation(tiny_model, tmp_path, monkeypatch, capsys):
+    from facealign_sdk import evaluate
+    from facealign_sdk.cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(evaluate, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before the checks"))
+    base = ["eval", str(tmp_path), "--model", str(tiny_model), "--backend", "torch"]
+    assert main(base + ["--json", str(blocker / "r.json")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(base + ["--json", str(tmp_path)]) == 2
+    if has_matplotlib():
+        assert main(base + ["--ced", str(tmp_path / "ced.txt")]) == 2
+        assert "must end in" in capsys.readouterr().err
+
+
+def has_matplotlib() -> bool:
+    from .conftest import has_module
+
+    return has_module("matplotlib")
+
+
+def test_failed_drawing_write_is_an_error(tiny_model, tmp_path, monkeypatch, capsys):
+    from facealign_sdk import outputs
+
+    monkeypatch.setattr(outputs.cv2, "imencode", lambda *a, **k: (False, None))
+    assert _image_cli(tiny_model, SAMPLES / "face.jpg", "--draw", tmp_path / "d") == 1
+    err = capsys.readouterr().err
+    assert "could not encode" in err and "internal error" not in err
+
+
+def test_same_stem_inputs_keep_separate_drawings(tiny_model, tmp_path, face_image):
+    from facealign_sdk.outputs import unique_stems
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "face.jpg"), face_image)
+    cv2.imwrite(str(folder / "face.png"), face_image[:, ::-1])
+    draw = tmp_path / "draw"
+    assert _image_cli(tiny_model, folder, "--draw", draw) == 0
+    names = sorted(p.name for p in draw.iterdir())
+    assert names == ["face_jpg_landmarks.jpg", "face_png_landmarks.jpg"]
+    assert unique_stems([folder / "a.jpg", folder / "b" / "a.jpg", folder / "a_jpg.png"]) == ["a_jpg_2", "a_jpg_3", "a_jpg"]

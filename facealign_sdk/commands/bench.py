@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
 from ..aligner import Aligner
+from ..errors import InputError
 from ..imageio import read_image
 from ..model import resolve_model_dir
 

@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
-from ..errors import InputError
 from ..aligner import Aligner
+from ..errors import InputError
 from ..imageio import ImageError, list_images
+from ..outputs import check_output_file, check_output_folder, unique_stems, write_image
 from ..results import ImageLandmarks, draw_faces
 
 
@@ -53,16 +53,13 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return files
 
 
-def check_output(out: Path | None, overwrite: bool) -> None:
+def check_output(out: Path | None, overwrite: bool, inputs: list[Path] = ()) -> None:
     """Fail before any work when the output cannot be written."""
     if out is None:
         return
     if out.suffix.lower() not in (".json", ".csv"):
         raise InputError(f"--out must end in .json or .csv, got {out.name}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"{out.parent}: output folder does not exist")
+    check_output_file(out, overwrite, inputs)
 
 
 def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> None:
@@ -84,14 +81,18 @@ def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> 
 
 def run(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
-    check_output(args.out, args.overwrite)
+    check_output(args.out, args.overwrite, files)
+    drawings = [None] * len(files)
     if args.draw:
+        check_output_folder(args.draw)
+        drawings = [args.draw / f"{stem}_landmarks.jpg" for stem in unique_stems(files)]
         args.draw.mkdir(parents=True, exist_ok=True)
     aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, blur=args.blur,
                       flip=args.flip, max_faces=args.max_faces)
     print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
     results, skipped = [], []
-    for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr):
+    for path, drawing in tqdm(list(zip(files, drawings)), desc="images", unit="img", disable=len(files) < 2,
+                              file=sys.stderr):
         try:
             image = aligner.load_image(path)
         except ImageError as exc:
@@ -103,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         faces = aligner.align(image)
         results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0], faces=faces))
-        if args.draw:
-            cv2.imwrite(str(args.draw / f"{path.stem}_landmarks.jpg"), draw_faces(image, faces))
+        if drawing is not None:
+            write_image(drawing, draw_faces(image, faces))
     if args.out and args.out.suffix.lower() == ".csv":
         write_csv(args.out, results, aligner.num_landmarks)
     else:

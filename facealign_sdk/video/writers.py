@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -14,6 +13,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import check_output_file
 from ..results import FaceLandmarks, draw_faces
 from .results import FrameResult, SourceInfo, TrackReport
 
@@ -138,23 +138,11 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
         raise InputError("the output files must be different from each other")
-    src = Path(str(source)).resolve() if source is not None and Path(str(source)).exists() else None
-    for path, real in zip(paths, resolved):
+    src = [Path(str(source))] if source is not None and Path(str(source)).exists() else []
+    for path in paths:
         if path in outputs[2:] and path.suffix.lower() not in VIDEO_SUFFIXES:
             raise InputError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
-        if src is not None and real == src:
-            raise InputError(f"{path}: output would overwrite the input video")
-        if path.is_dir():
-            raise IsADirectoryError(f"{path}: is a folder, expected a file name")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.exists():
-            raise FileNotFoundError(f"{parent}: output folder does not exist")
-        if not parent.is_dir():
-            raise NotADirectoryError(f"{parent}: not a folder")
-        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise PermissionError(f"{path}: not writable")
+        check_output_file(path, overwrite, src)
     return paths
 
 
