@@ -447,3 +447,20 @@ def test_same_stem_inputs_keep_separate_drawings(tiny_model, tmp_path, face_imag
     names = sorted(p.name for p in draw.iterdir())
     assert names == ["face_jpg_landmarks.jpg", "face_png_landmarks.jpg"]
     assert unique_stems([folder / "a.jpg", folder / "b" / "a.jpg", folder / "a_jpg.png"]) == ["a_jpg_2", "a_jpg_3", "a_jpg"]
+
+
+# -- memory ---------------------------------------------------------------------------------------
+def test_decoder_work_arrays_stay_bounded_after_a_crowd(face_image):
+    """A 50-face batch must not leave 50 faces' worth of work arrays behind in the thread."""
+    from facealign_sdk import decode
+
+    rng = np.random.default_rng(0)
+    one = rng.random((1, 68, 128, 128), dtype=np.float32)
+    crowd = np.repeat(one, 50, axis=0)
+    decode.decode_heatmaps(one, "soft")
+    small = decode.scratch_bytes()
+    points, conf = decode.decode_heatmaps(crowd, "soft")
+    assert decode.scratch_bytes() <= max(small, 2 * decode.SCRATCH_KEEP_BYTES)
+    assert decode.scratch_bytes() < 0.2 * (2 * crowd.nbytes)  # far below what the crowd needed
+    ref, ref_conf = decode.decode_heatmaps(one, "soft")
+    assert np.array_equal(points[7], ref[0]) and np.array_equal(conf[7], ref_conf[0])
