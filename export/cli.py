@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facealign_sdk.errors import InputError
-from facealign_sdk.model import MANIFEST, Manifest, ModelError, load_manifest, resolve_model_dir
+from facealign_sdk.model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
 
 from . import parity
 from .quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
@@ -166,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
         artifacts.append(build_engine(out, manifest, profile, args.workspace_gb))
         print(f"wrote {artifacts[-1]} (+ {artifacts[-1].with_suffix('.json').name})")
+    manifest = record_artifacts(out, artifacts)  # the runtime checks every file it loads against these
+    print(f"recorded the sha256 of {len(artifacts)} artifact(s) in {out / MANIFEST}")
     crops, note = face_crops(args.parity_data, args.parity_faces, "parity")
     report = parity.run_parity(net, manifest, artifacts, crops, note, bench=not args.no_bench, repeats=args.bench_repeats)
     path = parity.write_report(report, out / REPORT)

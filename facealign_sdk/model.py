@@ -8,6 +8,7 @@ says how to feed the network and how to read its output.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from . import geometry
 from .errors import InputError
 
+log = logging.getLogger("facealign_sdk")
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # a checkout (pip install -e .)
 WHEEL_MODELS = Path(__file__).resolve().parent / "_models"  # an installed wheel (setup.py copies models/ there)
 
@@ -72,6 +74,9 @@ class Manifest(BaseModel):
         "convention is not mirror-symmetric (then flip averaging, Aligner(flip=True), mixes in the mirrored "
         "convention and costs accuracy)")
     weights_sha256: str = ""
+    artifacts_sha256: dict[str, str] = Field(
+        default_factory=dict, description="sha256 of every other file a runtime loads (model.onnx, *.engine, ...), "
+        "by file name; written by facealign export, checked before loading")
     licence: str = "research data: non-commercial use only"
 
     @model_validator(mode="after")
@@ -82,7 +87,7 @@ class Manifest(BaseModel):
             raise ValueError(f"std must be positive, got {self.std}")
         for key in ("input_size", "heatmap_size", "num_landmarks"):
             if key in self.net and self.net[key] != getattr(self, key):
-                raise ValueError(f"net.{key} is {self.net[key]!r} but {key} is {getattr(self, key)!r}")
+                raise ValueError(f"{key} {getattr(self, key)!r} disagrees with net.{key} {self.net[key]!r}")
         for key, limit in NET_LIMITS.items():
             value = self.net.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
@@ -134,3 +139,28 @@ def describe_validation_error(exc: ValidationError) -> str:
         got = f" (got {err['input']!r:.60})" if err["type"] not in ("missing", "model_type") else ""
         parts.append(f"{where}: {err['msg']}{got}")
     return "; ".join(parts)
+
+
+def verify_artifact(model_dir: Path, manifest: Manifest, path: Path) -> None:
+    """Check a file about to be loaded against the sha256 the manifest records for it: ModelError when it
+    differs (corrupt or replaced); a warning when the manifest records none (copied in by hand)."""
+    path = Path(path)
+    recorded = manifest.artifacts_sha256 if path.resolve().parent == Path(model_dir).resolve() else {}
+    expected = manifest.weights_sha256 if path.name == WEIGHTS else recorded.get(path.name)
+    if not expected:
+        log.warning("%s: the manifest records no sha256 for it; its integrity is not checked (facealign export "
+                    "records it)", path)
+        return
+    if sha256(path) != expected:
+        raise ModelError(f"{path}: sha256 does not match the manifest (corrupt or replaced file)")
+
+
+def record_artifacts(model_dir: Path, paths: list[Path]) -> Manifest:
+    """Record the sha256 of ``paths`` (files in ``model_dir``) in its manifest; returns the new manifest."""
+    manifest = load_manifest(model_dir)
+    hashes = dict(manifest.artifacts_sha256)
+    for path in paths:
+        hashes[Path(path).name] = sha256(Path(path))
+    manifest = manifest.model_copy(update={"artifacts_sha256": dict(sorted(hashes.items()))})
+    (Path(model_dir) / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    return manifest

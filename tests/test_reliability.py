@@ -464,3 +464,52 @@ def test_decoder_work_arrays_stay_bounded_after_a_crowd(face_image):
     assert decode.scratch_bytes() < 0.2 * (2 * crowd.nbytes)  # far below what the crowd needed
     ref, ref_conf = decode.decode_heatmaps(one, "soft")
     assert np.array_equal(points[7], ref[0]) and np.array_equal(conf[7], ref_conf[0])
+
+
+# -- integrity of every loaded file -----------------------------------------------------------------
+def _onnx_model_copy(tmp_path):
+    import shutil
+
+    from facealign_sdk.model import models_root
+
+    src, out = models_root() / "fabrec-scaf-w32", tmp_path / "m"
+    out.mkdir()
+    for name in ("manifest.json", "model.onnx"):
+        shutil.copy(src / name, out / name)
+    return out
+
+
+def test_replaced_onnx_file_is_refused(tmp_path):
+    from facealign_sdk.model import ModelError
+
+    folder = _onnx_model_copy(tmp_path)
+    assert Aligner(folder, backend="ort", detector=None).backend_name.startswith("ort")
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in a weight: still a valid graph, other numbers
+    (folder / "model.onnx").write_bytes(bytes(data))
+    for kwargs in ({"backend": "ort"}, {"backend": "auto"}, {"model": folder / "model.onnx"}):
+        with pytest.raises(ModelError, match="sha256 does not match"):
+            Aligner(**{"model": folder, "detector": None, **kwargs})
+
+
+def test_unrecorded_artifact_loads_with_a_warning(tmp_path, caplog):
+    import json
+
+    folder = _onnx_model_copy(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["artifacts_sha256"] = {}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level("WARNING", logger="facealign_sdk"):
+        Aligner(folder, backend="ort", detector=None)
+    assert "records no sha256" in caplog.text
+
+
+def test_replaced_detector_model_is_refused(tmp_path, monkeypatch):
+    from facealign_sdk.detectors import yunet
+    from facealign_sdk.model import ModelError
+
+    fake = tmp_path / "yunet.onnx"
+    fake.write_bytes(yunet.DEFAULT_MODEL.read_bytes()[:-1] + b"\x00")
+    monkeypatch.setattr(yunet, "_packaged_model", lambda: fake)
+    with pytest.raises(ModelError, match="sha256"):
+        yunet.YuNetDetector()

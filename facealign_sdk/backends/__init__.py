@@ -11,7 +11,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from ..model import Manifest, ModelError
+from ..model import Manifest, ModelError, verify_artifact
 from .base import Backend, BackendError, check_batch
 
 BACKENDS = ("auto", "ort", "torch", "trt")
@@ -54,6 +54,7 @@ def load_backend(
         from .trt import TrtBackend
 
         engine = artifact or _first(model_dir, "*.engine", "a TensorRT engine (.engine); build one with facealign export --to trt")
+        verify_artifact(model_dir, manifest, engine)
         return TrtBackend(engine, manifest)
     if backend == "ort":
         from .ort import OrtBackend
@@ -63,6 +64,7 @@ def load_backend(
             onnx = model_dir / ONNX_DECODE
         if not onnx.is_file():
             raise ModelError(f"{model_dir}: no {onnx.name}; run `facealign export --model {model_dir} --to onnx` or use backend='torch'")
+        verify_artifact(model_dir, manifest, onnx)
         return OrtBackend(onnx, manifest.input_size, "auto" if device in ("auto", "gpu") else device)
     from .torch_backend import TorchBackend
 
