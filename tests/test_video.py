@@ -214,7 +214,8 @@ def test_tracking_between_detections(aligner, face_image, tmp_path, batch_frames
     """With every face counted as confident, the detector runs every N frames and the frames
     between are cropped from the previous landmarks; the id stays the same."""
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 7))
-    results = list(aligner.track(video, min_confidence=0.0, redetect_every=3, batch_frames=batch_frames))
+    results = list(aligner.track(video, min_confidence=0.0, confirm_confidence=0.0, redetect_every=3,
+                                 batch_frames=batch_frames))
     assert [[f.face_id for f in r.faces] for r in results] == [[0]] * 7
     assert [r.faces[0].detected for r in results] == [True, False, False, True, False, False, True]
     assert all(r.faces[0].success for r in results)
@@ -466,3 +467,113 @@ def test_a_file_may_end_a_couple_of_frames_before_its_announced_count(face_image
     assert sum(1 for _ in reader) == 12
     assert reader.truncated is truncated
     assert reader.stop_reason == ("decode error" if truncated else "end")
+
+
+# -- ghost and duplicate tracks (released model: the tiny one's confidence is meaningless) ------
+def test_tracks_end_after_a_scene_cut(shared_data):
+    """fschuang_Elon3.mp4 cuts from two people to one at frame 35; the network still gives the empty crops
+    at the old positions confidence 0.4-0.5, so the two old tracks lived on there for the rest of the clip."""
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.video import FaceTracker, TrackOptions
+
+    clip = shared_data / "videos" / "fschuang_Elon3.mp4"
+    aligner = Aligner(backend="ort", device="cpu")
+    tracker = FaceTracker(aligner, TrackOptions())
+    frames = list(VideoReader(clip, max_frames=75))
+    detected = [len(aligner.detect(f.image)) for f in frames]
+    reported = [len(tracker.process([f])[0].faces) for f in frames]
+    assert detected[:30] == [2] * 30 and detected[36:] == [1] * (75 - 36)  # the clip is what the test expects
+    assert reported[:30] == [2] * 30
+    assert reported[35 + 15:] == detected[35 + 15:], reported  # within 15 frames of the cut, only the one face
+
+
+def test_one_face_is_not_tracked_twice(face_image):
+    """A detector that reports one face twice (a failed NMS) must not make two tracks of it."""
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.detectors.base import Detection
+    from facealign_sdk.detectors.yunet import YuNetDetector
+    from facealign_sdk.video import FaceTracker, TrackOptions, VideoFrame
+
+    class Doubling:
+        def __init__(self) -> None:
+            self.inner = YuNetDetector()
+
+        def detect(self, image):
+            out = []
+            for d in self.inner.detect(image):
+                x1, y1, x2, y2 = d.box
+                shift = 0.05 * (x2 - x1)
+                out += [d, Detection(box=(x1 + shift, y1, x2 + shift, y2), score=d.score * 0.99, keypoints=d.keypoints)]
+            return out
+
+    tracker = FaceTracker(Aligner(backend="ort", device="cpu", detector=Doubling()), TrackOptions())
+    small = cv2.resize(face_image, (320, 240))
+    for i in range(12):
+        faces = tracker.process([VideoFrame(i, i / FPS, small)])[0].faces
+        assert len(faces) == 1, f"frame {i}: {len(faces)} faces"
+
+
+# -- complete files whose container only estimates the frame count ------------------------------
+_EBML_MASTERS = {0x18538067, 0x1F43B675, 0x1549A966}  # Segment, Cluster, Info
+_EBML_SIMPLE_BLOCK, _EBML_DURATION = 0xA3, 0x4489
+
+
+def _ebml_vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int]:
+    length = 1
+    while length <= 8 and not data[pos] & (0x80 >> (length - 1)):
+        length += 1
+    value = int.from_bytes(data[pos : pos + length], "big")
+    return (value if keep_marker else value & ((1 << (7 * length)) - 1)), pos + length
+
+
+def _mkv_with_a_pause(data: bytes, after_frame: int, pause_ms: int) -> bytes:
+    """An MKV (one cluster, ms timecodes) whose frames from ``after_frame`` on are shown ``pause_ms`` later,
+    with the duration to match: a complete variable-frame-rate file like a WebM with a pause."""
+    out = bytearray(data)
+    blocks: list[int] = []
+
+    def walk(start: int, end: int) -> None:
+        pos = start
+        while pos < end:
+            element, body = _ebml_vint(out, pos, True)
+            size, body = _ebml_vint(out, body, False)
+            stop = min(end, body + size)
+            if element in _EBML_MASTERS:
+                walk(body, stop)
+            elif element == _EBML_SIMPLE_BLOCK:
+                blocks.append(_ebml_vint(out, body, False)[1])  # after the track number: int16 timecode
+            elif element == _EBML_DURATION and size == 8:
+                (duration,) = struct.unpack(">d", out[body:stop])
+                out[body:stop] = struct.pack(">d", duration + pause_ms)
+            pos = stop
+
+    walk(0, len(out))
+    for at in blocks[after_frame:]:
+        (timecode,) = struct.unpack(">h", out[at : at + 2])
+        out[at : at + 2] = struct.pack(">h", timecode + pause_ms)
+    assert len(blocks) > after_frame
+    return bytes(out)
+
+
+def test_complete_variable_frame_rate_file_is_not_truncated(face_image, tmp_path):
+    """A 12-frame MKV with a 0.4 s pause: the container estimates 22 frames from its duration, but the
+    decoder reaches the end of that duration, so the file is complete (it was reported truncated, exit 3)."""
+    frames = face_frames(face_image, 12)
+    plain = tmp_path / "plain.mkv"
+    writer = cv2.VideoWriter(str(plain), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (SIZE, SIZE))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    paused = tmp_path / "paused.mkv"
+    paused.write_bytes(_mkv_with_a_pause(plain.read_bytes(), 6, 400))
+    reader = VideoReader(paused)
+    assert reader.info.frame_count is not None and reader.info.frame_count >= 20  # the estimate
+    stamps = [f.timestamp for f in reader]
+    assert len(stamps) == 12 and stamps[6] - stamps[5] == pytest.approx(0.44)
+    assert not reader.truncated and reader.stop_reason == "end"
+    # the same file cut short is still a broken stream
+    cut = tmp_path / "cut.mkv"
+    data = paused.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    reader = VideoReader(cut)
+    assert 0 < sum(1 for _ in reader) < 12 and reader.truncated
