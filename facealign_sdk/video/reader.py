@@ -21,8 +21,8 @@ log = logging.getLogger("facealign_sdk")
 
 DEFAULT_FOLDER_FPS = 30.0
 MAX_FPS = 1000.0  # a higher (or infinite) frame rate makes time steps of ~0 and NaN smoothing
-# a container file may end this many frames (or this share of its announced count) early without counting as broken:
-# some only estimate the count from duration x frame rate
+# a file whose decoding stops this many frame intervals (or this share of its duration) before the container's
+# duration has ended normally; further short, the stream broke
 COUNT_SLACK_FRAMES = 2
 COUNT_SLACK_FRACTION = 0.01
 
@@ -133,21 +133,24 @@ class VideoReader:
 
     @property
     def truncated(self) -> bool:
-        """True when the stream ended before the frame count the container announced."""
-        expected = self.expected_frames
-        return self.stop_reason == "decode error" and expected is not None and self.frames_read < expected
+        """True when the stream broke: decoding stopped before the end of the source."""
+        return self.stop_reason == "decode error"
 
-    def _short_of_count(self) -> bool:
-        """Whether reading stopped short of the announced frame count. Containers may only estimate
-        it (duration x frame rate), so a file may fall short by a couple of frames or 1 % without
-        being broken; a folder's count is exact."""
+    def _stopped_early(self) -> bool:
+        """Whether reading stopped before the end of the source. A folder's count is exact. A file's
+        frame count is only an estimate in many containers (MKV / WebM: duration x nominal frame
+        rate, wrong for variable frame rates or pauses), so a file is judged by where the decoder
+        stopped: the end of its last frame against the container's duration (count / rate, the
+        quantities OpenCV estimates the count from), within a couple of frames or 1 %."""
         known = self.info.frame_count
         if known is None:
             return False
-        short = known - self.frames_read
         if self.info.kind != "file":
-            return short > 0
-        return short > max(COUNT_SLACK_FRAMES, COUNT_SLACK_FRACTION * known)
+            return self.frames_read < known
+        rate = self.info.fps
+        duration = known / rate
+        reached = self._last_ts + 1.0 / rate if self.frames_read else 0.0
+        return duration - reached > max(COUNT_SLACK_FRAMES / rate, COUNT_SLACK_FRACTION * duration) + 1e-6
 
     def _timestamp(self, index: int) -> float:
         if self.info.kind == "camera":
@@ -180,7 +183,7 @@ class VideoReader:
         while self.max_frames is None or self.frames_read < self.max_frames:
             image = self._next_image()
             if image is None:
-                self.stop_reason = "decode error" if self._short_of_count() else "end"
+                self.stop_reason = "decode error" if self._stopped_early() else "end"
                 break
             ts = self._timestamp(self.frames_read)
             self._last_ts = ts
