@@ -115,6 +115,8 @@ def _summary(report: TrackReport, outputs: list[Path]) -> str:
     expected = f" of {report.frames_expected}" if report.frames_expected is not None else ""
     text = (f"{report.frames_decoded}{expected} frames, {report.frames_with_face} with a face, "
             f"{report.faces_seen} face id(s), {report.fps:.1f} frames/s -> {', '.join(map(str, outputs))}")
+    if report.frames_unreadable:
+        text += f"\nfacealign video: {report.frames_unreadable} unreadable image(s) skipped (rows with face_id -1)"
     if report.truncated:  # the library has logged a warning already
         text += "\nfacealign video: the stream is truncated; every decoded frame was written (exit 3)"
     if report.interrupted:
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             for w in writers:
                 w.close(report)
-    if not args.quiet or report.truncated or report.interrupted:
+    if not args.quiet or report.truncated or report.interrupted or report.frames_unreadable:
         print(_summary(report, outputs), file=sys.stderr)
     return _exit_code(report)
 

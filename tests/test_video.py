@@ -577,3 +577,23 @@ def test_complete_variable_frame_rate_file_is_not_truncated(face_image, tmp_path
     cut.write_bytes(data[: len(data) // 2])
     reader = VideoReader(cut)
     assert 0 < sum(1 for _ in reader) < 12 and reader.truncated
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_cli_folder_with_a_corrupt_image_goes_on(bad, tiny_model, face_image, tmp_path, capsys):
+    """One corrupt image in a folder: warned about, its frame has a no-face row, the rest are processed."""
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, frame in enumerate(face_frames(face_image, 4)):
+        cv2.imwrite(str(folder / f"img_{i + 1}.png"), frame)
+    (folder / f"img_{bad + 1}.png").write_bytes(b"not a png")
+    out, js, draw = tmp_path / "f.csv", tmp_path / "f.json", tmp_path / "f.mp4"
+    assert run_cli(str(folder), "--out", str(out), "--json", str(js), "--draw", str(draw), *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == [1, 2, 3, 4]
+    assert [r["face_id"] == "-1" for r in rows] == [k == bad for k in range(4)]
+    data = json.loads(js.read_text())
+    assert [bool(f["error"]) for f in data["frames"]] == [k == bad for k in range(4)]
+    assert data["report"]["frames_unreadable"] == 1 and data["report"]["truncated"] is False
+    assert decodable_frames(draw) == 4
+    assert "1 unreadable image(s) skipped" in capsys.readouterr().err

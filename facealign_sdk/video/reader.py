@@ -33,11 +33,13 @@ class VideoError(InputError):
 
 @dataclass
 class VideoFrame:
-    """One decoded frame: 0-based index, timestamp (s) and the BGR image."""
+    """One frame: 0-based index, timestamp (s) and the BGR image; ``image`` is None and ``error`` says
+    why for an unreadable image in a folder (the frame is still accounted for)."""
 
     index: int
     timestamp: float
-    image: np.ndarray
+    image: np.ndarray | None
+    error: str = ""
 
 
 def _natural_key(path: Path) -> list:
@@ -114,11 +116,18 @@ class VideoReader:
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural_key)
         if not files:
             raise VideoError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        try:
-            image = read_image(files[0])
-        except ImageError as exc:
-            raise VideoError(str(exc)) from exc
-        self._files, self._first = files, image
+        image, problems = None, []
+        for k, file in enumerate(files):  # the first readable image gives the size; a folder needs one
+            try:
+                image = read_image(file)
+            except ImageError as exc:
+                problems.append(str(exc))
+                continue
+            self._first = image if k == 0 else None
+            break
+        if image is None:
+            raise VideoError(f"{path}: no readable image ({problems[0]}{', ...' if len(problems) > 1 else ''})")
+        self._files = files
         return SourceInfo(source=str(path), kind="folder", width=image.shape[1], height=image.shape[0],
                           fps=fps or DEFAULT_FOLDER_FPS, frame_count=len(files))
 
@@ -164,7 +173,8 @@ class VideoReader:
             ts = max(fallback, self._last_ts + 1.0 / self.info.fps)
         return ts
 
-    def _next_image(self) -> np.ndarray | None:
+    def _next_image(self) -> np.ndarray | ImageError | None:
+        """The next image; None at the end; the ImageError of an unreadable image in a folder."""
         if self._first is not None:
             image, self._first = self._first, None
             return image
@@ -173,9 +183,9 @@ class VideoReader:
                 return None
             try:
                 return read_image(self._files[self.frames_read])
-            except ImageError as exc:
-                log.warning("%s", exc)
-                return None
+            except ImageError as exc:  # one bad file in a folder: warn and go on with the rest
+                log.warning("%s (frame %d has no landmarks)", exc, self.frames_read + 1)
+                return exc
         ok, image = self._cap.read() if self._cap is not None else (False, None)
         return image if ok else None
 
@@ -187,7 +197,10 @@ class VideoReader:
                 break
             ts = self._timestamp(self.frames_read)
             self._last_ts = ts
-            frame = VideoFrame(self.frames_read, ts, to_bgr8(image))
+            if isinstance(image, ImageError):
+                frame = VideoFrame(self.frames_read, ts, None, error=str(image))
+            else:
+                frame = VideoFrame(self.frames_read, ts, to_bgr8(image))
             self.frames_read += 1
             yield frame
         else:

@@ -131,8 +131,15 @@ class FaceTracker:
 
     # public
     def process(self, frames: Sequence[VideoFrame]) -> list[FrameResult]:
-        """Landmarks for consecutive frames (all crops in one batched network call)."""
-        group = _GroupState(list(frames))
+        """Landmarks for consecutive frames (all crops in one batched network call); an unreadable frame
+        (no image) gets an empty result with its error, and tracking goes on over it."""
+        readable = iter(self._process([f for f in frames if f.image is not None]))
+        return [next(readable) if f.image is not None else
+                FrameResult(frame=f.index, timestamp=f.timestamp, width=0, height=0, faces=[], error=f.error)
+                for f in frames]
+
+    def _process(self, frames: list[VideoFrame]) -> list[FrameResult]:
+        group = _GroupState(frames)
         jobs = [job for pos in range(len(frames)) for job in self._plan(group, pos)]
         self._run(group, jobs)
         self._repair(group, [j for j in jobs if not j.crop_from_det and self._weak(j)])
@@ -410,6 +417,7 @@ class VideoTrack:
         if result.faces:
             self.report.frames_with_face += 1
         self.report.face_rows += len(result.faces)
+        self.report.frames_unreadable += bool(result.error)
 
 
 def track(aligner: Aligner, video: str | int | Path, **options: Any) -> VideoTrack:

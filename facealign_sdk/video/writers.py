@@ -106,7 +106,9 @@ class DrawWriter:
         if not self.writer.isOpened():
             raise PermissionError(f"{path}: cannot write a video here")
 
-    def write(self, result: FrameResult, image: np.ndarray) -> None:
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        if image is None:  # an unreadable image in a folder: a black frame keeps the video in step
+            image = np.zeros((self.size[1], self.size[0], 3), np.uint8)
         if (image.shape[1], image.shape[0]) != self.size:  # image folders may mix sizes
             image = cv2.resize(image, self.size)
             scale = (self.size[0] / result.width, self.size[1] / result.height)
