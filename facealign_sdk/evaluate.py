@@ -36,7 +36,7 @@ from . import geometry, metrics
 from .detectors.base import Detection
 from .errors import InputError
 from .imageio import ImageError
-from .outputs import check_output_file
+from .outputs import check_output_file, write_file_atomic
 from .pts import PtsError, read_pts
 from .training.data import is_held_out, list_images
 
@@ -406,7 +406,7 @@ def write_json(results: Sequence[EvalResult], path: str | Path) -> Path:
     """Write the per-image errors and summaries of ``results`` as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EvalReport(results=list(results)).model_dump_json(indent=1))
+    write_file_atomic(path, EvalReport(results=list(results)).model_dump_json(indent=1))
     return path
 
 

@@ -75,9 +75,23 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
+def write_file_atomic(path: Path, data: bytes | str) -> Path:
+    """Write a whole file or nothing: into a temporary file beside it, then renamed over ``path``. An
+    interruption or a full disk leaves the old file (or none), never half a new one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_image(path: Path, image: np.ndarray) -> None:
     """Write an image file (format from the suffix); an OSError, never a silent ``False``, when it fails."""
     ok, encoded = cv2.imencode(Path(path).suffix or ".png", image)
     if not ok:
         raise OSError(errno.EIO, "OpenCV could not encode the image", str(path))
-    Path(path).write_bytes(encoded.tobytes())
+    write_file_atomic(path, encoded.tobytes())

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from .errors import InputError
+from . import interrupts
 from .video import (
     CsvWriter,
     DrawWriter,
@@ -145,17 +146,34 @@ def run(args: argparse.Namespace) -> int:
                                        desc=Path(str(args.input)).name, dynamic_ncols=True))
         try:
             for result, image in video.frames():
-                for w in writers:
-                    w.write(result, image)
+                with interrupts.deferred():  # a frame reaches every output or none
+                    for w in writers:
+                        w.write(result, image)
                 bar.update(1)
         except KeyboardInterrupt:
             report.interrupted, report.stop_reason = True, "interrupted"
+        except Exception:
+            if not interrupts.was_interrupted():  # a library may re-raise Ctrl-C as another error
+                raise
+            report.interrupted, report.stop_reason = True, "interrupted"
         finally:
-            for w in writers:
-                w.close(report)
+            with interrupts.deferred():
+                _close_all(writers, report)
     if not args.quiet or report.truncated or report.interrupted or report.frames_unreadable:
         print(_summary(report, outputs), file=sys.stderr)
     return _exit_code(report)
+
+
+def _close_all(writers: list, report: TrackReport) -> None:
+    """Close every writer, even when one fails (a full disk); the first error is raised after."""
+    error: BaseException | None = None
+    for w in writers:
+        try:
+            w.close(report)
+        except OSError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def _open_writers(args: argparse.Namespace, video: VideoTrack, num_landmarks: int) -> list:

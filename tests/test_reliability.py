@@ -513,3 +513,66 @@ def test_replaced_detector_model_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(yunet, "_packaged_model", lambda: fake)
     with pytest.raises(ModelError, match="sha256"):
         yunet.YuNetDetector()
+
+
+# -- a full disk ------------------------------------------------------------------------------------
+def test_writers_keep_only_complete_records_when_the_disk_fills(tiny_model, face_image):
+    """A stream that takes part of a write and then refuses the rest: CSV and JSON keep complete records."""
+    import errno
+    import io
+    import json
+
+    from facealign_sdk.video import CsvWriter, FrameResult, JsonWriter, SourceInfo, TrackedFace
+
+    class FullDisk(io.StringIO):
+        def __init__(self, budget: int) -> None:
+            super().__init__()
+            self.budget = budget
+
+        def write(self, text: str) -> int:
+            size, pos = len(self.getvalue()), self.tell()
+            room = max(size - pos, 0) + self.budget  # overwriting its own bytes needs no new space
+            n = super().write(text[:room])
+            self.budget -= max(pos + n - size, 0)
+            if n < len(text):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return n
+
+        def close(self) -> None:  # keep the text readable after close
+            pass
+
+    faces = Aligner(tiny_model, backend="torch").align(face_image)
+    result = FrameResult(frame=0, timestamp=0.0, width=face_image.shape[1], height=face_image.shape[0],
+                         faces=[TrackedFace(face_id=0, detected=True, success=True, landmarks=faces[0])])
+    info = SourceInfo(source="x", kind="folder", width=1, height=1, fps=30.0, frame_count=3)
+    for make, parse in ((lambda s: CsvWriter(s, 68), lambda t: t.splitlines()),
+                        (lambda s: JsonWriter(s, info, 68), json.loads)):
+        stream = FullDisk(3500)
+        writer = make(stream)
+        with pytest.raises(OSError):
+            for k in range(3):
+                writer.write(result.model_copy(update={"frame": k}))
+        text = stream.getvalue()
+        if parse is json.loads:
+            assert [f["frame"] for f in json.loads(text)["frames"]] == [0]
+        else:
+            lines = parse(text)
+            assert len(lines) == 2 and text.endswith("\n")  # header and one complete frame row
+
+
+@pytest.mark.parametrize("out_name", ["r.json", "r.csv"])
+def test_image_output_is_whole_or_absent_when_the_disk_fills(tiny_model, tmp_path, monkeypatch, capsys, out_name):
+    import errno
+    from pathlib import Path
+
+    real = Path.write_bytes
+
+    def half_then_full(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_bytes", half_then_full)
+    out = tmp_path / out_name
+    assert _image_cli(tiny_model, SAMPLES / "face.jpg", "--out", out) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # neither half a file nor a temporary one

@@ -353,16 +353,16 @@ def test_cli_unwritable_output_after_checks(tiny_model, face_image, tmp_path, mo
     """An output that passes the checks but cannot be opened: exit 2, nothing half-written."""
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
     out, js = tmp_path / "o.csv", tmp_path / "o.json"
-    import builtins
+    import os
 
-    real_open = builtins.open
+    real_open = os.open
 
     def deny_json(path, *a, **k):
         if str(path) == str(js):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(builtins, "open", deny_json)
+    monkeypatch.setattr(os, "open", deny_json)
     assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 2
     assert not out.exists() and not js.exists()
 
@@ -597,3 +597,58 @@ def test_cli_folder_with_a_corrupt_image_goes_on(bad, tiny_model, face_image, tm
     assert data["report"]["frames_unreadable"] == 1 and data["report"]["truncated"] is False
     assert decodable_frames(draw) == 4
     assert "1 unreadable image(s) skipped" in capsys.readouterr().err
+
+
+def test_cli_interrupt_lands_in_every_output_or_none(tiny_model, face_image, tmp_path, monkeypatch):
+    """Ctrl-C right after a frame's CSV rows are written: the JSON gets that frame too (exit 130)."""
+    import os
+    import signal
+
+    from facealign_sdk.video import CsvWriter
+
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 6))
+    real, calls = CsvWriter.write, {"n": 0}
+
+    def interrupt_after_third(self, result, image=None):
+        real(self, result, image)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(CsvWriter, "write", interrupt_after_third)
+    out, js = tmp_path / "i.csv", tmp_path / "i.json"
+    assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 130
+    _, rows = read_csv(out)
+    doc = json.loads(js.read_text())
+    assert [int(r["frame"]) for r in rows] == [f["frame"] + 1 for f in doc["frames"]] == [1, 2, 3]
+    assert doc["report"]["interrupted"] is True
+
+
+def test_cli_disk_full_keeps_complete_outputs(tiny_model, face_image, tmp_path, monkeypatch, capsys):
+    """The disk fills up in the middle of a frame: exit 1 with a clear message; the CSV holds complete
+    rows only and the JSON is a complete document of the frames written."""
+    import errno
+    import os
+
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 8))
+    real_write, budget = os.write, {"left": 9000}
+
+    def small_disk(fd, data):
+        """Bytes that extend a file use up the budget; overwriting a file's own bytes needs no space."""
+        pos, size = os.lseek(fd, 0, os.SEEK_CUR), os.fstat(fd).st_size
+        room = max(size - pos, 0) + budget["left"]
+        if room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real_write(fd, bytes(data[:room]))  # a partial write, as a filling disk gives
+        budget["left"] -= max(pos + n - size, 0)
+        return n
+
+    monkeypatch.setattr(os, "write", small_disk)
+    out, js = tmp_path / "d.csv", tmp_path / "d.json"
+    assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 1
+    assert "disk full" in capsys.readouterr().err
+    header, rows = read_csv(out)
+    assert rows and all(len(r) == len(header) and None not in r.values() and r["c_67"] for r in rows)
+    assert [int(r["frame"]) for r in rows] == list(range(1, len(rows) + 1))
+    doc = json.loads(js.read_text())
+    assert [f["frame"] for f in doc["frames"]] == list(range(len(doc["frames"])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from tqdm import tqdm
 from ..aligner import Aligner
 from ..errors import InputError
 from ..imageio import ImageError, list_images
-from ..outputs import check_output_file, check_output_folder, unique_stems, write_image
+from ..outputs import check_output_file, check_output_folder, unique_stems, write_file_atomic, write_image
 from ..results import ImageLandmarks, draw_faces
 
 
@@ -67,16 +68,17 @@ def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> 
     idx = range(num_landmarks)
     header = ["image", "face", "x1", "y1", "x2", "y2", "score", "mean_confidence"]
     header += [f"x_{i}" for i in idx] + [f"y_{i}" for i in idx] + [f"c_{i}" for i in idx]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for res in results:
-            if not res.faces:
-                w.writerow([res.source, -1] + [""] * (len(header) - 2))
-            for k, face in enumerate(res.faces):
-                w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
-                            *(f"{v:.3f}" for v in face.points[:, 0]), *(f"{v:.3f}" for v in face.points[:, 1]),
-                            *(f"{v:.4f}" for v in face.confidence)])
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(header)
+    for res in results:
+        if not res.faces:
+            w.writerow([res.source, -1] + [""] * (len(header) - 2))
+        for k, face in enumerate(res.faces):
+            w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
+                        *(f"{v:.3f}" for v in face.points[:, 0]), *(f"{v:.3f}" for v in face.points[:, 1]),
+                        *(f"{v:.4f}" for v in face.confidence)])
+    write_file_atomic(path, text.getvalue())  # the whole file or none (Ctrl-C, a full disk)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = json.dumps([r.to_dict() for r in results], indent=1, allow_nan=False)  # strict JSON: never a bare NaN
         if args.out:
-            args.out.write_text(text)
+            write_file_atomic(args.out, text)
         else:
             print(text)
     n_faces = sum(len(r.faces) for r in results)

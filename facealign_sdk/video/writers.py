@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -41,43 +42,114 @@ def csv_rows(result: FrameResult, num_landmarks: int) -> list[list[str]]:
     return rows
 
 
+class RecordFile:
+    """A UTF-8 text output written in whole records at known offsets, unbuffered.
+
+    :meth:`put` writes text at an offset and, if the system refuses part of it (a full disk),
+    cuts the file back to that offset before raising, so the file keeps only complete records.
+    Any seekable text stream (``io.StringIO``) works in its place.
+    """
+
+    def __init__(self, path: Path, overwrite: bool) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL), 0o666)
+        self.name = str(path)
+
+    def seek(self, offset: int) -> int:
+        return os.lseek(self.fd, offset, os.SEEK_SET)
+
+    def tell(self) -> int:
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+    def write(self, text: str) -> int:
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(self.fd, data):]
+        return len(text)
+
+    def truncate(self, size: int) -> int:
+        os.ftruncate(self.fd, size)
+        return size
+
+    def flush(self) -> None:
+        """Nothing to flush: every write goes straight to the file."""
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def put(stream: IO[str], offset: int, text: str, restore: str = "") -> int:
+    """Write ``text`` at ``offset`` of a seekable stream and return where it ends. On an OSError the
+    stream is cut back to ``offset`` and ``restore`` written there (what the text replaced), then the
+    error is raised: the stream keeps its last complete state."""
+    try:
+        stream.seek(offset)
+        stream.write(text)
+        stream.flush()
+        end = stream.tell()
+        stream.truncate(end)
+        return end
+    except OSError:
+        try:  # the restored text overwrites bytes the file already had: it needs no new space
+            stream.seek(offset)
+            stream.write(restore)
+            stream.flush()
+            stream.truncate(stream.tell())
+        except OSError:
+            pass  # nothing more can be saved; the original error says why
+        raise
+
+
 class CsvWriter:
-    """Writes frame results as CSV rows, flushed after every frame (valid when interrupted)."""
+    """Writes frame results as CSV rows: a frame's rows land whole or not at all (valid after Ctrl-C or a
+    full disk)."""
 
     def __init__(self, stream: IO[str], num_landmarks: int) -> None:
         self.stream, self.num_landmarks = stream, num_landmarks
-        self._csv = csv.writer(stream, lineterminator="\n")
-        self._csv.writerow(csv_header(num_landmarks))
-        stream.flush()
+        self._end = put(stream, 0, _csv_text([csv_header(num_landmarks)]))
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        buffer = io.StringIO()  # one write call per frame: Ctrl-C cannot leave half a row
-        csv.writer(buffer, lineterminator="\n").writerows(csv_rows(result, self.num_landmarks))
-        self.stream.write(buffer.getvalue())
-        self.stream.flush()
+        self._end = put(self.stream, self._end, _csv_text(csv_rows(result, self.num_landmarks)))
 
     def close(self, report: TrackReport | None = None) -> None:
         self.stream.close()
 
 
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
 class JsonWriter:
-    """Streams ``{"source": ..., "num_landmarks": L, "frames": [...], "report": {...}}``;
-    :meth:`close` finishes the document (also after an interruption)."""
+    """Streams ``{"source": ..., "num_landmarks": L, "frames": [...], "report": {...}}``. The closing
+    brackets are always written after the last frame (with ``"report": null`` until :meth:`close`), so
+    the file is a complete JSON document at every moment: after Ctrl-C, a crash or a full disk."""
 
     def __init__(self, stream: IO[str], info: SourceInfo, num_landmarks: int) -> None:
         self.stream, self._first = stream, True
         head = {"source": info.model_dump(), "num_landmarks": num_landmarks}
-        stream.write(_strict_json(head)[:-1] + ', "frames": [\n')
+        self._tail = _json_tail(None)
+        self._body = put(stream, 0, _strict_json(head)[:-1] + ', "frames": [\n')
+        put(stream, self._body, self._tail)
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        self.stream.write(("" if self._first else ",\n") + _strict_json(result.to_dict()))
+        record = ("" if self._first else ",\n") + _strict_json(result.to_dict())
+        # JSON text is ASCII (json.dumps escapes the rest), so characters and bytes count alike
+        self._body = put(self.stream, self._body, record + self._tail, restore=self._tail) - len(self._tail)
         self._first = False
-        self.stream.flush()
 
     def close(self, report: TrackReport | None = None) -> None:
-        tail = _strict_json(report.model_dump()) if report is not None else "null"
-        self.stream.write(f'\n], "report": {tail}}}\n')
-        self.stream.close()
+        try:
+            if report is not None:
+                put(self.stream, self._body, _json_tail(report), restore=self._tail)
+        finally:
+            self.stream.close()
+
+
+def _json_tail(report: TrackReport | None) -> str:
+    return f'\n], "report": {_strict_json(report.model_dump()) if report is not None else "null"}}}\n'
 
 
 def _strict_json(value: object) -> str:
@@ -148,10 +220,10 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     return paths
 
 
-def open_text_output(path: Path, overwrite: bool) -> IO[str]:
-    """Open an output for writing (``x`` mode unless overwriting): turns OS errors into clear ones."""
+def open_text_output(path: Path, overwrite: bool) -> RecordFile:
+    """Open an output for writing (refusing an existing file unless overwriting): clear errors."""
     try:
-        return open(path, "w" if overwrite else "x", newline="", encoding="utf-8")
+        return RecordFile(path, overwrite)
     except FileExistsError:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it") from None
     except OSError as exc:
