@@ -10,10 +10,11 @@ container. Every decoded frame has at least one row: a frame without a face has
 same as JSON, ``--draw`` an annotated mp4. Rows are flushed frame by frame, so the files are
 complete up to the last frame processed even after Ctrl-C.
 
-Exit codes: 0 every frame processed; 1 failure; 2 bad input (nothing written);
-3 the stream broke: fewer frames could be decoded than the container announces, by more
-than 2 frames and 1 % (some containers only estimate the count; all decoded frames are
-written); 130 interrupted (everything up to then written).
+Exit codes: 0 every frame processed; 1 failure (a full disk: the outputs keep every
+complete frame); 2 bad input (nothing written); 3 the stream broke: decoding stopped
+before the container's duration, by more than 2 frames and 1 % (judged by time, since
+many containers only estimate the frame count; all decoded frames are written); 130
+interrupted (everything up to then written, each frame in every output or none).
 """
 
 from __future__ import annotations
