@@ -487,7 +487,8 @@ def test_tracks_end_after_a_scene_cut(shared_data):
     assert reported[35 + 15:] == detected[35 + 15:], reported  # within 15 frames of the cut, only the one face
 
 
-def test_one_face_is_not_tracked_twice(face_image):
+@pytest.mark.parametrize("batch_frames", [1, 3])
+def test_one_face_is_not_tracked_twice(face_image, batch_frames):
     """A detector that reports one face twice (a failed NMS) must not make two tracks of it."""
     from facealign_sdk.aligner import Aligner
     from facealign_sdk.detectors.base import Detection
@@ -508,9 +509,10 @@ def test_one_face_is_not_tracked_twice(face_image):
 
     tracker = FaceTracker(Aligner(backend="ort", device="cpu", detector=Doubling()), TrackOptions())
     small = cv2.resize(face_image, (320, 240))
-    for i in range(12):
-        faces = tracker.process([VideoFrame(i, i / FPS, small)])[0].faces
-        assert len(faces) == 1, f"frame {i}: {len(faces)} faces"
+    for start in range(0, 12, batch_frames):
+        group = [VideoFrame(i, i / FPS, small) for i in range(start, start + batch_frames)]
+        for result in tracker.process(group):
+            assert len(result.faces) == 1, f"frame {result.frame}: {len(result.faces)} faces"
 
 
 # -- complete files whose container only estimates the frame count ------------------------------

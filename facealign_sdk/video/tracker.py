@@ -84,6 +84,7 @@ class _Track:
     weak: bool = False  # last confidence below confirm_confidence: re-detect next frame
     confirmed_at: float | None = None  # timestamp when the detector last found this face
     missed_since: float | None = None  # the detector ran since then and did not find it (timestamp of the first miss)
+    ended: bool = False  # merged into another track of the same face: gone for good
     lost_at: float | None = None  # timestamp when lost; None while tracked
     reset_smoother: bool = True
     wanted_crop: geometry.CropFrame | None = None  # the crop the last landmarks call for (deadband)
@@ -283,6 +284,8 @@ class FaceTracker:
         now = frame.timestamp
         for job in jobs:
             tr = job.track
+            if tr.ended or (tr.lost_at is not None and job.det is None):  # ended earlier in this group of frames
+                continue
             if job.det is not None:
                 tr.confirmed_at, tr.missed_since = now, None
             elif job.missed and tr.missed_since is None:
@@ -306,8 +309,8 @@ class FaceTracker:
         for face in order:
             if any(iou(face.landmarks.box, k.landmarks.box) > DUPLICATE_IOU for k in kept):
                 tr = tracks[face.face_id]
-                tr.lost_at, tr.weak, tr.missed_since = now, False, None
-                self.tracks.remove(tr)
+                tr.ended = True
+                self.tracks = [t for t in self.tracks if t is not tr]
                 continue
             kept.append(face)
         return kept
