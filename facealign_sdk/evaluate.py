@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import math
 import sys
 import time
@@ -388,9 +389,10 @@ def plot_ced(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    image = io.BytesIO()
+    fig.savefig(image, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
-    return path
+    return write_file_atomic(path, image.getvalue())
 
 
 class EvalReport(BaseModel):
