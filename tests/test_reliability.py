@@ -134,8 +134,9 @@ def test_interrupt_inside_serialisation_exits_130(tiny_model, tmp_path, monkeypa
     assert not out.exists()  # nothing half-written
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.5])
+@pytest.mark.parametrize("delay", [0.05, 0.3])
 def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, tmp_path):
+    """SIGINT while the command still imports its modules (the interpreter is up: it printed 'ready')."""
     import signal
     import subprocess
     import sys
@@ -143,9 +144,12 @@ def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, 
 
     from .conftest import REPO
 
-    proc = subprocess.Popen([sys.executable, "-m", "facealign_sdk.cli", "image", str(SAMPLES / "face.jpg"), "--model",
+    start = ("import sys; sys.stderr.write('ready\\n'); sys.stderr.flush(); "
+             "from facealign_sdk.cli import main; sys.exit(main())")
+    proc = subprocess.Popen([sys.executable, "-c", start, "image", str(SAMPLES / "face.jpg"), "--model",
                              str(tiny_model), "--backend", "torch"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline() == "ready\n"
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
