@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facealign_sdk.model import MANIFEST, Manifest, ModelError, load_manifest, resolve_model_dir
+from facealign_sdk.errors import InputError
+from facealign_sdk.model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
 
 from . import parity
 from .quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", type=Path, default=DEFAULT_CALIB,
                         help="folder of face images with .pts for int8 calibration (default ../shared/data/ytf68/train)")
     parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration faces (default 96)")
-    parser.add_argument("--calib-method", default="MinMax", help="MinMax (default), Entropy, Percentile or Distribution")
+    parser.add_argument("--calib-method", default="MinMax", choices=["MinMax", "Entropy", "Percentile", "Distribution"],
+                        help="int8 calibration method (default MinMax)")
     parser.add_argument("--int8-quantize-head", action="store_true",
                         help="quantize the heatmap head too (default: keep it fp32 for landmark precision)")
     parser.add_argument("--int8-activations", choices=("uint8", "int8"), default="uint8",
@@ -69,7 +71,7 @@ def parse_targets(text: str) -> list[str]:
     wanted = [t.strip().lower() for t in text.split(",") if t.strip()]
     unknown = [t for t in wanted if t not in TARGETS]
     if unknown or not wanted:
-        raise ValueError(f"unknown --to target(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(TARGETS)}")
+        raise InputError(f"unknown --to target(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(TARGETS)}")
     if "trt" in wanted and "fp16" not in wanted:
         wanted.append("fp16")  # TensorRT 11 builds from the fp16 graph; cheap to write
     return [t for t in TARGETS if t in wanted or t == "onnx"]
@@ -133,10 +135,13 @@ def run(args: argparse.Namespace) -> int:
     from facealign_sdk.backends.torch_backend import load_network
 
     targets = parse_targets(args.to)
-    profile = parse_profile(args.profile)
+    try:
+        profile = parse_profile(args.profile)
+    except ValueError as exc:  # a malformed --profile is bad input, whatever type parse_profile raises
+        raise InputError(f"--profile: {exc}") from None
     for name in ("calib_count", "parity_faces", "bench_repeats"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     # only the default folders (../shared) may be missing: then noise crops stand in, with a note in the report
     named = [(args.parity_data, DEFAULT_PARITY_DATA, "--parity-data")]
     if "int8" in targets:
@@ -161,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
 
         artifacts.append(build_engine(out, manifest, profile, args.workspace_gb))
         print(f"wrote {artifacts[-1]} (+ {sidecar_path(artifacts[-1]).name})")
+    manifest = record_artifacts(out, artifacts)  # the runtime checks every file it loads against these
+    print(f"recorded the sha256 of {len(artifacts)} artifact(s) in {out / MANIFEST}")
     crops, note = face_crops(args.parity_data, args.parity_faces, "parity")
     report = parity.run_parity(net, manifest, artifacts, crops, note, bench=not args.no_bench, repeats=args.bench_repeats)
     path = parity.write_report(report, out / REPORT)

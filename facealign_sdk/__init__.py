@@ -2,11 +2,38 @@
 
 >>> from facealign_sdk import Aligner
 >>> faces = Aligner().align("samples/face.jpg")
+
+The public names are imported on first use, so ``import facealign_sdk.cli`` stays light.
 """
 
-from .aligner import Aligner
-from .detectors.base import Detection, FaceDetector
-from .results import FaceLandmarks, ImageLandmarks, draw_faces
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Aligner", "Detection", "FaceDetector", "FaceLandmarks", "ImageLandmarks", "draw_faces", "__version__"]
+
+_EXPORTS = {
+    "Aligner": ".aligner",
+    "Detection": ".detectors.base",
+    "FaceDetector": ".detectors.base",
+    "FaceLandmarks": ".results",
+    "ImageLandmarks": ".results",
+    "draw_faces": ".results",
+    "InputError": ".errors",
+}
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .aligner import Aligner
+    from .detectors.base import Detection, FaceDetector
+    from .errors import InputError
+    from .results import FaceLandmarks, ImageLandmarks, draw_faces
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'facealign_sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value
+    return value

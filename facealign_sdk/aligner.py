@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from . import geometry
 from .backends import load_backend
 from .decode import REFINE_MODES, BLUR_SIGMA, Refine, decode_heatmaps
 from .detectors.base import Detection, FaceDetector
+from .errors import InputError
 from .imageio import read_image, to_bgr8
 from .model import ModelError, load_manifest, resolve_model_dir
 from .results import FaceLandmarks
@@ -25,13 +27,27 @@ BoxLike = Detection | Sequence[float]
 ImageLike = np.ndarray | str | Path
 
 
+# a face box corner farther than this from the image origin is not a face box (and overflows the crop maths)
+MAX_BOX_COORDINATE = 1e6
+
+
 def _as_detection(box: BoxLike) -> Detection:
+    """A user's face box as a Detection; InputError unless it is four finite, ordered coordinates."""
     if isinstance(box, Detection):
-        return box
-    values = [float(v) for v in box]
-    if len(values) != 4:
-        raise ValueError(f"a face box is (x1, y1, x2, y2), got {list(box)}")
-    return Detection(box=tuple(values), score=1.0)
+        det = box
+    else:
+        try:
+            values = [float(v) for v in box]
+        except (TypeError, ValueError):
+            raise InputError(f"a face box is four numbers (x1, y1, x2, y2), got {box!r}") from None
+        if len(values) != 4:
+            raise InputError(f"a face box is (x1, y1, x2, y2), got {list(box)}")
+        det = Detection(box=tuple(values), score=1.0)
+    x1, y1, x2, y2 = det.box
+    if not (all(abs(v) <= MAX_BOX_COORDINATE for v in det.box) and x2 > x1 and y2 > y1):
+        raise InputError(f"invalid face box {det.box}: need finite x1 < x2 and y1 < y2 within "
+                         f"+-{MAX_BOX_COORDINATE:g} px")
+    return det
 
 
 class Aligner:
@@ -61,6 +77,11 @@ class Aligner:
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.
+
+    Thread-safety: one ``Aligner`` may be shared by several threads (a web server's workers) and
+    gives each the same results as a single thread would. Each thread gets its own copy of a
+    detector that offers ``fork()`` (the bundled YuNet does); other detectors and the network are
+    called by one thread at a time (the backend already uses every core for one call).
     """
 
     def __init__(
@@ -77,16 +98,23 @@ class Aligner:
         num_landmarks: int | None = None,
     ) -> None:
         if refine not in REFINE_MODES:
-            raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+            raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
+            raise InputError(f"max_faces must be None (all faces) or an integer >= 1, got {max_faces!r}")
         self.model_dir = resolve_model_dir(model)
         self.manifest = load_manifest(self.model_dir)
         artifact = Path(model) if model is not None and Path(model).is_file() else None
         # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
         needs_heatmaps = flip or refine != DECODE_GRAPH_REFINE or not blur
-        self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
-                                    decode_graph=not needs_heatmaps)
+        try:
+            self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
+                                        decode_graph=not needs_heatmaps)
+        except InputError:
+            raise
+        except ValueError as exc:  # the network cannot be built as the manifest describes it
+            raise ModelError(f"{self.model_dir}: cannot build the network of the manifest ({exc})") from exc
         self.decodes_in_graph = bool(getattr(self.backend, "outputs_points", False))
         if self.decodes_in_graph and needs_heatmaps:
             raise ModelError(
@@ -100,7 +128,11 @@ class Aligner:
             )
         if num_landmarks is not None and num_landmarks != self.manifest.num_landmarks:
             raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
+        self._check_network()
         self.detector = self._make_detector(detector)
+        self._network_lock = threading.Lock()
+        self._detector_lock = threading.Lock()
+        self._per_thread = threading.local()  # per-thread copies of a forkable detector
         self.refine: Refine = refine
         self.blur = blur
         self.flip = flip
@@ -118,6 +150,30 @@ class Aligner:
         self._crop_args = {"crop_scale": crop.crop_scale, "center_shift": crop.center_shift}
         log.info("facealign: model %s, backend %s", self.manifest.name, self.backend_name)
 
+    def _check_network(self) -> None:
+        """Run one grey crop: the output must have the manifest's shape and be finite. Catches a manifest
+        whose input or heatmap size disagrees with the network, and corrupt (NaN / inf) weights."""
+        size, hm, n = self.manifest.input_size, self.manifest.heatmap_size, self.manifest.num_landmarks
+        probe = np.full((1, 3, size, size), 0.5, np.float32)
+        try:
+            if self.decodes_in_graph:
+                out = self.backend.run_points(probe)[0]
+                expected: tuple[int, ...] = (1, n, 2)
+            else:
+                out = self.backend.run(probe)
+                expected = (1, n, hm, hm)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any backend failure on a well-formed crop is the model's
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ModelError(f"{self.model_dir}: the network does not run on a {size}x{size} crop as the manifest "
+                             f"says ({type(exc).__name__}: {first[:200]})") from exc
+        if tuple(out.shape) != expected:
+            raise ModelError(f"{self.model_dir}: the network outputs shape {tuple(out.shape)} for one crop but the "
+                             f"manifest says {expected} (input_size {size}, heatmap_size {hm}, {n} landmarks)")
+        if not np.isfinite(out).all():
+            raise ModelError(f"{self.model_dir}: the network outputs NaN or inf (corrupt weights)")
+
     @staticmethod
     def _make_detector(detector: str | FaceDetector | None) -> FaceDetector | None:
         if detector is None or isinstance(detector, FaceDetector):
@@ -126,7 +182,7 @@ class Aligner:
             from .detectors.yunet import YuNetDetector
 
             return YuNetDetector()
-        raise ValueError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+        raise InputError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
 
     @property
     def backend_name(self) -> str:
@@ -146,7 +202,7 @@ class Aligner:
     ) -> list[list[FaceLandmarks]]:
         """Landmarks for several images; all face crops go through the network in shared batches."""
         if boxes is not None and len(boxes) != len(images):
-            raise ValueError(f"got {len(boxes)} box lists for {len(images)} images")
+            raise InputError(f"got {len(boxes)} box lists for {len(images)} images")
         loaded = [self.load_image(im) for im in images]
         detections = [self.detect(im, None if boxes is None else boxes[i]) for i, im in enumerate(loaded)]
         jobs = [(i, det, self.frame_for(det)) for i, dets in enumerate(detections) for det in dets]
@@ -169,11 +225,21 @@ class Aligner:
         if boxes is not None:
             dets = [_as_detection(b) for b in boxes]
         elif self.detector is None:
-            raise ValueError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
+            raise InputError("this Aligner has no detector: pass boxes=[(x1, y1, x2, y2), ...]")
         else:
             # best first whatever order a (custom) detector returns them in; ties keep their order
-            dets = sorted(self.detector.detect(image), key=lambda d: -d.score)
+            dets = sorted(self._detect_faces(image), key=lambda d: -d.score)
         return dets[: self.max_faces] if self.max_faces else dets
+
+    def _detect_faces(self, image: np.ndarray) -> list[Detection]:
+        detector = self.detector
+        if not callable(getattr(detector, "fork", None)):
+            with self._detector_lock:
+                return list(detector.detect(image))
+        local = self._per_thread
+        if getattr(local, "source", None) is not detector:  # first call in this thread (or a new detector)
+            local.source, local.detector = detector, detector.fork()
+        return list(local.detector.detect(image))
 
     def frame_for(self, detection: Detection) -> geometry.CropFrame:
         """The crop window of a detection (rolled upright with its eye keypoints when present)."""
@@ -198,9 +264,13 @@ class Aligner:
             crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
             batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
             if self.decodes_in_graph:
-                heat_pts, confidence = self.backend.run_points(batch)
+                with self._network_lock:
+                    heat_pts, confidence = self.backend.run_points(batch)
             else:
                 heat_pts, confidence = self.decode(self.heatmaps(batch))
+            if not (np.isfinite(heat_pts).all() and np.isfinite(confidence).all()):
+                raise ModelError(f"{self.model_dir}: the network gave NaN or inf for a face crop (a broken model); "
+                                 "no landmarks are returned rather than NaN points")
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
                 crop_pts = geometry.heatmap_to_crop(p, hm, size)
                 points.append(geometry.crop_to_image(crop_pts, frame, size))
@@ -209,9 +279,11 @@ class Aligner:
 
     def heatmaps(self, batch: np.ndarray) -> np.ndarray:
         """The network's heatmaps for (N, 3, S, S) crops (averaged with the mirrored crops' when ``flip``)."""
-        heat = self.backend.run(batch)
+        with self._network_lock:
+            heat = self.backend.run(batch)
+            if self.flip:
+                mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
         if self.flip:
-            mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
             heat = (heat + mirrored[:, self._mirror, :, ::-1]) / 2
         return heat
 

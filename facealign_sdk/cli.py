@@ -2,21 +2,23 @@
 
 Each sub-command lives in the module that does the work; this file only wires
 them up. Every command module exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Exit codes: 0 ok, 1 failure, 2 bad input (one-line
-message), 130 interrupted.
+``run(args) -> int``. Exit codes: 0 ok, 1 failure (an internal error prints its
+traceback), 2 bad input (one-line message), 3 a video stream broke mid-way,
+130 interrupted.
+
+Only the standard library is imported before ``main`` runs (the package's
+``__init__`` is lazy), so Ctrl-C right after start-up exits 130 without a
+traceback too.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
-
-from .backends import BackendError
-from .imageio import ImageError
-from .model import ModelError
-from .pts import PtsError
+import traceback
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -30,9 +32,16 @@ COMMANDS = {
     "train": ("facealign_sdk.training.cli", "train the autoencoder or the landmark stage"),
 }
 
-# errors that mean "your input is wrong" rather than "the program failed"
-BAD_INPUT_ERRORS = (ImageError, ModelError, PtsError, BackendError, FileNotFoundError, FileExistsError,
-                    PermissionError, IsADirectoryError, NotADirectoryError, ValueError)
+# OS errors about a path the user named; other OS errors (a full disk, I/O errors) are failures
+USER_PATH_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def bad_input_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean "your input is wrong" (exit 2) rather than "the program failed"."""
+    from .backends.base import BackendError
+    from .errors import InputError
+
+    return (InputError, BackendError, *USER_PATH_ERRORS)
 
 
 def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, object]]:
@@ -52,18 +61,40 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, dict[str, ob
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser, modules = build_parser(argv)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    """Run one command; returns the exit code (see the module docstring)."""
+    from . import interrupts
+
+    interrupts.install()
+    command = "?"
     try:
-        return int(modules[args.command].run(args) or 0)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser, modules = build_parser(argv)
+        args = parser.parse_args(argv)
+        command = args.command
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+        return int(modules[command].run(args) or 0)
     except KeyboardInterrupt:
-        print("facealign: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BAD_INPUT_ERRORS as exc:
-        print(f"facealign {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return _interrupted()
+    except Exception as exc:
+        if interrupts.was_interrupted():  # a library re-raised the interrupt as another error
+            return _interrupted()
+        if isinstance(exc, bad_input_errors()):
+            print(f"facealign {command}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, OSError):  # the system refused a read or write: a failure, not a bug
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            note = "disk full; the outputs hold what was written until then" if full else "the run stopped"
+            print(f"facealign {command}: error: {exc} ({note})", file=sys.stderr)
+            return EXIT_FAILURE
+        traceback.print_exc()
+        print(f"facealign {command}: internal error ({type(exc).__name__}); please report it with the traceback above",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _interrupted() -> int:
+    print("facealign: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -49,18 +49,29 @@ def blur_heatmaps(heatmaps: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray
 
 
 _scratch = threading.local()
+# Work arrays up to this size are kept for the next call; a larger batch gets fresh ones that are
+# freed after it (one face needs 2 x 4.7 MB; a 50-face image 2 x 235 MB, which must not stay
+# allocated for the life of every thread that once saw it).
+SCRATCH_KEEP_BYTES = 64 << 20
 
 
 def _scratch_array(name: str, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 work array kept between calls (one buffer per thread and name, grown to the largest
-    size asked for). Fresh multi-MB arrays are mapped from the OS and page-faulted in on every call,
-    which cost more than the blur itself (2 cores: blur 5-9 ms per face with fresh arrays, 2.4 ms with
-    reused ones)."""
+    """A float32 work array kept between calls (one buffer per thread and name, grown up to
+    ``SCRATCH_KEEP_BYTES``). Fresh multi-MB arrays are mapped from the OS and page-faulted in on every
+    call, which cost more than the blur itself (2 cores: blur 5-9 ms per face with fresh arrays,
+    2.4 ms with reused ones)."""
     buffers = _scratch.__dict__.setdefault("buffers", {})
     size = int(np.prod(shape))
+    if size * 4 > SCRATCH_KEEP_BYTES:
+        return np.empty(shape, np.float32)
     if name not in buffers or buffers[name].size < size:
         buffers[name] = np.empty(size, np.float32)
     return buffers[name][:size].reshape(shape)
+
+
+def scratch_bytes() -> int:
+    """Bytes of work arrays this thread keeps between calls (at most 2 x ``SCRATCH_KEEP_BYTES``)."""
+    return sum(b.nbytes for b in _scratch.__dict__.get("buffers", {}).values())
 
 
 def _blur_padded(maps: np.ndarray, sigma: float) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import math
 import sys
 import time
@@ -34,7 +35,9 @@ from tqdm import tqdm
 
 from . import geometry, metrics
 from .detectors.base import Detection
+from .errors import InputError
 from .imageio import ImageError
+from .outputs import check_output_file, write_file_atomic
 from .pts import PtsError, read_pts
 from .training.data import is_held_out, list_images
 
@@ -45,6 +48,11 @@ FAILURE_LIMIT = 0.10
 MATCH_IOU = 0.3
 # images whose crops go through the network together
 CHUNK = 16
+# annotations that cannot be scored: outer eye corners (the NME normaliser) closer than this (px) give
+# NMEs of millions of percent; points farther outside the image than this share of its larger side
+# are not annotations of that image (InfAnFace's crops leave points up to 0.2 outside)
+MIN_EYE_DISTANCE_PX = 1.0
+MAX_OUTSIDE_FRACTION = 0.5
 
 
 class EvalItemError(RuntimeError):
@@ -150,13 +158,13 @@ def select_images(folder: str | Path, held_out: float | None = None, limit: int 
     files = list_images(folder)
     if held_out is not None:
         if not 0.0 < held_out <= 1.0:
-            raise ValueError(f"--held-out-only must be in (0, 1], got {held_out}")
+            raise InputError(f"--held-out-only must be in (0, 1], got {held_out}")
         files = [f for f in files if is_held_out(f, held_out)]
         if not files:
             raise FileNotFoundError(f"{folder}: no images in the held-out share {held_out}")
     if limit is not None:
         if limit < 1:
-            raise ValueError(f"--limit must be >= 1, got {limit}")
+            raise InputError(f"--limit must be >= 1, got {limit}")
         if limit < len(files):
             files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
     return files
@@ -167,7 +175,26 @@ def load_points(image: Path, num_points: int) -> np.ndarray:
     pts_path = image.with_suffix(".pts")
     if not pts_path.is_file():
         raise FileNotFoundError(f"{image}: no landmark file {pts_path.name} beside it")
-    return read_pts(pts_path, num_points)
+    points = read_pts(pts_path, num_points)
+    i, j = metrics.OUTER_EYE_CORNERS
+    if max(i, j) < len(points):
+        dist = float(np.linalg.norm(points[i] - points[j]))
+        if dist < MIN_EYE_DISTANCE_PX:
+            raise PtsError(f"{pts_path}: outer eye corners (points {i} and {j}) are {dist:.2g} px apart; NME "
+                           f"normalises by that distance, so it needs at least {MIN_EYE_DISTANCE_PX:g} px")
+    return points
+
+
+def check_points_in_image(points: np.ndarray, image: np.ndarray, image_path: Path) -> None:
+    """PtsError naming the .pts when points lie far outside the image they annotate."""
+    h, w = image.shape[:2]
+    margin = MAX_OUTSIDE_FRACTION * max(h, w)
+    x, y = points[:, 0], points[:, 1]
+    outside = (x < -margin) | (x > w - 1 + margin) | (y < -margin) | (y > h - 1 + margin)
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise PtsError(f"{image_path.with_suffix('.pts')}: point {k} ({x[k]:.1f}, {y[k]:.1f}) lies far outside the "
+                       f"{w}x{h} image (more than {MAX_OUTSIDE_FRACTION:g} of its size)")
 
 
 def load_samples(
@@ -226,6 +253,7 @@ def _prepare(aligner, sample: Sample, mode: Mode) -> tuple[np.ndarray, Detection
     """Load one image and find its face; any failure names the image."""
     try:
         image = aligner.load_image(sample.image)
+        check_points_in_image(sample.points, image, sample.image)
         return image, _face_box(aligner, image, sample.points, mode)
     except (ImageError, PtsError, FileNotFoundError):
         raise
@@ -252,7 +280,7 @@ def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]])
 def check_scheme(aligner) -> None:
     """NME's normaliser (outer eye corners 36/45) needs the iBUG 68-point scheme."""
     if aligner.num_landmarks != 68:
-        raise ValueError(
+        raise InputError(
             f"model has {aligner.num_landmarks} landmarks: NME with the outer-eye-corner normaliser needs 68"
         )
 
@@ -263,7 +291,7 @@ def evaluate_samples(
 ) -> list[ItemResult]:
     """Per-face NME of ``samples`` in one mode (see the module docstring)."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     results: dict[Path, ItemResult] = {}
     bar = tqdm(total=len(samples), desc=desc or mode, unit="img", disable=not progress, leave=False)
     for chunk in _chunks(samples, CHUNK):
@@ -271,7 +299,7 @@ def evaluate_samples(
         for sample in chunk:
             try:
                 image, det = _prepare(aligner, sample, mode)
-            except ImageError as exc:
+            except (ImageError, PtsError) as exc:
                 if not skip_bad:
                     raise
                 _report_skip(exc, skipped)
@@ -303,7 +331,7 @@ def evaluate_folder(
     files = select_images(folder, held_out, limit)
     samples = load_samples(files, aligner.num_landmarks, skip_bad, skipped)
     if not samples:
-        raise ValueError(f"{folder}: no usable images (all were skipped)")
+        raise InputError(f"{folder}: no usable images (all were skipped)")
     items = evaluate_samples(aligner, samples, mode, progress, skip_bad, skipped, f"{set_name(folder)} {mode}")
     return EvalResult(
         folder=str(folder), mode=mode, model=getattr(aligner.manifest, "name", ""),
@@ -328,6 +356,8 @@ def format_table(rows: Mapping[str, Summary] | Sequence[EvalResult]) -> str:
         )
     return "\n".join(lines)
 
+
+CED_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 TABLE_NOTE = (
     "NME: outer-eye-corner normalised, mean over detected faces. FR@10 and AUC@10 are over all faces: "
@@ -359,9 +389,10 @@ def plot_ced(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    image = io.BytesIO()
+    fig.savefig(image, format=path.suffix.lstrip(".").lower() or "png")
     plt.close(fig)
-    return path
+    return write_file_atomic(path, image.getvalue())
 
 
 class EvalReport(BaseModel):
@@ -377,7 +408,7 @@ def write_json(results: Sequence[EvalResult], path: str | Path) -> Path:
     """Write the per-image errors and summaries of ``results`` as JSON."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(EvalReport(results=list(results)).model_dump_json(indent=1))
+    write_file_atomic(path, EvalReport(results=list(results)).model_dump_json(indent=1))
     return path
 
 
@@ -415,6 +446,11 @@ def run(args: argparse.Namespace) -> int:
     if args.ced is not None and importlib.util.find_spec("matplotlib") is None:
         print("facealign eval: error: --ced needs matplotlib (pip install matplotlib)", file=sys.stderr)
         return 1
+    for out in (args.json, args.ced):  # fail before the evaluation, not after it
+        if out is not None:
+            check_output_file(out, create_folder=True)
+    if args.ced is not None and args.ced.suffix.lower() not in CED_SUFFIXES:
+        raise InputError(f"--ced {args.ced}: the plot's file name must end in {', '.join(CED_SUFFIXES)}")
     sets = [parse_folder_spec(spec, args.held_out_only) for spec in args.folders]
     for folder, held_out in sets:
         select_images(folder, held_out, args.limit)  # fail fast on a missing/empty folder

@@ -8,12 +8,15 @@ says how to feed the network and how to read its output.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import geometry
+from .errors import InputError
 
+log = logging.getLogger("facealign_sdk")
 REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # a checkout (pip install -e .)
 WHEEL_MODELS = Path(__file__).resolve().parent / "_models"  # an installed wheel (setup.py copies models/ there)
 
@@ -26,28 +29,41 @@ MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """A model folder or file that cannot be used; the message says what is wrong."""
+
+
+# Manifests are read strictly: a misspelt key is an error (not silently ignored), numbers must be
+# finite (no NaN / Infinity tokens) and within these sizes, which every real model is far from.
+STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
+MAX_INPUT_SIZE = 2048
+MAX_LANDMARKS = 1000
+# architecture numbers of `net` that set tensor sizes: an absurd one would allocate gigabytes
+NET_LIMITS = {"width": 1024, "z_dim": 4096, "num_itl": 16}
 
 
 class CropSpec(BaseModel):
     """How a detector box becomes the network's crop (see :mod:`facealign_sdk.geometry`)."""
 
-    crop_scale: float = geometry.CROP_SCALE
-    center_shift: float = geometry.CENTER_SHIFT
+    model_config = STRICT
+
+    crop_scale: float = Field(geometry.CROP_SCALE, gt=0, le=10, description="crop side / box size")
+    center_shift: float = Field(geometry.CENTER_SHIFT, ge=-1, le=1, description="crop centre below the box centre, in box sizes")
     use_roll: bool = True
 
 
 class Manifest(BaseModel):
     """Everything a runtime needs to know about a model."""
 
-    name: str
+    model_config = STRICT
+
+    name: str = Field(min_length=1)
     architecture: str = "3fabrec-scaf"
     net: dict = Field(description="NetConfig of the network (facealign_sdk.nets.NetConfig)")
-    num_landmarks: int
+    num_landmarks: int = Field(ge=1, le=MAX_LANDMARKS)
     landmark_scheme: str = "ibug68"
-    input_size: int = 256
-    heatmap_size: int = 128
+    input_size: int = Field(256, ge=16, le=MAX_INPUT_SIZE)
+    heatmap_size: int = Field(128, ge=4, le=MAX_INPUT_SIZE)
     input_format: str = "RGB float32 in [0, 1], NCHW; mean/std are subtracted inside the network"
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -58,7 +74,25 @@ class Manifest(BaseModel):
         "convention is not mirror-symmetric (then flip averaging, Aligner(flip=True), mixes in the mirrored "
         "convention and costs accuracy)")
     weights_sha256: str = ""
+    artifacts_sha256: dict[str, str] = Field(
+        default_factory=dict, description="sha256 of every other file a runtime loads (model.onnx, *.engine, ...), "
+        "by file name; written by facealign export, checked before loading")
     licence: str = "research data: non-commercial use only"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.heatmap_size > self.input_size:
+            raise ValueError(f"heatmap_size {self.heatmap_size} is larger than input_size {self.input_size}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        for key in ("input_size", "heatmap_size", "num_landmarks"):
+            if key in self.net and self.net[key] != getattr(self, key):
+                raise ValueError(f"{key} {getattr(self, key)!r} disagrees with net.{key} {self.net[key]!r}")
+        for key, limit in NET_LIMITS.items():
+            value = self.net.get(key, 0)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+                raise ValueError(f"net.{key} must be an integer in [0, {limit}], got {value!r}")
+        return self
 
 
 def sha256(path: Path) -> str:
@@ -91,5 +125,42 @@ def load_manifest(model_dir: Path) -> Manifest:
         raise ModelError(f"{model_dir}: no {MANIFEST} (not a facealign model folder)")
     try:
         return Manifest.model_validate_json(path.read_text())
-    except (ValidationError, ValueError) as exc:
-        raise ModelError(f"{path}: invalid manifest ({exc})") from exc
+    except ValidationError as exc:
+        raise ModelError(f"{path}: invalid manifest ({describe_validation_error(exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read ({exc})") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per pydantic error: ``where: what (got value)``, joined with ``; ``."""
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "manifest"
+        got = f" (got {err['input']!r:.60})" if err["type"] not in ("missing", "model_type") else ""
+        parts.append(f"{where}: {err['msg']}{got}")
+    return "; ".join(parts)
+
+
+def verify_artifact(model_dir: Path, manifest: Manifest, path: Path) -> None:
+    """Check a file about to be loaded against the sha256 the manifest records for it: ModelError when it
+    differs (corrupt or replaced); a warning when the manifest records none (copied in by hand)."""
+    path = Path(path)
+    recorded = manifest.artifacts_sha256 if path.resolve().parent == Path(model_dir).resolve() else {}
+    expected = manifest.weights_sha256 if path.name == WEIGHTS else recorded.get(path.name)
+    if not expected:
+        log.warning("%s: the manifest records no sha256 for it; its integrity is not checked (facealign export "
+                    "records it)", path)
+        return
+    if sha256(path) != expected:
+        raise ModelError(f"{path}: sha256 does not match the manifest (corrupt or replaced file)")
+
+
+def record_artifacts(model_dir: Path, paths: list[Path]) -> Manifest:
+    """Record the sha256 of ``paths`` (files in ``model_dir``) in its manifest; returns the new manifest."""
+    manifest = load_manifest(model_dir)
+    hashes = dict(manifest.artifacts_sha256)
+    for path in paths:
+        hashes[Path(path).name] = sha256(Path(path))
+    manifest = manifest.model_copy(update={"artifacts_sha256": dict(sorted(hashes.items()))})
+    (Path(model_dir) / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    return manifest

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 
-class PtsError(ValueError):
+
+class PtsError(InputError):
     """A ``.pts`` file that cannot be used; the message names the file."""
 
 

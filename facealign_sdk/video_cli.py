@@ -10,10 +10,11 @@ container. Every decoded frame has at least one row: a frame without a face has
 same as JSON, ``--draw`` an annotated mp4. Rows are flushed frame by frame, so the files are
 complete up to the last frame processed even after Ctrl-C.
 
-Exit codes: 0 every frame processed; 1 failure; 2 bad input (nothing written);
-3 the stream broke: fewer frames could be decoded than the container announces, by more
-than 2 frames and 1 % (some containers only estimate the count; all decoded frames are
-written); 130 interrupted (everything up to then written).
+Exit codes: 0 every frame processed; 1 failure (a full disk: the outputs keep every
+complete frame); 2 bad input (nothing written); 3 the stream broke: decoding stopped
+before the container's duration, by more than 2 frames and 1 % (judged by time, since
+many containers only estimate the frame count; all decoded frames are written); 130
+interrupted (everything up to then written, each frame in every output or none).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
+from .errors import InputError
+from . import interrupts
 from .video import (
     CsvWriter,
     DrawWriter,
@@ -95,7 +98,7 @@ def options_from_args(args: argparse.Namespace) -> TrackOptions:
         err = exc.errors()[0]
         name = "-".join(str(p) for p in err["loc"]).replace("_", "-")
         flag = f"smoothing {name}" if exc.title == "OneEuroConfig" else f"--{name}"
-        raise ValueError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        raise InputError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
 
 
 def _options(args: argparse.Namespace) -> TrackOptions:
@@ -114,6 +117,8 @@ def _summary(report: TrackReport, outputs: list[Path]) -> str:
     expected = f" of {report.frames_expected}" if report.frames_expected is not None else ""
     text = (f"{report.frames_decoded}{expected} frames, {report.frames_with_face} with a face, "
             f"{report.faces_seen} face id(s), {report.fps:.1f} frames/s -> {', '.join(map(str, outputs))}")
+    if report.frames_unreadable:
+        text += f"\nfacealign video: {report.frames_unreadable} unreadable image(s) skipped (rows with face_id -1)"
     if report.truncated:  # the library has logged a warning already
         text += "\nfacealign video: the stream is truncated; every decoded frame was written (exit 3)"
     if report.interrupted:
@@ -142,17 +147,34 @@ def run(args: argparse.Namespace) -> int:
                                        desc=Path(str(args.input)).name, dynamic_ncols=True))
         try:
             for result, image in video.frames():
-                for w in writers:
-                    w.write(result, image)
+                with interrupts.deferred():  # a frame reaches every output or none
+                    for w in writers:
+                        w.write(result, image)
                 bar.update(1)
         except KeyboardInterrupt:
             report.interrupted, report.stop_reason = True, "interrupted"
+        except Exception:
+            if not interrupts.was_interrupted():  # a library may re-raise Ctrl-C as another error
+                raise
+            report.interrupted, report.stop_reason = True, "interrupted"
         finally:
-            for w in writers:
-                w.close(report)
-    if not args.quiet or report.truncated or report.interrupted:
+            with interrupts.deferred():
+                _close_all(writers, report)
+    if not args.quiet or report.truncated or report.interrupted or report.frames_unreadable:
         print(_summary(report, outputs), file=sys.stderr)
     return _exit_code(report)
+
+
+def _close_all(writers: list, report: TrackReport) -> None:
+    """Close every writer, even when one fails (a full disk); the first error is raised after."""
+    error: BaseException | None = None
+    for w in writers:
+        try:
+            w.close(report)
+        except OSError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def _open_writers(args: argparse.Namespace, video: VideoTrack, num_landmarks: int) -> list:

@@ -207,13 +207,24 @@ def _bad_case(kind: str, good: Path, tmp: Path) -> tuple[Path, str]:
     if kind == "unreadable_image":
         (folder / "face2.jpg").write_bytes(b"not an image")
         return folder, "face2.jpg"
+    if kind in ("coinciding_eye_corners", "points_outside"):
+        from facealign_sdk.pts import read_pts
+
+        pts = read_pts(folder / "face1.pts")
+        if kind == "coinciding_eye_corners":
+            pts[45] = pts[36]
+        else:
+            pts[8] = (pts[8, 0], 1e5)  # far below the image
+        write_pts(folder / "face1.pts", pts)
+        return folder, "face1.pts"
     if kind == "missing_pts":
         (folder / "face0.pts").unlink()
         return folder, "face0.jpg"
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["wrong_count", "unreadable_image", "missing_pts"])
+@pytest.mark.parametrize("kind", ["wrong_count", "unreadable_image", "missing_pts", "coinciding_eye_corners",
+                                  "points_outside"])
 def test_bad_item_exits_2_naming_the_file(kind, face_folder, tiny_model, tmp_path, eval_cli, capsys):
     folder, name = _bad_case(kind, face_folder, tmp_path)
     args = ["eval", str(folder), "--model", str(tiny_model), "--backend", "torch", "--no-progress", "--mode", "fixed"]

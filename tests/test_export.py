@@ -25,7 +25,7 @@ from export import cli as export_cli  # noqa: E402
 from export.onnx import METADATA_KEY, OPSET, downgrade_to_opset17, read_metadata  # noqa: E402
 from export.parity import ParityReport, landmark_stats, precision_of  # noqa: E402
 from export.quantize import load_face_crops, noise_crops, pick_evenly, sort_nodes  # noqa: E402
-from facealign_sdk.model import Manifest, ModelError, load_manifest  # noqa: E402
+from facealign_sdk.model import Manifest, ModelError, load_manifest, sha256  # noqa: E402
 
 
 def _args(model: Path, **overrides) -> argparse.Namespace:
@@ -64,6 +64,8 @@ def test_artifacts_and_report(exported: Path) -> None:
     assert rows["model_decode.onnx"].heatmap_max_abs is None and rows["model_decode.onnx"].landmark_p99_px < 0.05
     assert all(r.ms_per_face and r.ms_per_face > 0 for r in report.rows)
     assert rows["model_int8.onnx"].limit_px == 0.5
+    recorded = load_manifest(exported).artifacts_sha256  # the runtime checks each file against these
+    assert set(recorded) == set(rows) and recorded["model.onnx"] == sha256(exported / "model.onnx")
     assert set(report.reference_noise_px) == {"mean", "p99", "max"} and report.reference_noise_px["max"] >= 0
 
 

@@ -214,7 +214,8 @@ def test_tracking_between_detections(aligner, face_image, tmp_path, batch_frames
     """With every face counted as confident, the detector runs every N frames and the frames
     between are cropped from the previous landmarks; the id stays the same."""
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 7))
-    results = list(aligner.track(video, min_confidence=0.0, redetect_every=3, batch_frames=batch_frames))
+    results = list(aligner.track(video, min_confidence=0.0, confirm_confidence=0.0, redetect_every=3,
+                                 batch_frames=batch_frames))
     assert [[f.face_id for f in r.faces] for r in results] == [[0]] * 7
     assert [r.faces[0].detected for r in results] == [True, False, False, True, False, False, True]
     assert all(r.faces[0].success for r in results)
@@ -352,16 +353,16 @@ def test_cli_unwritable_output_after_checks(tiny_model, face_image, tmp_path, mo
     """An output that passes the checks but cannot be opened: exit 2, nothing half-written."""
     video = write_video(tmp_path / "v.mp4", face_frames(face_image, 2))
     out, js = tmp_path / "o.csv", tmp_path / "o.json"
-    import builtins
+    import os
 
-    real_open = builtins.open
+    real_open = os.open
 
     def deny_json(path, *a, **k):
         if str(path) == str(js):
             raise PermissionError(13, "Permission denied")
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(builtins, "open", deny_json)
+    monkeypatch.setattr(os, "open", deny_json)
     assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 2
     assert not out.exists() and not js.exists()
 
@@ -466,3 +467,190 @@ def test_a_file_may_end_a_couple_of_frames_before_its_announced_count(face_image
     assert sum(1 for _ in reader) == 12
     assert reader.truncated is truncated
     assert reader.stop_reason == ("decode error" if truncated else "end")
+
+
+# -- ghost and duplicate tracks (released model: the tiny one's confidence is meaningless) ------
+def test_tracks_end_after_a_scene_cut(shared_data):
+    """fschuang_Elon3.mp4 cuts from two people to one at frame 35; the network still gives the empty crops
+    at the old positions confidence 0.4-0.5, so the two old tracks lived on there for the rest of the clip."""
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.video import FaceTracker, TrackOptions
+
+    clip = shared_data / "videos" / "fschuang_Elon3.mp4"
+    aligner = Aligner(backend="ort", device="cpu")
+    tracker = FaceTracker(aligner, TrackOptions())
+    frames = list(VideoReader(clip, max_frames=75))
+    detected = [len(aligner.detect(f.image)) for f in frames]
+    reported = [len(tracker.process([f])[0].faces) for f in frames]
+    assert detected[:30] == [2] * 30 and detected[36:] == [1] * (75 - 36)  # the clip is what the test expects
+    assert reported[:30] == [2] * 30
+    assert reported[35 + 15:] == detected[35 + 15:], reported  # within 15 frames of the cut, only the one face
+
+
+@pytest.mark.parametrize("batch_frames", [1, 3])
+def test_one_face_is_not_tracked_twice(face_image, batch_frames):
+    """A detector that reports one face twice (a failed NMS) must not make two tracks of it."""
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.detectors.base import Detection
+    from facealign_sdk.detectors.yunet import YuNetDetector
+    from facealign_sdk.video import FaceTracker, TrackOptions, VideoFrame
+
+    class Doubling:
+        def __init__(self) -> None:
+            self.inner = YuNetDetector()
+
+        def detect(self, image):
+            out = []
+            for d in self.inner.detect(image):
+                x1, y1, x2, y2 = d.box
+                shift = 0.05 * (x2 - x1)
+                out += [d, Detection(box=(x1 + shift, y1, x2 + shift, y2), score=d.score * 0.99, keypoints=d.keypoints)]
+            return out
+
+    tracker = FaceTracker(Aligner(backend="ort", device="cpu", detector=Doubling()), TrackOptions())
+    small = cv2.resize(face_image, (320, 240))
+    for start in range(0, 12, batch_frames):
+        group = [VideoFrame(i, i / FPS, small) for i in range(start, start + batch_frames)]
+        for result in tracker.process(group):
+            assert len(result.faces) == 1, f"frame {result.frame}: {len(result.faces)} faces"
+
+
+# -- complete files whose container only estimates the frame count ------------------------------
+_EBML_MASTERS = {0x18538067, 0x1F43B675, 0x1549A966}  # Segment, Cluster, Info
+_EBML_SIMPLE_BLOCK, _EBML_DURATION = 0xA3, 0x4489
+
+
+def _ebml_vint(data: bytes, pos: int, keep_marker: bool) -> tuple[int, int]:
+    length = 1
+    while length <= 8 and not data[pos] & (0x80 >> (length - 1)):
+        length += 1
+    value = int.from_bytes(data[pos : pos + length], "big")
+    return (value if keep_marker else value & ((1 << (7 * length)) - 1)), pos + length
+
+
+def _mkv_with_a_pause(data: bytes, after_frame: int, pause_ms: int) -> bytes:
+    """An MKV (one cluster, ms timecodes) whose frames from ``after_frame`` on are shown ``pause_ms`` later,
+    with the duration to match: a complete variable-frame-rate file like a WebM with a pause."""
+    out = bytearray(data)
+    blocks: list[int] = []
+
+    def walk(start: int, end: int) -> None:
+        pos = start
+        while pos < end:
+            element, body = _ebml_vint(out, pos, True)
+            size, body = _ebml_vint(out, body, False)
+            stop = min(end, body + size)
+            if element in _EBML_MASTERS:
+                walk(body, stop)
+            elif element == _EBML_SIMPLE_BLOCK:
+                blocks.append(_ebml_vint(out, body, False)[1])  # after the track number: int16 timecode
+            elif element == _EBML_DURATION and size == 8:
+                (duration,) = struct.unpack(">d", out[body:stop])
+                out[body:stop] = struct.pack(">d", duration + pause_ms)
+            pos = stop
+
+    walk(0, len(out))
+    for at in blocks[after_frame:]:
+        (timecode,) = struct.unpack(">h", out[at : at + 2])
+        out[at : at + 2] = struct.pack(">h", timecode + pause_ms)
+    assert len(blocks) > after_frame
+    return bytes(out)
+
+
+def test_complete_variable_frame_rate_file_is_not_truncated(face_image, tmp_path):
+    """A 12-frame MKV with a 0.4 s pause: the container estimates 22 frames from its duration, but the
+    decoder reaches the end of that duration, so the file is complete (it was reported truncated, exit 3)."""
+    frames = face_frames(face_image, 12)
+    plain = tmp_path / "plain.mkv"
+    writer = cv2.VideoWriter(str(plain), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (SIZE, SIZE))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    paused = tmp_path / "paused.mkv"
+    paused.write_bytes(_mkv_with_a_pause(plain.read_bytes(), 6, 400))
+    reader = VideoReader(paused)
+    assert reader.info.frame_count is not None and reader.info.frame_count >= 20  # the estimate
+    stamps = [f.timestamp for f in reader]
+    assert len(stamps) == 12 and stamps[6] - stamps[5] == pytest.approx(0.44)
+    assert not reader.truncated and reader.stop_reason == "end"
+    # the same file cut short is still a broken stream
+    cut = tmp_path / "cut.mkv"
+    data = paused.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    reader = VideoReader(cut)
+    assert 0 < sum(1 for _ in reader) < 12 and reader.truncated
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_cli_folder_with_a_corrupt_image_goes_on(bad, tiny_model, face_image, tmp_path, capsys):
+    """One corrupt image in a folder: warned about, its frame has a no-face row, the rest are processed."""
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i, frame in enumerate(face_frames(face_image, 4)):
+        cv2.imwrite(str(folder / f"img_{i + 1}.png"), frame)
+    (folder / f"img_{bad + 1}.png").write_bytes(b"not a png")
+    out, js, draw = tmp_path / "f.csv", tmp_path / "f.json", tmp_path / "f.mp4"
+    assert run_cli(str(folder), "--out", str(out), "--json", str(js), "--draw", str(draw), *model_args(tiny_model)) == 0
+    _, rows = read_csv(out)
+    assert [int(r["frame"]) for r in rows] == [1, 2, 3, 4]
+    assert [r["face_id"] == "-1" for r in rows] == [k == bad for k in range(4)]
+    data = json.loads(js.read_text())
+    assert [bool(f["error"]) for f in data["frames"]] == [k == bad for k in range(4)]
+    assert data["report"]["frames_unreadable"] == 1 and data["report"]["truncated"] is False
+    assert decodable_frames(draw) == 4
+    assert "1 unreadable image(s) skipped" in capsys.readouterr().err
+
+
+def test_cli_interrupt_lands_in_every_output_or_none(tiny_model, face_image, tmp_path, monkeypatch):
+    """Ctrl-C right after a frame's CSV rows are written: the JSON gets that frame too (exit 130)."""
+    import os
+    import signal
+
+    from facealign_sdk.video import CsvWriter
+
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 6))
+    real, calls = CsvWriter.write, {"n": 0}
+
+    def interrupt_after_third(self, result, image=None):
+        real(self, result, image)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(CsvWriter, "write", interrupt_after_third)
+    out, js = tmp_path / "i.csv", tmp_path / "i.json"
+    assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 130
+    _, rows = read_csv(out)
+    doc = json.loads(js.read_text())
+    assert [int(r["frame"]) for r in rows] == [f["frame"] + 1 for f in doc["frames"]] == [1, 2, 3]
+    assert doc["report"]["interrupted"] is True
+
+
+def test_cli_disk_full_keeps_complete_outputs(tiny_model, face_image, tmp_path, monkeypatch, capsys):
+    """The disk fills up in the middle of a frame: exit 1 with a clear message; the CSV holds complete
+    rows only and the JSON is a complete document of the frames written."""
+    import errno
+    import os
+
+    video = write_video(tmp_path / "v.mp4", face_frames(face_image, 8))
+    real_write, budget = os.write, {"left": 9000}
+
+    def small_disk(fd, data):
+        """Bytes that extend a file use up the budget; overwriting a file's own bytes needs no space."""
+        pos, size = os.lseek(fd, 0, os.SEEK_CUR), os.fstat(fd).st_size
+        room = max(size - pos, 0) + budget["left"]
+        if room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real_write(fd, bytes(data[:room]))  # a partial write, as a filling disk gives
+        budget["left"] -= max(pos + n - size, 0)
+        return n
+
+    monkeypatch.setattr(os, "write", small_disk)
+    out, js = tmp_path / "d.csv", tmp_path / "d.json"
+    assert run_cli(str(video), "--out", str(out), "--json", str(js), *model_args(tiny_model)) == 1
+    assert "disk full" in capsys.readouterr().err
+    header, rows = read_csv(out)
+    assert rows and all(len(r) == len(header) and None not in r.values() and r["c_67"] for r in rows)
+    assert [int(r["frame"]) for r in rows] == list(range(1, len(rows) + 1))
+    doc = json.loads(js.read_text())
+    assert [f["frame"] for f in doc["frames"]] == list(range(len(doc["frames"])))

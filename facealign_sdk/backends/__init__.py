@@ -15,7 +15,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from ..model import Manifest, ModelError
+from ..model import Manifest, ModelError, verify_artifact
 from .base import GPU_DEVICES, Backend, BackendError, check_batch, parse_device
 
 BACKENDS = ("auto", "ort", "torch", "trt")
@@ -88,6 +88,7 @@ def _create(backend: str, model_dir: Path, manifest: Manifest, device: str, arti
             raise BackendError(f"backend='trt' runs TensorRT engines on a CUDA GPU; device={device!r} does not fit "
                                "(use device='cuda', or backend='ort' for ONNX Runtime's TensorRT provider)")
         engine = artifact or select_engine(list_engines(model_dir), runtime_info(index), manifest.model_dump())
+        verify_artifact(model_dir, manifest, engine)
         return TrtBackend(engine, manifest, index)
     if backend == "ort":
         from .ort import OrtBackend
@@ -97,6 +98,7 @@ def _create(backend: str, model_dir: Path, manifest: Manifest, device: str, arti
             onnx = model_dir / ONNX_DECODE
         if not onnx.is_file():
             raise ModelError(f"{model_dir}: no {onnx.name}; run `facealign export --model {model_dir} --to onnx` or use backend='torch'")
+        verify_artifact(model_dir, manifest, onnx)
         return OrtBackend(onnx, manifest.input_size, device)
     from .torch_backend import TorchBackend
 

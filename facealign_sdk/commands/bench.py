@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..aligner import Aligner
+from ..errors import InputError
 from ..imageio import read_image
 from ..model import resolve_model_dir
 
@@ -40,7 +41,7 @@ def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]
     out = []
     for name in names:
         if name not in known:
-            raise ValueError(f"unknown or unavailable bench target {name!r} (available: {', '.join(known)})")
+            raise InputError(f"unknown or unavailable bench target {name!r} (available: {', '.join(known)})")
         label, backend, artifact = known[name]
         if artifact is None or artifact.is_file():
             out.append(known[name])
@@ -54,7 +55,7 @@ def parse_batches(text: str) -> list[int]:
     except ValueError:
         batches = []
     if not batches or min(batches) < 1:
-        raise ValueError(f"--batch must be a comma list of positive integers, got {text!r}")
+        raise InputError(f"--batch must be a comma list of positive integers, got {text!r}")
     return batches
 
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir = resolve_model_dir(args.model)
     batches = parse_batches(args.batch)
     if args.iters < 1:
-        raise ValueError(f"--iters must be at least 1, got {args.iters}")
+        raise InputError(f"--iters must be at least 1, got {args.iters}")
     image = read_image(args.image)
     aligners = []
     for label, backend, artifact in _targets(model_dir, args.backends):

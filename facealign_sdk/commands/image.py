@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 
-import cv2
 from tqdm import tqdm
 
 from ..aligner import Aligner
+from ..errors import InputError
 from ..imageio import ImageError, list_images
+from ..outputs import check_output_file, check_output_folder, unique_stems, write_file_atomic, write_image
 from ..results import ImageLandmarks, draw_faces
 
 
@@ -52,16 +54,13 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return files
 
 
-def check_output(out: Path | None, overwrite: bool) -> None:
+def check_output(out: Path | None, overwrite: bool, inputs: list[Path] = ()) -> None:
     """Fail before any work when the output cannot be written."""
     if out is None:
         return
     if out.suffix.lower() not in (".json", ".csv"):
-        raise ValueError(f"--out must end in .json or .csv, got {out.name}")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"{out.parent}: output folder does not exist")
+        raise InputError(f"--out must end in .json or .csv, got {out.name}")
+    check_output_file(out, overwrite, inputs)
 
 
 def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> None:
@@ -69,28 +68,33 @@ def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> 
     idx = range(num_landmarks)
     header = ["image", "face", "x1", "y1", "x2", "y2", "score", "mean_confidence"]
     header += [f"x_{i}" for i in idx] + [f"y_{i}" for i in idx] + [f"c_{i}" for i in idx]
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for res in results:
-            if not res.faces:
-                w.writerow([res.source, -1] + [""] * (len(header) - 2))
-            for k, face in enumerate(res.faces):
-                w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
-                            *(f"{v:.3f}" for v in face.points[:, 0]), *(f"{v:.3f}" for v in face.points[:, 1]),
-                            *(f"{v:.4f}" for v in face.confidence)])
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(header)
+    for res in results:
+        if not res.faces:
+            w.writerow([res.source, -1] + [""] * (len(header) - 2))
+        for k, face in enumerate(res.faces):
+            w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
+                        *(f"{v:.3f}" for v in face.points[:, 0]), *(f"{v:.3f}" for v in face.points[:, 1]),
+                        *(f"{v:.4f}" for v in face.confidence)])
+    write_file_atomic(path, text.getvalue())  # the whole file or none (Ctrl-C, a full disk)
 
 
 def run(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
-    check_output(args.out, args.overwrite)
+    check_output(args.out, args.overwrite, files)
+    drawings = [None] * len(files)
     if args.draw:
+        check_output_folder(args.draw)
+        drawings = [args.draw / f"{stem}_landmarks.jpg" for stem in unique_stems(files)]
         args.draw.mkdir(parents=True, exist_ok=True)
     aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, blur=args.blur,
                       flip=args.flip, max_faces=args.max_faces)
     print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
     results, skipped = [], []
-    for path in tqdm(files, desc="images", unit="img", disable=len(files) < 2, file=sys.stderr):
+    for path, drawing in tqdm(list(zip(files, drawings)), desc="images", unit="img", disable=len(files) < 2,
+                              file=sys.stderr):
         try:
             image = aligner.load_image(path)
         except ImageError as exc:
@@ -102,14 +106,14 @@ def run(args: argparse.Namespace) -> int:
             continue
         faces = aligner.align(image)
         results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0], faces=faces))
-        if args.draw:
-            cv2.imwrite(str(args.draw / f"{path.stem}_landmarks.jpg"), draw_faces(image, faces))
+        if drawing is not None:
+            write_image(drawing, draw_faces(image, faces))
     if args.out and args.out.suffix.lower() == ".csv":
         write_csv(args.out, results, aligner.num_landmarks)
     else:
-        text = json.dumps([r.to_dict() for r in results], indent=1)
+        text = json.dumps([r.to_dict() for r in results], indent=1, allow_nan=False)  # strict JSON: never a bare NaN
         if args.out:
-            args.out.write_text(text)
+            write_file_atomic(args.out, text)
         else:
             print(text)
     n_faces = sum(len(r.faces) for r in results)

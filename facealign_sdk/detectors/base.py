@@ -21,6 +21,11 @@ class Detection(BaseModel):
 
 @runtime_checkable
 class FaceDetector(Protocol):
-    """Anything with ``detect(image_bgr) -> list[Detection]``, sorted by score, best first."""
+    """Anything with ``detect(image_bgr) -> list[Detection]``, sorted by score, best first.
+
+    A detector may also offer ``fork() -> FaceDetector``, an independent copy: an ``Aligner`` used
+    from several threads then gives each thread its own copy; it calls other detectors one thread
+    at a time.
+    """
 
     def detect(self, image: np.ndarray) -> list[Detection]: ...

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from .base import Detection
 
 
@@ -33,7 +34,7 @@ class InsightFaceDetector:
             raise ImportError("the insightface detector needs: pip install 'facealign-sdk[insightface]'") from exc
         self.model = model_zoo.get_model(str(path), providers=providers or ["CPUExecutionProvider"])
         if self.model is None or not hasattr(self.model, "detect"):
-            raise ValueError(f"{path}: not an insightface detection model (SCRFD / RetinaFace)")
+            raise InputError(f"{path}: not an insightface detection model (SCRFD / RetinaFace)")
         self.model.prepare(ctx_id=-1, input_size=tuple(input_size), det_thresh=score_threshold)
 
     def detect(self, image: np.ndarray) -> list[Detection]:

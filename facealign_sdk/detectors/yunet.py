@@ -7,9 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..model import ModelError, sha256
 from .base import Detection
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "yunet" / "face_detection_yunet_2023mar_int8bq.onnx"
+DEFAULT_MODEL_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
 
 
 class YuNetDetector:
@@ -30,13 +32,21 @@ class YuNetDetector:
         path = Path(model_path) if model_path else _packaged_model()
         if not path.is_file():
             raise FileNotFoundError(f"YuNet model not found: {path}")
+        if model_path is None and sha256(path) != DEFAULT_MODEL_SHA256:
+            raise ModelError(f"{path}: sha256 does not match the bundled YuNet model (corrupt or replaced file)")
         if not hasattr(cv2, "FaceDetectorYN"):
             raise RuntimeError(f"OpenCV {cv2.__version__} has no FaceDetectorYN; install opencv-python-headless>=4.11")
         self.model_path = path
         self.max_side, self.min_side = max_side, min_side
+        self._settings = (score_threshold, nms_threshold)
         if hasattr(cv2, "utils") and hasattr(cv2.utils, "logging"):
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # silence a harmless backend note
         self._net = cv2.FaceDetectorYN.create(str(path), "", (320, 320), score_threshold, nms_threshold, 5000)
+
+    def fork(self) -> YuNetDetector:
+        """An independent detector with the same settings. ``cv2.FaceDetectorYN`` keeps the input
+        size between calls, so one instance must not be used by two threads at once."""
+        return YuNetDetector(self.model_path, *self._settings, max_side=self.max_side, min_side=self.min_side)
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a uint8 BGR image, best score first."""

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ..nets import AutoEncoder
-from .checkpoint import RunDir
+from .checkpoint import RunDir, load_checkpoint
 from .device import training_device
 from .data import augment_face, load_faces
 from .losses import ImageDiscriminator, LatentDiscriminator, gan_loss, structural_loss
@@ -138,7 +138,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
 def load_autoencoder(path: str | Path) -> dict[str, torch.Tensor]:
     """State dict of a trained autoencoder from a run folder or a ``last.pt``."""
     path = Path(path)
-    state = RunDir(path).load() if path.is_dir() else torch.load(path, map_location="cpu", weights_only=True)
+    state = RunDir(path).load() if path.is_dir() else load_checkpoint(path)
     if not state or "ae" not in state:
         raise FileNotFoundError(f"{path}: no autoencoder checkpoint")
     return state["ae"]

@@ -10,6 +10,27 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
+
+
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be loaded safely; the message names it."""
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``.pt`` checkpoint holding only tensors and plain data. ``weights_only=True``: a pickle that would
+    build other objects (and so could run code) is refused with :class:`CheckpointError`, never executed."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, ... for bad files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a loadable checkpoint of tensors and plain data ({first[:300]})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, got {type(state).__name__}")
+    return state
+
 
 class RunDir:
     """A training run folder: ``last.pt`` (full state), ``log.jsonl`` (one line per log step)."""
@@ -31,7 +52,7 @@ class RunDir:
     def load(self) -> dict[str, Any] | None:
         if not self.checkpoint.exists():
             return None
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        return load_checkpoint(self.checkpoint)
 
     def log(self, record: dict[str, Any]) -> None:
         record = {"time": round(time.time(), 1), **record}

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import InputError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
@@ -56,15 +58,15 @@ def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> 
         try:
             base = json.loads(args.config.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{args.config}: not valid JSON ({exc})") from exc
+            raise InputError(f"{args.config}: not valid JSON ({exc})") from exc
         if not isinstance(base, dict):
-            raise ValueError(f"{args.config}: expected a JSON object of settings, got {type(base).__name__}")
+            raise InputError(f"{args.config}: expected a JSON object of settings, got {type(base).__name__}")
     base.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return cls.model_validate(base)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{args.config or 'options'}: invalid {cls.__name__} ({problems})") from exc
+        raise InputError(f"{args.config or 'options'}: invalid {cls.__name__} ({problems})") from exc
 
 
 def run(args: argparse.Namespace) -> int:

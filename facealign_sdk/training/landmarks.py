@@ -23,7 +23,7 @@ from ..decode import TARGET_SIGMA, decode_heatmaps
 from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
-from .checkpoint import RunDir
+from .checkpoint import RunDir, load_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
 from .losses import gaussian_heatmaps
@@ -225,7 +225,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
 
 def load_trained(path: str | Path) -> LandmarkNet:
     """A LandmarkNet from a run's ``best.pt`` / ``last.pt``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_checkpoint(path)
     cfg = state["config"]
     net_cfg = NetConfig(**(cfg["net"] if "net" in cfg else cfg))
     net = LandmarkNet(net_cfg)

@@ -16,6 +16,11 @@ Pipeline (see :func:`track`)::
       -> FrameResult per decoded frame (frame index, timestamp, faces with stable face_id)
       -> CsvWriter (OpenFace 2 style columns), JsonWriter, DrawWriter (annotated mp4)
 
+A tracked face must be backed by the detector: when its confidence falls below
+``confirm_confidence`` the detector runs on the next frame, and a face it does not find there (or
+has not found for ``unconfirmed_seconds`` while it ran) ends, so no face is reported where the
+detector sees none after a scene cut; two tracks on one face (IoU > 0.5) are merged.
+
 Face ids start at 0 and are never reused for another person: a face lost for up to
 ``reacquire_seconds`` and detected again near where it was lost gets its old id back
 (with a fresh filter); anything else gets a new id.

@@ -13,29 +13,33 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import InputError
 from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_bgr8
 from .results import SourceInfo
 
 log = logging.getLogger("facealign_sdk")
 
 DEFAULT_FOLDER_FPS = 30.0
-# a container file may end this many frames (or this share of its announced count) early without counting as broken:
-# some only estimate the count from duration x frame rate
+MAX_FPS = 1000.0  # a higher (or infinite) frame rate makes time steps of ~0 and NaN smoothing
+# a file whose decoding stops this many frame intervals (or this share of its duration) before the container's
+# duration has ended normally; further short, the stream broke
 COUNT_SLACK_FRAMES = 2
 COUNT_SLACK_FRACTION = 0.01
 
 
-class VideoError(ValueError):
+class VideoError(InputError):
     """A video source that cannot be used; the message says which and why."""
 
 
 @dataclass
 class VideoFrame:
-    """One decoded frame: 0-based index, timestamp (s) and the BGR image."""
+    """One frame: 0-based index, timestamp (s) and the BGR image; ``image`` is None and ``error`` says
+    why for an unreadable image in a folder (the frame is still accounted for)."""
 
     index: int
     timestamp: float
-    image: np.ndarray
+    image: np.ndarray | None
+    error: str = ""
 
 
 def _natural_key(path: Path) -> list:
@@ -59,6 +63,8 @@ class VideoReader:
     """
 
     def __init__(self, source: str | int | Path, fps: float | None = None, max_frames: int | None = None) -> None:
+        if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+            raise VideoError(f"fps must be in (0, {MAX_FPS:g}], got {fps!r}")
         self.max_frames = max_frames
         self.frames_read = 0
         self.stop_reason = ""
@@ -90,7 +96,7 @@ class VideoReader:
         self._cap, self._first = cap, image
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
+        rate = rate if math.isfinite(rate) and 0 < rate <= MAX_FPS else (fps or DEFAULT_FOLDER_FPS)
         return SourceInfo(source=str(path), kind="file", width=image.shape[1], height=image.shape[0], fps=rate,
                           frame_count=count if count > 0 else None)
 
@@ -102,7 +108,7 @@ class VideoReader:
             raise VideoError(f"camera {index}: cannot be opened or gives no frames")
         self._cap, self._first, self._t0 = cap, image, time.monotonic()
         rate = cap.get(cv2.CAP_PROP_FPS) or 0.0
-        rate = rate if math.isfinite(rate) and 0 < rate < 1000 else (fps or DEFAULT_FOLDER_FPS)
+        rate = rate if math.isfinite(rate) and 0 < rate <= MAX_FPS else (fps or DEFAULT_FOLDER_FPS)
         return SourceInfo(source=f"camera {index}", kind="camera", width=image.shape[1], height=image.shape[0],
                           fps=float(rate), frame_count=None)
 
@@ -110,11 +116,18 @@ class VideoReader:
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()), key=_natural_key)
         if not files:
             raise VideoError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-        try:
-            image = read_image(files[0])
-        except ImageError as exc:
-            raise VideoError(str(exc)) from exc
-        self._files, self._first = files, image
+        image, problems = None, []
+        for k, file in enumerate(files):  # the first readable image gives the size; a folder needs one
+            try:
+                image = read_image(file)
+            except ImageError as exc:
+                problems.append(str(exc))
+                continue
+            self._first = image if k == 0 else None
+            break
+        if image is None:
+            raise VideoError(f"{path}: no readable image ({problems[0]}{', ...' if len(problems) > 1 else ''})")
+        self._files = files
         return SourceInfo(source=str(path), kind="folder", width=image.shape[1], height=image.shape[0],
                           fps=fps or DEFAULT_FOLDER_FPS, frame_count=len(files))
 
@@ -129,21 +142,24 @@ class VideoReader:
 
     @property
     def truncated(self) -> bool:
-        """True when the stream ended before the frame count the container announced."""
-        expected = self.expected_frames
-        return self.stop_reason == "decode error" and expected is not None and self.frames_read < expected
+        """True when the stream broke: decoding stopped before the end of the source."""
+        return self.stop_reason == "decode error"
 
-    def _short_of_count(self) -> bool:
-        """Whether reading stopped short of the announced frame count. Containers may only estimate
-        it (duration x frame rate), so a file may fall short by a couple of frames or 1 % without
-        being broken; a folder's count is exact."""
+    def _stopped_early(self) -> bool:
+        """Whether reading stopped before the end of the source. A folder's count is exact. A file's
+        frame count is only an estimate in many containers (MKV / WebM: duration x nominal frame
+        rate, wrong for variable frame rates or pauses), so a file is judged by where the decoder
+        stopped: the end of its last frame against the container's duration (count / rate, the
+        quantities OpenCV estimates the count from), within a couple of frames or 1 %."""
         known = self.info.frame_count
         if known is None:
             return False
-        short = known - self.frames_read
         if self.info.kind != "file":
-            return short > 0
-        return short > max(COUNT_SLACK_FRAMES, COUNT_SLACK_FRACTION * known)
+            return self.frames_read < known
+        rate = self.info.fps
+        duration = known / rate
+        reached = self._last_ts + 1.0 / rate if self.frames_read else 0.0
+        return duration - reached > max(COUNT_SLACK_FRAMES / rate, COUNT_SLACK_FRACTION * duration) + 1e-6
 
     def _timestamp(self, index: int) -> float:
         if self.info.kind == "camera":
@@ -157,7 +173,8 @@ class VideoReader:
             ts = max(fallback, self._last_ts + 1.0 / self.info.fps)
         return ts
 
-    def _next_image(self) -> np.ndarray | None:
+    def _next_image(self) -> np.ndarray | ImageError | None:
+        """The next image; None at the end; the ImageError of an unreadable image in a folder."""
         if self._first is not None:
             image, self._first = self._first, None
             return image
@@ -166,9 +183,9 @@ class VideoReader:
                 return None
             try:
                 return read_image(self._files[self.frames_read])
-            except ImageError as exc:
-                log.warning("%s", exc)
-                return None
+            except ImageError as exc:  # one bad file in a folder: warn and go on with the rest
+                log.warning("%s (frame %d has no landmarks)", exc, self.frames_read + 1)
+                return exc
         ok, image = self._cap.read() if self._cap is not None else (False, None)
         return image if ok else None
 
@@ -176,11 +193,14 @@ class VideoReader:
         while self.max_frames is None or self.frames_read < self.max_frames:
             image = self._next_image()
             if image is None:
-                self.stop_reason = "decode error" if self._short_of_count() else "end"
+                self.stop_reason = "decode error" if self._stopped_early() else "end"
                 break
             ts = self._timestamp(self.frames_read)
             self._last_ts = ts
-            frame = VideoFrame(self.frames_read, ts, to_bgr8(image))
+            if isinstance(image, ImageError):
+                frame = VideoFrame(self.frames_read, ts, None, error=str(image))
+            else:
+                frame = VideoFrame(self.frames_read, ts, to_bgr8(image))
             self.frames_read += 1
             yield frame
         else:

@@ -36,6 +36,7 @@ class FrameResult(BaseModel):
     width: int
     height: int
     faces: list[TrackedFace]
+    error: str = ""  # why the frame has no result (an unreadable image in a folder; width and height are then 0)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -59,6 +60,7 @@ class TrackReport(BaseModel):
     frames_decoded: int = 0
     frames_expected: int | None = None
     frames_with_face: int = 0
+    frames_unreadable: int = 0
     face_rows: int = 0
     faces_seen: int = 0
     truncated: bool = False

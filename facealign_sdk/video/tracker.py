@@ -17,7 +17,7 @@ from .. import geometry
 from ..geometry import box_iou as iou
 from ..detectors.base import Detection
 from ..results import FaceLandmarks
-from .reader import VideoFrame, VideoReader
+from .reader import MAX_FPS, VideoFrame, VideoReader
 from .results import FrameResult, TrackedFace, TrackReport
 from .smoothing import LandmarkSmoother, SmoothingConfig
 
@@ -32,6 +32,12 @@ class TrackOptions(BaseModel):
 
     redetect_every: int = Field(10, ge=0, description="run the detector every N frames (0: only when needed)")
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this mean confidence a face counts as lost")
+    confirm_confidence: float = Field(
+        0.6, ge=0, le=1, description="below this mean confidence the detector must confirm a tracked face: it runs on "
+        "the next frame, and a face it does not find there ends (after a scene cut the network still gives the empty "
+        "crop 0.4-0.5, real faces 0.8-0.9)")
+    unconfirmed_seconds: float = Field(
+        0.5, ge=0, description="a tracked face the detector has not found again for this long (while it ran) ends")
     max_faces: int | None = Field(None, ge=1, description="track at most this many faces (default: the Aligner's)")
     smooth: bool = True
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
@@ -43,8 +49,19 @@ class TrackOptions(BaseModel):
         "every frame")
     reacquire_seconds: float = Field(2.0, ge=0, description="a lost face found again within this keeps its id")
     match_iou: float = Field(0.3, gt=0, le=1, description="min IoU to match a detection to a tracked face")
-    fps: float | None = Field(None, gt=0, description="frame rate for image folders (and when the file has none)")
+    fps: float | None = Field(None, gt=0, le=MAX_FPS, allow_inf_nan=False,
+                              description="frame rate for image folders (and when the file has none)")
     max_frames: int | None = Field(None, ge=1, description="stop after this many frames")
+
+
+# a face whose landmarks span less than this (px, sqrt of the box area) is a collapsed ghost, not a face
+MIN_FACE_PX = 4.0
+# two reported faces overlapping this much are one face tracked twice
+DUPLICATE_IOU = 0.5
+
+
+def _size(box: Sequence[float]) -> float:
+    return math.sqrt(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
 
 
 def _centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
@@ -64,7 +81,10 @@ class _Track:
     score: float
     smoother: LandmarkSmoother
     points: np.ndarray | None = None
-    weak: bool = False  # last confidence below threshold: re-detect next frame
+    weak: bool = False  # last confidence below confirm_confidence: re-detect next frame
+    confirmed_at: float | None = None  # timestamp when the detector last found this face
+    missed_since: float | None = None  # the detector ran since then and did not find it (timestamp of the first miss)
+    ended: bool = False  # merged into another track of the same face: gone for good
     lost_at: float | None = None  # timestamp when lost; None while tracked
     reset_smoother: bool = True
     wanted_crop: geometry.CropFrame | None = None  # the crop the last landmarks call for (deadband)
@@ -82,6 +102,7 @@ class _Job:
     ref_box: tuple[float, float, float, float]  # where the face was expected
     points: np.ndarray | None = None
     conf: np.ndarray | None = None
+    missed: bool = False  # the detector ran on this frame and did not find this face
 
     @property
     def score(self) -> float:
@@ -111,8 +132,15 @@ class FaceTracker:
 
     # public
     def process(self, frames: Sequence[VideoFrame]) -> list[FrameResult]:
-        """Landmarks for consecutive frames (all crops in one batched network call)."""
-        group = _GroupState(list(frames))
+        """Landmarks for consecutive frames (all crops in one batched network call); an unreadable frame
+        (no image) gets an empty result with its error, and tracking goes on over it."""
+        readable = iter(self._process([f for f in frames if f.image is not None]))
+        return [next(readable) if f.image is not None else
+                FrameResult(frame=f.index, timestamp=f.timestamp, width=0, height=0, faces=[], error=f.error)
+                for f in frames]
+
+    def _process(self, frames: list[VideoFrame]) -> list[FrameResult]:
+        group = _GroupState(frames)
         jobs = [job for pos in range(len(frames)) for job in self._plan(group, pos)]
         self._run(group, jobs)
         self._repair(group, [j for j in jobs if not j.crop_from_det and self._weak(j)])
@@ -188,7 +216,7 @@ class FaceTracker:
             tr.lost_at, tr.reset_smoother = None, True
             jobs.append(self._det_job(pos, tr, dets[di]))
         matched_tracks = {id(j.track) for j in jobs}
-        jobs += [_Job(pos, t, t.crop, None, False, t.box) for t in active if id(t) not in matched_tracks]
+        jobs += [_Job(pos, t, t.crop, None, False, t.box, missed=True) for t in active if id(t) not in matched_tracks]
         free = [d for i, d in enumerate(dets) if i not in on_active and i not in on_lost]
         for det in free:
             if self.max_faces and len(self._active()) >= self.max_faces:
@@ -219,6 +247,19 @@ class FaceTracker:
     def _weak(self, job: _Job) -> bool:
         return job.conf is None or float(job.conf.mean()) < self.options.min_confidence
 
+    def _ends(self, job: _Job, now: float) -> bool:
+        """Whether a face the detector did not find in this frame ends here: no face in its crop (weak),
+        a collapsed crop, or the detector has missed it while its confidence is low or for too long."""
+        tr = job.track
+        if job.det is not None:
+            return False
+        if self._weak(job) or _size(geometry.box_from_points(job.points)) < MIN_FACE_PX:
+            return True
+        if tr.missed_since is None:
+            return False
+        doubtful = float(job.conf.mean()) < self.options.confirm_confidence
+        return doubtful or now - tr.missed_since > self.options.unconfirmed_seconds
+
     def _repair(self, group: _GroupState, failed: list[_Job]) -> None:
         """Crops from landmarks that lost the face: retry from the detector's box in that frame."""
         retry = []
@@ -240,16 +281,39 @@ class FaceTracker:
     # updating
     def _update(self, frame: VideoFrame, jobs: list[_Job]) -> FrameResult:
         faces = []
+        now = frame.timestamp
         for job in jobs:
-            tr, weak = job.track, self._weak(job)
-            if weak and job.det is None:  # no face in the tracked crop, and the detector did not see one
-                if tr.lost_at is None:
-                    tr.lost_at, tr.weak = frame.timestamp, False
+            tr = job.track
+            if tr.ended or (tr.lost_at is not None and job.det is None):  # ended earlier in this group of frames
                 continue
-            faces.append(self._face(frame, job, weak))
+            if job.det is not None:
+                tr.confirmed_at, tr.missed_since = now, None
+            elif job.missed and tr.missed_since is None:
+                tr.missed_since = now
+            if self._ends(job, now):  # the detector does not back it up: a ghost of a face that left
+                if tr.lost_at is None:
+                    tr.lost_at, tr.weak, tr.missed_since = now, False, None
+                continue
+            faces.append(self._face(frame, job, self._weak(job)))
+        faces = self._without_duplicates(faces, jobs, now)
         faces.sort(key=lambda f: f.face_id)
         return FrameResult(frame=frame.index, timestamp=frame.timestamp, width=frame.image.shape[1],
                            height=frame.image.shape[0], faces=faces)
+
+    def _without_duplicates(self, faces: list[TrackedFace], jobs: list[_Job], now: float) -> list[TrackedFace]:
+        """One face tracked twice (a drifting track and a new one on the same face): keep the track the
+        detector confirmed most recently (then the older id); the other ends."""
+        tracks = {j.track.face_id: j.track for j in jobs}
+        order = sorted(faces, key=lambda f: (-(tracks[f.face_id].confirmed_at or -math.inf), f.face_id))
+        kept: list[TrackedFace] = []
+        for face in order:
+            if any(iou(face.landmarks.box, k.landmarks.box) > DUPLICATE_IOU for k in kept):
+                tr = tracks[face.face_id]
+                tr.ended = True
+                self.tracks = [t for t in self.tracks if t is not tr]
+                continue
+            kept.append(face)
+        return kept
 
     def _update_crop(self, tr: _Track, wanted: geometry.CropFrame, from_detector: bool) -> None:
         """Crop the next frame where the landmarks say, unless the face holds still (deadband).
@@ -265,7 +329,8 @@ class FaceTracker:
     def _face(self, frame: VideoFrame, job: _Job, weak: bool) -> TrackedFace:
         tr = job.track
         raw = job.points
-        tr.points, tr.weak, tr.lost_at, tr.score = raw, weak, None, job.score
+        doubtful = float(job.conf.mean()) < self.options.confirm_confidence
+        tr.points, tr.weak, tr.lost_at, tr.score = raw, doubtful, None, job.score
         self._update_crop(tr, self.aligner.frame_from_landmarks(raw), job.crop_from_det)
         tr.box = geometry.box_from_points(raw)
         if tr.reset_smoother:
@@ -355,6 +420,7 @@ class VideoTrack:
         if result.faces:
             self.report.frames_with_face += 1
         self.report.face_rows += len(result.faces)
+        self.report.frames_unreadable += bool(result.error)
 
 
 def track(aligner: Aligner, video: str | int | Path, **options: Any) -> VideoTrack:

@@ -13,6 +13,8 @@ from typing import IO
 import cv2
 import numpy as np
 
+from ..errors import InputError
+from ..outputs import check_output_file
 from ..results import FaceLandmarks, draw_faces
 from .results import FrameResult, SourceInfo, TrackReport
 
@@ -40,43 +42,119 @@ def csv_rows(result: FrameResult, num_landmarks: int) -> list[list[str]]:
     return rows
 
 
+class RecordFile:
+    """A UTF-8 text output written in whole records at known offsets, unbuffered.
+
+    :meth:`put` writes text at an offset and, if the system refuses part of it (a full disk),
+    cuts the file back to that offset before raising, so the file keeps only complete records.
+    Any seekable text stream (``io.StringIO``) works in its place.
+    """
+
+    def __init__(self, path: Path, overwrite: bool) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL), 0o666)
+        self.name = str(path)
+
+    def seek(self, offset: int) -> int:
+        return os.lseek(self.fd, offset, os.SEEK_SET)
+
+    def tell(self) -> int:
+        return os.lseek(self.fd, 0, os.SEEK_CUR)
+
+    def write(self, text: str) -> int:
+        data = memoryview(text.encode("utf-8"))
+        while data:
+            data = data[os.write(self.fd, data):]
+        return len(text)
+
+    def truncate(self, size: int) -> int:
+        os.ftruncate(self.fd, size)
+        return size
+
+    def flush(self) -> None:
+        """Nothing to flush: every write goes straight to the file."""
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def put(stream: IO[str], offset: int, text: str, restore: str = "") -> int:
+    """Write ``text`` at ``offset`` of a seekable stream and return where it ends. On an OSError the
+    stream is cut back to ``offset`` and ``restore`` written there (what the text replaced), then the
+    error is raised: the stream keeps its last complete state."""
+    try:
+        stream.seek(offset)
+        stream.write(text)
+        stream.flush()
+        end = stream.tell()
+        stream.truncate(end)
+        return end
+    except OSError:
+        try:  # the restored text overwrites bytes the file already had: it needs no new space
+            stream.seek(offset)
+            stream.write(restore)
+            stream.flush()
+            stream.truncate(stream.tell())
+        except OSError:
+            pass  # nothing more can be saved; the original error says why
+        raise
+
+
 class CsvWriter:
-    """Writes frame results as CSV rows, flushed after every frame (valid when interrupted)."""
+    """Writes frame results as CSV rows: a frame's rows land whole or not at all (valid after Ctrl-C or a
+    full disk)."""
 
     def __init__(self, stream: IO[str], num_landmarks: int) -> None:
         self.stream, self.num_landmarks = stream, num_landmarks
-        self._csv = csv.writer(stream, lineterminator="\n")
-        self._csv.writerow(csv_header(num_landmarks))
-        stream.flush()
+        self._end = put(stream, 0, _csv_text([csv_header(num_landmarks)]))
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        buffer = io.StringIO()  # one write call per frame: Ctrl-C cannot leave half a row
-        csv.writer(buffer, lineterminator="\n").writerows(csv_rows(result, self.num_landmarks))
-        self.stream.write(buffer.getvalue())
-        self.stream.flush()
+        self._end = put(self.stream, self._end, _csv_text(csv_rows(result, self.num_landmarks)))
 
     def close(self, report: TrackReport | None = None) -> None:
         self.stream.close()
 
 
+def _csv_text(rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
+
+
 class JsonWriter:
-    """Streams ``{"source": ..., "num_landmarks": L, "frames": [...], "report": {...}}``;
-    :meth:`close` finishes the document (also after an interruption)."""
+    """Streams ``{"source": ..., "num_landmarks": L, "frames": [...], "report": {...}}``. The closing
+    brackets are always written after the last frame (with ``"report": null`` until :meth:`close`), so
+    the file is a complete JSON document at every moment: after Ctrl-C, a crash or a full disk."""
 
     def __init__(self, stream: IO[str], info: SourceInfo, num_landmarks: int) -> None:
         self.stream, self._first = stream, True
         head = {"source": info.model_dump(), "num_landmarks": num_landmarks}
-        stream.write(json.dumps(head)[:-1] + ', "frames": [\n')
+        self._tail = _json_tail(None)
+        self._body = put(stream, 0, _strict_json(head)[:-1] + ', "frames": [\n')
+        put(stream, self._body, self._tail)
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        self.stream.write(("" if self._first else ",\n") + json.dumps(result.to_dict()))
+        record = ("" if self._first else ",\n") + _strict_json(result.to_dict())
+        # JSON text is ASCII (json.dumps escapes the rest), so characters and bytes count alike
+        self._body = put(self.stream, self._body, record + self._tail, restore=self._tail) - len(self._tail)
         self._first = False
-        self.stream.flush()
 
     def close(self, report: TrackReport | None = None) -> None:
-        tail = json.dumps(report.model_dump()) if report is not None else "null"
-        self.stream.write(f'\n], "report": {tail}}}\n')
-        self.stream.close()
+        try:
+            if report is not None:
+                put(self.stream, self._body, _json_tail(report), restore=self._tail)
+        finally:
+            self.stream.close()
+
+
+def _json_tail(report: TrackReport | None) -> str:
+    return f'\n], "report": {_strict_json(report.model_dump()) if report is not None else "null"}}}\n'
+
+
+def _strict_json(value: object) -> str:
+    """JSON text; a NaN or inf is an error rather than the bare ``NaN`` token, which is not JSON."""
+    return json.dumps(value, allow_nan=False)
 
 
 def draw_frame(image: np.ndarray, result: FrameResult) -> np.ndarray:
@@ -100,7 +178,9 @@ class DrawWriter:
         if not self.writer.isOpened():
             raise PermissionError(f"{path}: cannot write a video here")
 
-    def write(self, result: FrameResult, image: np.ndarray) -> None:
+    def write(self, result: FrameResult, image: np.ndarray | None) -> None:
+        if image is None:  # an unreadable image in a folder: a black frame keeps the video in step
+            image = np.zeros((self.size[1], self.size[0], 3), np.uint8)
         if (image.shape[1], image.shape[0]) != self.size:  # image folders may mix sizes
             image = cv2.resize(image, self.size)
             scale = (self.size[0] / result.width, self.size[1] / result.height)
@@ -128,34 +208,22 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     ``outputs`` is ``[csv, json, draw]`` (None for those not wanted); the third must be a video name."""
     paths = [Path(p) for p in outputs if p is not None]
     if not paths:
-        raise ValueError("nothing to write: give --out CSV, --json FILE and/or --draw VIDEO")
+        raise InputError("nothing to write: give --out CSV, --json FILE and/or --draw VIDEO")
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
-        raise ValueError("the output files must be different from each other")
-    src = Path(str(source)).resolve() if source is not None and Path(str(source)).exists() else None
-    for path, real in zip(paths, resolved):
+        raise InputError("the output files must be different from each other")
+    src = [Path(str(source))] if source is not None and Path(str(source)).exists() else []
+    for path in paths:
         if path in outputs[2:] and path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ValueError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
-        if src is not None and real == src:
-            raise ValueError(f"{path}: output would overwrite the input video")
-        if path.is_dir():
-            raise IsADirectoryError(f"{path}: is a folder, expected a file name")
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-        parent = path.parent if str(path.parent) else Path(".")
-        if not parent.exists():
-            raise FileNotFoundError(f"{parent}: output folder does not exist")
-        if not parent.is_dir():
-            raise NotADirectoryError(f"{parent}: not a folder")
-        if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise PermissionError(f"{path}: not writable")
+            raise InputError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
+        check_output_file(path, overwrite, src)
     return paths
 
 
-def open_text_output(path: Path, overwrite: bool) -> IO[str]:
-    """Open an output for writing (``x`` mode unless overwriting): turns OS errors into clear ones."""
+def open_text_output(path: Path, overwrite: bool) -> RecordFile:
+    """Open an output for writing (refusing an existing file unless overwriting): clear errors."""
     try:
-        return open(path, "w" if overwrite else "x", newline="", encoding="utf-8")
+        return RecordFile(path, overwrite)
     except FileExistsError:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it") from None
     except OSError as exc:
