@@ -8,7 +8,11 @@ them green is reported as a survivor. Nothing in the checkout is modified.
     python benchmarks/known_mutants.py            # all mutants
     python benchmarks/known_mutants.py --only csv  # those whose name contains 'csv'
 
-Exit code: 0 when every mutant was killed, 1 otherwise.
+The tests of every mutant first run on the unmutated copy and must pass there. A mutant is killed when
+its tests fail (pytest exit 1) or hang; any other pytest exit (collection or usage error) is an error,
+and a run whose tests were all skipped (no ``../shared``) leaves the mutant untested.
+
+Exit code: 0 when every mutant was killed, 1 otherwise, 2 when the unmutated copy fails its tests.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ MUTANTS = [
            ("tests/test_accuracy.py", "tests/test_geometry.py")),
     Mutant("roll-dependent centre shift with the wrong sign", "facealign_sdk/geometry.py",
            "cx = (x1 + x2) / 2.0 - math.sin(roll)", "cx = (x1 + x2) / 2.0 + math.sin(roll)",
-           ("tests/test_accuracy.py", "tests/test_geometry.py")),
+           ("tests/test_geometry.py",)),
     Mutant("video csv x and y swapped", "facealign_sdk/video/writers.py",
            '*(f"{v:.2f}" for v in lm.points[:, 0]), *(f"{v:.2f}" for v in lm.points[:, 1])',
            '*(f"{v:.2f}" for v in lm.points[:, 1]), *(f"{v:.2f}" for v in lm.points[:, 0])',
@@ -98,8 +102,16 @@ def fresh_copy() -> Path:
     return target
 
 
+def _pytest(copy: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FACEALIGN_SHARED": str(REPO.parent / "shared")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                          cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout
+
+
 def run_mutant(copy: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
-    """'killed', 'survived' or 'not applied' (the original text is no longer in the code), and seconds."""
+    """'killed', 'survived', 'untested' (every test skipped), 'error' (pytest could not run the tests) or
+    'not applied' (the original text is no longer in the code), and seconds."""
     path = copy / mutant.path
     original = path.read_text()
     if original.count(mutant.old) != 1:
@@ -107,10 +119,8 @@ def run_mutant(copy: Path, mutant: Mutant, timeout: float) -> tuple[str, float]:
     path.write_text(original.replace(mutant.old, mutant.new))
     start = time.perf_counter()
     try:
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
-                              cwd=copy, env=env, capture_output=True, timeout=timeout)
-        verdict = "survived" if proc.returncode == 0 else "killed"
+        code, out = _pytest(copy, mutant.tests, timeout)
+        verdict = {0: "survived" if " passed" in out else "untested", 1: "killed"}.get(code, "error")
     except subprocess.TimeoutExpired:
         verdict = "killed"  # a hang is a failure the suite notices
     finally:
@@ -128,6 +138,11 @@ def main() -> int:
         print(f"no mutant name contains {args.only!r}", file=sys.stderr)
         return 2
     copy = fresh_copy()
+    tests = tuple(sorted({t for m in chosen for t in m.tests}))
+    code, out = _pytest(copy, tests, args.timeout * len(tests))
+    if code != 0:
+        print(f"the unmutated copy fails its tests (pytest exit {code}):\n{out[-2000:]}", file=sys.stderr)
+        return 2
     results = []
     for mutant in chosen:
         verdict, seconds = run_mutant(copy, mutant, args.timeout)

@@ -24,7 +24,7 @@ from facealign_sdk.imageio import read_image
 
 MAP_PATH = Path(__file__).resolve().parent / "mediapipe_68_map.json"
 NEIGHBOURS = 6
-RIDGE = 1e-3  # keeps the weights of near-duplicate mesh points from blowing up
+RIDGE = 1e-3  # pulls the weights towards equal shares, so near-duplicate mesh points cannot blow them up
 
 
 class MediaPipe68:
@@ -51,6 +51,9 @@ class MediaPipe68:
             # MediaPipe's normalised coordinates span the image edges: x * w is an edge position
             faces.append(np.array([[p.x * w - 0.5, p.y * h - 0.5] for p in lm.landmark]))
         return faces
+
+    def close(self) -> None:
+        self.mesh.close()
 
     def to_68(self, mesh: np.ndarray) -> np.ndarray:
         return np.einsum("kn,knd->kd", self.weights, mesh[self.index])
@@ -80,16 +83,19 @@ def fit(folder: str, limit: int | None) -> dict:
             pairs.append((_normalise(meshes[idx], sample.points), _normalise(sample.points, sample.points)))
     mesh = np.stack([p[0] for p in pairs])  # (N, 478, 2)
     gt = np.stack([p[1] for p in pairs])  # (N, 68, 2)
+    model.close()
+    # weights = equal shares + d, with sum(d) = 0: d = P @ e for free e (the last entry of d is -sum(e))
+    n = NEIGHBOURS
+    equal = np.full(n, 1.0 / n)
+    p = np.vstack([np.eye(n - 1), -np.ones(n - 1)])
     index, weights = [], []
     for k in range(68):
-        near = np.argsort(np.linalg.norm(mesh - gt[:, k : k + 1], axis=2).mean(axis=0))[:NEIGHBOURS]
-        # least squares over x and y together, weights summing to 1 (eliminate the last weight)
-        a = mesh[:, near]  # (N, n, 2)
-        diff = (a[:, :-1] - a[:, -1:]).transpose(0, 2, 1).reshape(-1, NEIGHBOURS - 1)
-        target = (gt[:, k] - a[:, -1]).reshape(-1)
-        w = np.linalg.solve(diff.T @ diff + RIDGE * len(pairs) * np.eye(NEIGHBOURS - 1), diff.T @ target)
+        near = np.argsort(np.linalg.norm(mesh - gt[:, k : k + 1], axis=2).mean(axis=0))[:n]
+        a = mesh[:, near].transpose(0, 2, 1).reshape(-1, n)  # rows: x and y of every face
+        m, r = a @ p, gt[:, k].reshape(-1) - a @ equal
+        e = np.linalg.solve(m.T @ m + RIDGE * len(pairs) * (p.T @ p), m.T @ r)
         index.append(near.tolist())
-        weights.append([*w.tolist(), 1.0 - float(w.sum())])
+        weights.append((equal + p @ e).tolist())
     return {"fitted_on": f"{folder} ({len(pairs)} of {len(samples)} faces found by MediaPipe)",
             "neighbours": NEIGHBOURS, "index": index, "weights": weights}
 

@@ -119,6 +119,8 @@ def test_lost_face_expires_after_reacquire_seconds():
 
 
 def test_max_faces_tracks_the_best_scoring_faces():
+    """The tracker keeps the first ``max_faces`` of ``Aligner.detect``'s best-first list (that the real
+    ``Aligner.detect`` sorts is tested in test_values)."""
     world = {i: [Face((60, 60), score=0.6), Face((250, 170), score=0.95)] for i in range(3)}
     results = list(track(ScriptedAligner(world, max_faces=1), 3, redetect_every=0))
     for result in results:

@@ -228,6 +228,16 @@ def test_face_bank_collects_crops_annotated_faces_and_video_faces(annotated_fold
     assert np.abs(faces[3].astype(int) - expected.astype(int)).mean() < 6
     with pytest.raises(ValueError, match="npz"):
         build_face_bank(cfg, tmp_path / "bank.zip", progress=False)
+    # FOLDER:FRACTION leaves out the share evaluation holds out
+    from facealign_sdk.training.data import is_held_out
+
+    kept = sum(not is_held_out(p, 0.5) for p in annotated_folder.glob("*.jpg"))
+    held = FaceBankConfig(crops=[], annotated=[f"{annotated_folder}:0.5"], videos=[])
+    assert build_face_bank(held, tmp_path / "held.npz", progress=False)["annotated"] == kept
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(FileNotFoundError, match="not a readable video"):
+        build_face_bank(FaceBankConfig(crops=[], annotated=[], videos=[str(broken)]), tmp_path / "b.npz", progress=False)
 
 
 def test_autoencoder_256_starts_from_the_128_run(tmp_path, annotated_folder):
@@ -252,6 +262,7 @@ def test_turned_faces_get_lower_jaw_weights():
     frontal = np.zeros((68, 2))
     frontal[:17] = np.stack([100 - 60 * np.cos(t), 100 + 70 * np.sin(t)], axis=1)
     frontal[17:] = [100, 90]
+    frontal[36], frontal[45] = [70, 90], [130, 90]
     frontal[30] = [100, 110]
     assert turned_face_ratio(frontal) == pytest.approx(1.0, abs=0.05)
     assert contour_weights(frontal, 0.3) is None
@@ -261,6 +272,14 @@ def test_turned_faces_get_lower_jaw_weights():
     w = contour_weights(turned, 0.3)
     assert w is not None and (w[:17] == 0.3).all() and (w[17:] == 1).all()
     assert contour_weights(turned, 1.0) is None
+    # a 3-D contour jaw: the nose tip has passed the far cheek point (a profile), and a rolled copy
+    profile = frontal.copy()
+    profile[30, 0] = 35
+    assert turned_face_ratio(profile) == 0.0
+    angle = np.radians(40)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    assert turned_face_ratio(turned @ rot.T) == pytest.approx(turned_face_ratio(turned))
+    assert turned_face_ratio(profile @ rot.T) == 0.0
 
 
 def test_point_weights_scale_the_heatmap_loss():
@@ -287,10 +306,21 @@ def test_degradations_change_pixels_not_points(annotated_folder):
         crop, pts = landmark_sample(item, 128, np.random.default_rng(3), degraded)
         np.testing.assert_array_equal(pts, base_pts)
         assert np.abs(crop.astype(int) - base_crop.astype(int)).mean() > 0.5, name
+    # the projective warp moves the pixels and the points alike: a dot drawn at a point stays on it
     perspective = LandmarkAugment(**{**geometric_only.__dict__, "p_perspective": 1.0, "perspective": 0.06})
-    crop, pts = landmark_sample(item, 128, np.random.default_rng(5), perspective)
-    _, base_pts = landmark_sample(item, 128, np.random.default_rng(5), geometric_only)
-    assert 0.5 < np.abs(pts - base_pts).max() < 0.1 * 128 * 2
+    dark = item.image * 0
+    for k in (0, 8, 16, 30, 36, 45, 48, 54):
+        x, y = np.round(item.points[k]).astype(int)
+        dotted = dark.copy()
+        dotted[y - 1 : y + 2, x - 1 : x + 2] = 255
+        shifted = type(item)(dotted, np.round(item.points).astype(float), item.name)
+        crop, pts = landmark_sample(shifted, 128, np.random.default_rng(5), perspective)
+        _, base_pts = landmark_sample(shifted, 128, np.random.default_rng(5), geometric_only)
+        assert np.abs(pts - base_pts).max() > 0.5  # the warp did something
+        heat = crop[..., 0].astype(float)
+        ys, xs = np.nonzero(heat > 0)
+        centroid = np.array([(xs * heat[ys, xs]).sum(), (ys * heat[ys, xs]).sum()]) / heat[ys, xs].sum()
+        np.testing.assert_allclose(centroid, pts[k], atol=0.35)
 
 
 def test_sources_are_sampled_by_their_weight(annotated_folder, tmp_path):

@@ -37,12 +37,17 @@ class Annotated:
 def turned_face_ratio(points: np.ndarray) -> float:
     """Near/far cheek width ratio of a 68-point face (1: frontal, -> 0: profile).
 
-    The horizontal distances from the nose tip (30) to the jaw at cheek height (2 and 14):
-    on a face turned away the far one shrinks.
+    The distances from the nose tip (30) to the jaw at cheek height (2 and 14), measured along the
+    eye axis (36 -> 45, so roll does not matter): on a face turned away the far one shrinks, and on a
+    3-D contour jaw (AFLW2000-3D) the nose tip can pass the far cheek point: a distance <= 0 is a profile.
     """
-    left = abs(points[30, 0] - points[2, 0])
-    right = abs(points[14, 0] - points[30, 0])
-    return float(min(left, right) / max(left, right, 1e-6))
+    axis = points[45] - points[36]
+    axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    left = float((points[30] - points[2]) @ axis)
+    right = float((points[14] - points[30]) @ axis)
+    if left <= 0 or right <= 0:
+        return 0.0
+    return min(left, right) / max(left, right)
 
 
 def contour_weights(points: np.ndarray, jaw_weight: float, turned_below: float = 0.5) -> np.ndarray | None:
@@ -83,23 +88,32 @@ def load_annotated(
 
 
 def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0) -> np.ndarray:
-    """Unlabelled face images, resized (centre-cropped to square) to ``size``; (N, size, size, 3) uint8 BGR.
+    """Unlabelled face images, resized (centre-cropped to square) to ``size``; (N, size, size, 3) uint8 BGR,
+    in the order of ``folders``.
 
     A source may be a folder of images or a face bank (``.npz``, :mod:`.facebank`); ``min_source_side``
-    applies to banks (faces smaller than that in their source image are left out).
+    applies to banks (faces smaller than that in their source image are left out). One array is
+    allocated for all of them (a bank of 20k faces at 256 px is ~4 GB).
     """
-    from .facebank import is_face_bank, load_face_bank
+    from .facebank import face_bank_rows, is_face_bank, load_face_bank
 
-    banks = [load_face_bank(f, size, min_source_side) for f in folders if is_face_bank(f)]
-    files = [f for folder in folders if not is_face_bank(folder) for f in list_images(folder)]
-    out = np.empty((len(files), size, size, 3), np.uint8)
-    for i, f in enumerate(tqdm(files, desc="loading faces", leave=False)):
-        img = read_image(f)
-        h, w = img.shape[:2]
-        s = min(h, w)
-        img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        out[i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-    return np.concatenate([out, *banks]) if banks else out
+    sources = [(f, len(face_bank_rows(f, min_source_side)) if is_face_bank(f) else list_images(f)) for f in folders]
+    total = sum(n if isinstance(n, int) else len(n) for _, n in sources)
+    out = np.empty((total, size, size, 3), np.uint8)
+    row = 0
+    for source, content in sources:
+        if isinstance(content, int):
+            load_face_bank(source, size, min_source_side, out=out[row : row + content])
+            row += content
+            continue
+        for f in tqdm(content, desc=f"loading {Path(source).name}", leave=False):
+            img = read_image(f)
+            h, w = img.shape[:2]
+            s = min(h, w)
+            img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+            out[row] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            row += 1
+    return out
 
 
 def random_similarity(rng: np.random.Generator, size: int, rot_deg: float, scale: float, shift: float) -> np.ndarray:

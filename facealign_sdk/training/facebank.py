@@ -5,6 +5,7 @@ varied, the better. Sources:
 
 * folders of face images that are already crops (``faces/real``, ``faces/synthetic``): centre square;
 * annotated folders (images + ``.pts``): the runtime crop of the point-derived box, labels unused;
+  ``FOLDER:FRACTION`` leaves out the held-out share that evaluation uses (``training.data.is_held_out``);
 * videos (files or folders of them): every ``video_stride``-th frame, each face the detector finds,
   cropped from its detection as the runtime would.
 
@@ -37,14 +38,20 @@ class FaceBankConfig(BaseModel):
     crops: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"],
                              description="folders of images that are already face crops")
     annotated: list[str] = Field(default_factory=lambda: [
-        "../shared/data/300w/train", "../shared/data/aflw2000/train", "../shared/data/ytf68/train",
-        "../shared/data/infanface/train"], description="folders of images with .pts (labels are not used)")
+        "../shared/data/300w/train", "../shared/data/aflw2000/train:0.2", "../shared/data/ytf68/train",
+        "../shared/data/infanface/train:0.25"],
+        description="folders of images with .pts (labels are not used); FOLDER:FRACTION leaves out its held-out share")
     videos: list[str] = Field(default_factory=lambda: ["../shared/data/videos"],
                               description="video files or folders of them")
     size: int = Field(256, description="largest side of the stored crops (a face smaller in its source is stored "
                       "at its source size and resized when loaded)")
     video_stride: int = Field(15, ge=1, description="take every Nth video frame")
     jpeg_quality: int = Field(90, ge=50, le=100)
+
+
+def _stored_side(source_side: float, size: int) -> int:
+    """Crops are stored no larger than the face was in its source: upsampled pixels only cost bytes."""
+    return int(min(size, max(64, source_side)))
 
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:
@@ -54,14 +61,17 @@ def _square(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
 
 
-def _annotated_crops(folder: str, size: int) -> Iterator[tuple[np.ndarray, int]]:
+def _annotated_crops(spec: str, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    from ..evaluate import parse_folder_spec
+    from .data import is_held_out
+
+    folder, held_out = parse_folder_spec(spec)
     for path in list_images(folder):
         pts = path.with_suffix(".pts")
-        if not pts.is_file():
+        if not pts.is_file() or (held_out is not None and is_held_out(path, held_out)):
             continue
-        points = read_pts(pts, None)
-        frame = geometry.frame_from_box(geometry.box_from_points(points))
-        yield geometry.warp_crop(read_image(path), frame, size), int(min(frame.side, 10_000))
+        frame = geometry.frame_from_box(geometry.box_from_points(read_pts(pts, None)))
+        yield geometry.warp_crop(read_image(path), frame, _stored_side(frame.side, size)), int(frame.side)
 
 
 def _video_files(source: str) -> list[Path]:
@@ -76,18 +86,22 @@ def _video_files(source: str) -> list[Path]:
 def _video_crops(source: str, size: int, stride: int, detector) -> Iterator[tuple[np.ndarray, int]]:
     for video in _video_files(source):
         cap = cv2.VideoCapture(str(video))
-        index = 0
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if index % stride == 0:
-                for det in detector.detect(frame):
-                    roll = geometry.roll_from_eyes(*det.keypoints[:2]) if det.keypoints else 0.0
-                    crop_frame = geometry.frame_from_box(det.box, roll)
-                    yield geometry.warp_crop(frame, crop_frame, size), int(crop_frame.side)
-            index += 1
-        cap.release()
+        try:
+            if not cap.isOpened():
+                raise FileNotFoundError(f"{video}: not a readable video")
+            index = 0
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                if index % stride == 0:
+                    for det in detector.detect(frame):
+                        roll = geometry.roll_from_eyes(*det.keypoints[:2]) if det.keypoints else 0.0
+                        crop_frame = geometry.frame_from_box(det.box, roll)
+                        yield geometry.warp_crop(frame, crop_frame, _stored_side(crop_frame.side, size)), int(crop_frame.side)
+                index += 1
+        finally:
+            cap.release()
 
 
 def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True) -> dict[str, int]:
@@ -101,10 +115,6 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     counts = {"crops": 0, "annotated": 0, "videos": 0}
 
     def add(crop: np.ndarray, side: int, kind: int) -> None:
-        # stored no larger than the face was in its source: upsampled pixels only cost bytes
-        stored = int(min(cfg.size, max(64, side)))
-        if stored < crop.shape[0]:
-            crop = cv2.resize(crop, (stored, stored), interpolation=cv2.INTER_AREA)
         ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
         if not ok:
             raise RuntimeError("JPEG encoding failed")
@@ -116,7 +126,8 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     for folder in cfg.crops:
         for path in list_images(folder):
             image = read_image(path)
-            add(_square(image, cfg.size), min(image.shape[:2]), 0)
+            side = min(image.shape[:2])
+            add(_square(image, _stored_side(side, cfg.size)), side, 0)
             counts["crops"] += 1
             bar.update(1)
     for folder in cfg.annotated:
@@ -143,15 +154,25 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     return counts
 
 
-def load_face_bank(path: str | Path, size: int, min_source_side: int = 0) -> np.ndarray:
-    """Faces of a bank as (N, size, size, 3) uint8 BGR; ``min_source_side`` drops faces that were smaller
-    than that in their source image (for 256-px training, upsampled 100-px faces teach blur)."""
+def face_bank_rows(path: str | Path, min_source_side: int = 0) -> np.ndarray:
+    """Indices of the bank's faces that were at least ``min_source_side`` pixels in their source."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such face bank")
     with np.load(path, allow_pickle=False) as bank:
-        jpeg, offsets, sides = bank["jpeg"], bank["offsets"], bank["source_side"]
-    keep = np.flatnonzero(sides >= min_source_side)
-    out = np.empty((len(keep), size, size, 3), np.uint8)
+        return np.flatnonzero(bank["source_side"] >= min_source_side)
+
+
+def load_face_bank(path: str | Path, size: int, min_source_side: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    """Faces of a bank as (N, size, size, 3) uint8 BGR, decoded into ``out`` when given (no second copy);
+    ``min_source_side`` drops faces that were smaller than that in their source image (for 256-px
+    training, upsampled 100-px faces teach blur)."""
+    keep = face_bank_rows(path, min_source_side)
+    with np.load(path, allow_pickle=False) as bank:
+        jpeg, offsets = bank["jpeg"], bank["offsets"]
+    if out is None:
+        out = np.empty((len(keep), size, size, 3), np.uint8)
+    elif out.shape != (len(keep), size, size, 3):
+        raise ValueError(f"out has shape {out.shape}, the bank needs {(len(keep), size, size, 3)}")
     for row, i in enumerate(keep):
         face = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
         if face.shape[0] != size:

@@ -106,7 +106,11 @@ def heatmap_loss(
 
 
 def point_weight_batch(items: list[Annotated]) -> torch.Tensor | None:
-    """(N, L) per-point loss weights of a batch, or None when every weight is 1."""
+    """(N, L) per-point loss weights of a batch, or None when every weight is 1.
+
+    The weights keep the annotation's point order also for mirrored samples: that is right for the
+    jaw weights of :func:`.data.contour_weights`, which are the same for both sides of the face.
+    """
     if all(it.point_weights is None for it in items):
         return None
     rows = [it.point_weights if it.point_weights is not None else np.ones(len(it.points), np.float32) for it in items]
