@@ -155,13 +155,15 @@ def test_release_records_mirror_symmetry_and_flip_warns(annotated_folder, tiny_m
     from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
     from facealign_sdk.training.release import release_model
 
-    for flip_probability, symmetric in ((0.0, False), (0.5, True)):
-        run = tmp_path / f"run{flip_probability}"
-        cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=None, init_model=str(tiny_model),
+    # a source without mirror augmentation (its own flip_probability 0) makes the model not symmetric
+    for flip_probability, source_flip, symmetric in ((0.0, None, False), (0.5, None, True), (0.5, 0.0, False)):
+        run = tmp_path / f"run{flip_probability}{source_flip}"
+        sources = [DataSource(folder=str(annotated_folder)), DataSource(folder=str(annotated_folder), flip_probability=source_flip)]
+        cfg = LandmarkConfig(train=sources, val=None, init_model=str(tiny_model),
                              run_dir=str(run), net=NetConfig(width=8), batch_size=2, steps=1, checkpoint_every=1,
                              lr=0.0, encoder_lr=0.0, threads=1, flip_probability=flip_probability)
         train_landmarks(cfg, progress=False)
-        out = tmp_path / f"model{flip_probability}"
+        out = tmp_path / f"model{flip_probability}{source_flip}"
         release_model(run / "last.pt", out, "m", [])
         assert load_manifest(out).mirror_symmetric is symmetric
         caplog.clear()

@@ -16,11 +16,14 @@ def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, traini
     """Write a trained checkpoint as ``out_dir/model.safetensors`` (fp16) + ``manifest.json``.
 
     The run's ``config.json`` beside the checkpoint, when there, tells whether the network was
-    trained with mirror augmentation (``Manifest.mirror_symmetric``)."""
+    trained with mirror augmentation on every source (``Manifest.mirror_symmetric``): one source
+    without it (an annotation convention that is not mirror-symmetric) makes the model not symmetric."""
     run_config = Path(checkpoint).parent / "config.json"
     mirror = True
     if run_config.is_file():
-        mirror = LandmarkConfig.model_validate_json(run_config.read_text()).flip_probability > 0
+        cfg = LandmarkConfig.model_validate_json(run_config.read_text())
+        mirror = all((cfg.flip_probability if src.flip_probability is None else src.flip_probability) > 0
+                     for src in cfg.train)
     return write_model_folder(load_trained(checkpoint), out_dir, name, training_data, mirror_symmetric=mirror)
 
 
