@@ -244,3 +244,74 @@ def test_training_crop_equals_runtime_crop(tiny_model, face_image):
     frame = geometry.frame_from_box(geometry.box_from_points(points))
     bgr = geometry.warp_crop(face_image, frame, 256)
     np.testing.assert_allclose(capture.last[0, 0], bgr[..., 2] / 255.0, atol=1e-6)
+
+
+# -- video drawing ----------------------------------------------------------------------------------
+
+
+def _frame_result(width: int, height: int, box=(100.0, 120.0, 220.0, 260.0), face_id: int = 7):
+    from facealign_sdk.video import FrameResult
+    from facealign_sdk.video.results import TrackedFace
+
+    points = np.column_stack([np.linspace(box[0] + 10, box[2] - 10, 68), np.linspace(box[1] + 10, box[3] - 10, 68)])
+    lm = FaceLandmarks(box=box, score=0.9, points=points, confidence=np.full(68, 0.9))
+    return FrameResult(frame=0, timestamp=0.0, width=width, height=height,
+                       faces=[TrackedFace(face_id=face_id, detected=True, success=True, landmarks=lm)])
+
+
+def _label_pixels(drawn: np.ndarray, original: np.ndarray) -> np.ndarray:
+    """Mask of pixels painted in the id label's colour (BGR 255, 160, 0)."""
+    diff = np.abs(drawn.astype(int) - original.astype(int)).sum(axis=2) > 60
+    blueish = (drawn[..., 0] > 150) & (drawn[..., 2] < 100)
+    return diff & blueish
+
+
+@pytest.mark.parametrize("side", [400, 1600])
+def test_video_drawing_labels_each_face_above_its_box(side):
+    """draw_frame: the points as draw_faces draws them, and 'id N' in the box colour just above the box,
+    its size growing with the frame."""
+    from facealign_sdk.video.writers import draw_frame
+
+    image = np.full((side, side, 3), 40, np.uint8)
+    scale = side / 400
+    box = (100.0 * scale, 120.0 * scale, 220.0 * scale, 260.0 * scale)
+    result = _frame_result(side, side, box)
+    drawn = draw_frame(image, result)
+    assert (image == 40).all()
+    faces_only = draw_faces(image, [result.faces[0].landmarks])
+    label = _label_pixels(drawn, faces_only)
+    ys, xs = np.nonzero(label)
+    assert len(ys) > 20 * scale, "no id label drawn"
+    assert ys.max() <= box[1] and ys.min() >= box[1] - 60 * scale  # right above the box
+    assert xs.min() >= box[0] - 2 and xs.max() <= box[0] + 200 * scale
+    assert ys.max() - ys.min() >= 8 * max(1.0, scale / 2)  # text height grows with the frame
+
+
+def test_draw_writer_writes_every_frame_at_its_size(tmp_path):
+    """The --draw video has one frame per result, at the source size; a frame whose image is missing
+    (an unreadable file in a folder) is black; images of another size are fitted with their points."""
+    from facealign_sdk.video import SourceInfo
+    from facealign_sdk.video.writers import DrawWriter
+
+    info = SourceInfo(source="x", kind="folder", width=320, height=240, fps=10.0, frame_count=3)
+    path = tmp_path / "out.mp4"
+    writer = DrawWriter(path, info)
+    bright = np.full((240, 320, 3), 200, np.uint8)
+    writer.write(_frame_result(320, 240, (40.0, 40.0, 140.0, 160.0)), bright)
+    writer.write(_frame_result(320, 240), None)
+    writer.write(_frame_result(640, 480, (80.0, 80.0, 280.0, 320.0)), np.full((480, 640, 3), 200, np.uint8))
+    writer.close()
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    assert len(frames) == 3 and all(f.shape == (240, 320, 3) for f in frames)
+    assert frames[1].mean() < 40  # black, apart from the drawing
+    assert frames[0].mean() > 150
+    # the resized frame's drawing lands where the first frame's does (points scaled by 1/2)
+    a = np.abs(frames[0].astype(int) - 200).sum(axis=2) > 120
+    b = np.abs(frames[2].astype(int) - 200).sum(axis=2) > 120
+    assert (a & b).sum() > 0.5 * min(a.sum(), b.sum())
