@@ -8,6 +8,7 @@ their header, before they are decoded (a 1 MB PNG can hold 20000 x 20000 px: 1.2
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import cv2
@@ -66,12 +67,14 @@ def max_pixels() -> int:
     if not text:
         return DEFAULT_MAX_PIXELS
     try:
-        value = int(float(text))
+        value = float(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ImageError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive number of pixels")
-    return value
+        value = 0.0
+    if value == float("inf"):
+        return sys.maxsize  # no limit
+    if not value >= 1:  # also NaN
+        raise ImageError(f"{MAX_PIXELS_ENV}={text!r}: expected a positive number of pixels (or inf: no limit)")
+    return int(value)
 
 
 def _check_pixels(path: Path, width: int, height: int, limit: int) -> None:
@@ -115,13 +118,15 @@ def read_image(path: str | Path, limit: int | None = None) -> np.ndarray:
     header = read_header(data.data) if data.size else None
     if header is not None:
         _check_pixels(path, header.width, header.height, limit)
-    # IMREAD_UNCHANGED keeps 16-bit and alpha and ignores the EXIF orientation, which is applied below
-    # for every format alike
+    # IMREAD_UNCHANGED keeps 16-bit and alpha and ignores the EXIF orientation of JPEG, PNG and WebP,
+    # which is applied below; OpenCV's TIFF decoder turns the image upright itself
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ImageError(f"{path}: not a readable image")
     _check_pixels(path, image.shape[1], image.shape[0], limit)
-    return to_bgr8(apply_orientation(image, header.orientation if header else 1), str(path))
+    oriented_by_decoder = bytes(data[:4]) in (b"II*\x00", b"MM\x00*")
+    orientation = header.orientation if header and not oriented_by_decoder else 1
+    return to_bgr8(apply_orientation(image, orientation), str(path))
 
 
 def list_images(folder: str | Path) -> list[Path]:

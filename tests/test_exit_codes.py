@@ -149,3 +149,27 @@ def test_train_on_a_missing_gpu_is_bad_input(annotated, tmp_path, capsys):
     assert cli.main(run) == 2
     assert "sees no CUDA device" in capsys.readouterr().err
     assert cli.main([*run[:-1], "tpu"]) == 2
+
+
+def test_bench_missing_target_and_bad_json_path_are_bad_input(tiny_model, tmp_path, capsys):
+    base = ["bench", "--model", str(tiny_model), "--batch", "1", "--iters", "1"]
+    assert cli.main([*base, "--backends", "ort-int8"]) == 2
+    assert "model_int8.onnx is not in the model folder" in capsys.readouterr().err
+    assert cli.main([*base, "--backends", "torch", "--json", str(tmp_path / "missing" / "b.json")]) == 2
+    assert "output folder does not exist" in capsys.readouterr().err
+
+
+def test_device_gpu_never_runs_on_the_cpu(tiny_model):
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.errors import InputError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(InputError):
+        Aligner(tiny_model, device="gpu")
+
+
+def test_bad_thread_count_names_the_variable(tiny_model, monkeypatch, capsys):
+    monkeypatch.setenv("FACEALIGN_THREADS", "abc")
+    assert cli.main(["image", str(SAMPLES / "face.jpg"), "--backend", "ort"]) == 2  # the bundled model (ONNX)
+    assert "FACEALIGN_THREADS" in capsys.readouterr().err

@@ -8,13 +8,16 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..errors import InputError
+
 INPUT_NAME = "image"  # the input of every exported graph and engine (export.onnx)
-DEVICES = ("auto", "gpu", "cpu", "cuda", "tensorrt")  # "cuda" and "tensorrt" also as "cuda:N" / "tensorrt:N"
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")  # "cuda" and "tensorrt" also as "cuda:N" / "tensorrt:N"; "gpu" = "cuda"
 GPU_DEVICES = ("cuda", "tensorrt")
 
 
-class BackendError(RuntimeError):
-    """A backend that cannot be created or run; the message says what to install or fix."""
+class BackendError(InputError, RuntimeError):
+    """A backend that cannot be created or run with what was asked for (a device, a runtime that is not
+    installed); the message says what to install or fix. An input error: exit 2 in the CLI."""
 
 
 @runtime_checkable
@@ -40,9 +43,10 @@ def check_batch(batch: np.ndarray, input_size: int) -> np.ndarray:
 
 
 def parse_device(device: str) -> tuple[str, int]:
-    """``"cuda:1"`` -> ("cuda", 1); ``"gpu"`` is ``"auto"``; BackendError for anything not in :data:`DEVICES`."""
+    """``"cuda:1"`` -> ("cuda", 1); ``"gpu"`` is ``"cuda"`` (an explicit GPU: never a silent CPU run);
+    BackendError for anything not in :data:`DEVICES`."""
     kind, _, index = str(device).strip().lower().partition(":")
-    kind = "auto" if kind == "gpu" else kind
+    kind = "cuda" if kind == "gpu" else kind
     if kind not in DEVICES or (index and (kind not in GPU_DEVICES or not index.isdigit())):
         raise BackendError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or tensorrt (ONNX Runtime's "
                            "TensorRT provider)")

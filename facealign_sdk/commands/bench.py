@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ..aligner import Aligner
 from ..errors import InputError
 from ..imageio import read_image
 from ..model import resolve_model_dir
+from ..outputs import check_output_file
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "face.jpg"
 
@@ -30,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]:
-    """(label, backend, artifact) for each requested and present target."""
+    """(label, backend, artifact) for each requested target; with 'all', those present. A target named
+    explicitly whose file is not in the model folder is an error, not a silently empty table."""
     all_targets = [("ort", "ort", model_dir / "model.onnx"), ("ort-fp16", "ort", model_dir / "model_fp16.onnx"),
                    ("ort-int8", "ort", model_dir / "model_int8.onnx"),
                    ("ort-decode", "ort", model_dir / "model_decode.onnx"), ("torch", "torch", None)]
@@ -45,6 +48,9 @@ def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]
         label, backend, artifact = known[name]
         if artifact is None or artifact.is_file():
             out.append(known[name])
+        elif wanted != "all":
+            raise InputError(f"bench target {name!r}: {artifact} is not in the model folder "
+                             f"(facealign export --model {model_dir} --to {name.removeprefix('ort-') if '-' in name else 'onnx'})")
     return out
 
 
@@ -73,9 +79,12 @@ def run(args: argparse.Namespace) -> int:
     batches = parse_batches(args.batch)
     if args.iters < 1:
         raise InputError(f"--iters must be at least 1, got {args.iters}")
+    if args.json:
+        check_output_file(args.json)  # before the timing runs, not after them
+    targets = _targets(model_dir, args.backends)
     image = read_image(args.image)
     aligners = []
-    for label, backend, artifact in _targets(model_dir, args.backends):
+    for label, backend, artifact in targets:
         try:
             aligners.append((label, Aligner(artifact or model_dir, backend=backend, device=args.device)))
         except Exception as exc:  # report and go on with the other targets
@@ -105,4 +114,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{env}")
     if args.json:
         args.json.write_text(json.dumps({"env": env, "results": rows}, indent=1))
-    return 0 if rows else 1
+    if not rows:
+        print("facealign bench: no target could be built (see the skipped lines above)", file=sys.stderr)
+        return 1
+    return 0

@@ -213,10 +213,16 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     if len(set(resolved)) != len(resolved):
         raise InputError("the output files must be different from each other")
     src = [Path(str(source))] if source is not None and Path(str(source)).exists() else []
-    for path in paths:
-        if path in outputs[2:] and path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise InputError(f"{path}: the annotated video must end in {', '.join(VIDEO_SUFFIXES)}")
-        check_output_file(path, overwrite, src)
+    if src and src[0].is_dir():  # an image folder: none of its images may be overwritten
+        src += [p for p in src[0].iterdir() if p.is_file()]
+    wanted = {0: (".csv",), 1: (".json",), 2: VIDEO_SUFFIXES}
+    for slot, path in enumerate(outputs):
+        if path is None:
+            continue
+        if Path(path).suffix.lower() not in wanted[slot]:
+            what = ("the CSV output (--out)", "the JSON output (--json)", "the annotated video (--draw)")[slot]
+            raise InputError(f"{path}: {what} must end in {', '.join(wanted[slot])}")
+        check_output_file(Path(path), overwrite, src)
     return paths
 
 
