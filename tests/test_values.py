@@ -86,17 +86,29 @@ def test_image_drawing_shows_the_points(released, tmp_path):
     assert np.median(at_points_drawn) > 80 and np.median(at_points_original) < 30
 
 
-def test_draw_faces_pixels():
-    """Points in green where confident, red where not, the box in its colour; the input untouched."""
-    image = np.full((200, 200, 3), 40, np.uint8)
-    points = np.array([[50.0, 60.0], [150.0, 140.0]])
-    face = FaceLandmarks(box=(20, 30, 180, 170), score=0.9, points=points, confidence=np.array([0.9, 0.1]))
+@pytest.mark.parametrize("side", [200, 800])
+def test_draw_faces_pixels(side):
+    """Points in green where confident (from 0.3 up), red where not, the box in its colour; dots and lines
+    grow with the image (radius 2 and line 1 px up to 600 px, radius 3 and 2 px at 800); the input untouched."""
+    k = side // 200
+    image = np.full((side, side, 3), 40, np.uint8)
+    points = np.array([[50.0, 60.0], [150.0, 140.0], [100.0, 60.0]]) * k
+    face = FaceLandmarks(box=(20 * k, 30 * k, 180 * k, 170 * k), score=0.9, points=points,
+                         confidence=np.array([0.9, 0.1, 0.3]))
     out = draw_faces(image, [face])
     assert (image == 40).all()
-    np.testing.assert_array_equal(out[60, 50], [0, 255, 0])
-    np.testing.assert_array_equal(out[140, 150], [0, 0, 255])
-    np.testing.assert_array_equal(out[30, 100], [255, 160, 0])  # top edge of the box
-    np.testing.assert_array_equal(out[100, 100], [40, 40, 40])  # nothing drawn inside
+    x, y = (int(v) for v in points[0])
+    np.testing.assert_array_equal(out[y, x], [0, 255, 0])
+    np.testing.assert_array_equal(out[int(points[1, 1]), int(points[1, 0])], [0, 0, 255])
+    np.testing.assert_array_equal(out[int(points[2, 1]), int(points[2, 0])], [0, 255, 0])  # 0.3 counts as confident
+    radius = 2 if side < 600 else 3
+    np.testing.assert_array_equal(out[y, x + radius], [0, 255, 0])
+    np.testing.assert_array_equal(out[y, x + radius + 2], [40, 40, 40])
+    line = 1 if side < 600 else 2
+    mid = 100 * k
+    np.testing.assert_array_equal(out[30 * k + line - 1, mid], [255, 160, 0])  # top edge of the box
+    np.testing.assert_array_equal(out[30 * k + line + 1, mid], [40, 40, 40])
+    np.testing.assert_array_equal(out[100 * k, mid], [40, 40, 40])  # nothing drawn inside
 
 
 # -- video command outputs ---------------------------------------------------------------------
@@ -311,7 +323,14 @@ def test_draw_writer_writes_every_frame_at_its_size(tmp_path):
     assert len(frames) == 3 and all(f.shape == (240, 320, 3) for f in frames)
     assert frames[1].mean() < 40  # black, apart from the drawing
     assert frames[0].mean() > 150
-    # the resized frame's drawing lands where the first frame's does (points scaled by 1/2)
-    a = np.abs(frames[0].astype(int) - 200).sum(axis=2) > 120
-    b = np.abs(frames[2].astype(int) - 200).sum(axis=2) > 120
-    assert (a & b).sum() > 0.5 * min(a.sum(), b.sum())
+    # the resized frame's drawing (box and points scaled by 1/2) is the first frame's drawing
+    from facealign_sdk.video.writers import draw_frame
+
+    expected = draw_frame(bright, _frame_result(320, 240, (40.0, 40.0, 140.0, 160.0)))
+    box_colour = (expected[..., 0] > 200) & (expected[..., 1] > 120) & (expected[..., 2] < 60)
+    green = (expected[..., 1] > 200) & (expected[..., 0] < 60) & (expected[..., 2] < 60)
+    for frame in (frames[0], frames[2]):
+        got = (frame[..., 0] > 170) & (frame[..., 1] > 100) & (frame[..., 2] < 110)
+        assert (got & box_colour).sum() > 0.6 * box_colour.sum()
+        got_green = (frame[..., 1] > 170) & (frame[..., 0] < 110) & (frame[..., 2] < 110)
+        assert (got_green & green).sum() > 0.6 * green.sum()
