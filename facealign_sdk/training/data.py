@@ -87,6 +87,13 @@ def load_annotated(
     return items
 
 
+def center_square(image: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image (a view, no copy)."""
+    h, w = image.shape[:2]
+    s = min(h, w)
+    return image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+
+
 def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0) -> np.ndarray:
     """Unlabelled face images, resized (centre-cropped to square) to ``size``; (N, size, size, 3) uint8 BGR,
     in the order of ``folders``.
@@ -107,11 +114,7 @@ def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0) -
             row += content
             continue
         for f in tqdm(content, desc=f"loading {Path(source).name}", leave=False):
-            img = read_image(f)
-            h, w = img.shape[:2]
-            s = min(h, w)
-            img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-            out[row] = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
+            out[row] = cv2.resize(center_square(read_image(f)), (size, size), interpolation=cv2.INTER_AREA)
             row += 1
     return out
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .. import geometry
 from ..imageio import list_images, read_image
 from ..pts import read_pts
+from .data import center_square
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
@@ -55,10 +56,8 @@ def _stored_side(source_side: float, size: int) -> int:
 
 
 def _square(image: np.ndarray, size: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    s = min(h, w)
-    square = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_LINEAR)
+    square = center_square(image)
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA if len(square) > size else cv2.INTER_LINEAR)
 
 
 def _annotated_crops(spec: str, size: int) -> Iterator[tuple[np.ndarray, int]]:
