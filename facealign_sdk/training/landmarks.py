@@ -65,6 +65,9 @@ class LandmarkConfig(BaseModel):
     steps: int = 4000
     lr: float = 1e-3
     encoder_lr: float = 1e-4
+    generator_lr: float | None = Field(
+        None, gt=0, description="also train the generator's weights at this rate (None: frozen, as in 3FabRec); "
+        "its BatchNorm statistics stay fixed either way")
     lr_decay_at: float = Field(0.75, description="divide both lrs by 10 after this share of the steps")
     foreground_weight: float = Field(20.0, ge=0, description="extra MSE weight on the Gaussian peaks (0: plain MSE)")
     checkpoint_every: int = 200
@@ -141,6 +144,20 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
     return float(nme(np.stack(preds), np.stack(gts)).mean() * 100)
 
 
+def _optimizer(net: LandmarkNet, cfg: LandmarkConfig) -> tuple[torch.optim.Adam, list[float]]:
+    """Adam with one parameter group per learning rate: encoder, new layers, and the generator if trained."""
+    if cfg.generator_lr is not None:
+        for p in net.generator.parameters():
+            p.requires_grad_(True)
+    groups = {"encoder": (list(net.encoder.parameters()), cfg.encoder_lr)}
+    if cfg.generator_lr is not None:
+        groups["generator"] = (list(net.generator.parameters()), cfg.generator_lr)
+    taken = {id(p) for params, _ in groups.values() for p in params}
+    groups["new"] = ([p for p in net.parameters() if p.requires_grad and id(p) not in taken], cfg.lr)
+    opt = torch.optim.Adam([{"params": params, "lr": lr} for params, lr in groups.values()])
+    return opt, [lr for _, lr in groups.values()]
+
+
 def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, float]:
     """Train (or resume) the landmark stage; returns the last logged record."""
     if cfg.threads:
@@ -173,16 +190,12 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
     net.to(device)
-    enc_params = list(net.encoder.parameters())
-    enc_ids = {id(p) for p in enc_params}
-    new_params = [p for p in net.parameters() if p.requires_grad and id(p) not in enc_ids]
-    opt = torch.optim.Adam([{"params": enc_params, "lr": cfg.encoder_lr}, {"params": new_params, "lr": cfg.lr}])
+    opt, base_lrs = _optimizer(net, cfg)
     step, best = 0, float("inf")
     if state:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state["best_nme"]
-    base_lrs = [cfg.encoder_lr, cfg.lr]
     rng = np.random.default_rng(cfg.seed + step)
     augs = [LandmarkAugment(p_flip=cfg.flip_probability if src.flip_probability is None else src.flip_probability)
             if cfg.augment else LandmarkAugment.none() for src in cfg.train]
