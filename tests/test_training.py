@@ -354,3 +354,24 @@ def test_sources_are_sampled_by_their_weight(annotated_folder, tmp_path):
     assert 0.6 < share_small < 0.9  # 3 / 4 of 32 samples, though the folder holds 1 of 5 faces
     assert {flip for name, flip in seen if name == "one.jpg"} == {1.0}
     assert {flip for name, flip in seen if name != "one.jpg"} == {0.0}
+
+
+@pytest.mark.parametrize("generator_lr", [None, 1e-3])
+def test_generator_lr_decides_whether_the_generator_learns(annotated_folder, tmp_path, generator_lr):
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, load_trained, train_landmarks
+
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=None, autoencoder=None,
+                         run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=2, steps=3,
+                         checkpoint_every=3, augment=False, generator_lr=generator_lr, threads=1)
+    torch.manual_seed(cfg.seed)
+    from facealign_sdk.nets import LandmarkNet
+
+    start = LandmarkNet(cfg.net).state_dict()  # same seed: the weights training starts from
+    train_landmarks(cfg, progress=False)
+    trained = load_trained(tmp_path / "run" / "last.pt").state_dict()
+    conv = "generator.stages.0.0.conv1.weight"
+    assert torch.equal(trained[conv], start[conv]) == (generator_lr is None)
+    # BatchNorm statistics stay fixed either way
+    stats = [k for k in start if k.startswith("generator.") and k.endswith("running_mean")]
+    assert stats and all(torch.equal(trained[k], start[k]) for k in stats)
