@@ -120,3 +120,12 @@ def test_aligner_results_carry_their_pose(face_image):
     doc = json.loads(json.dumps(face.to_dict(), allow_nan=False))
     assert doc["pose"]["yaw"] == round(face.pose.yaw, 3)
     np.testing.assert_allclose(doc["pose"]["translation_vector"], face.pose.translation_vector, atol=1e-5)
+
+
+def test_tracked_faces_carry_their_pose():
+    results = list(Aligner().track(REPO / "samples" / "clip.mp4", max_frames=3))
+    faces = [(r, f) for r in results for f in r.faces]
+    assert faces
+    for result, face in faces:
+        lm = face.landmarks
+        assert lm.pose == estimate_head_pose(lm.points, (result.width, result.height))
