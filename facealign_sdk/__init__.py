@@ -21,6 +21,9 @@ _EXPORTS = {
     "ImageLandmarks": ".results",
     "draw_faces": ".results",
     "InputError": ".errors",
+    "HeadPose": ".headpose",
+    "estimate_head_pose": ".headpose",
+    "align_face": ".facecrop",
 }
 __all__ = [*_EXPORTS, "__version__"]
 
@@ -28,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .aligner import Aligner
     from .detectors.base import Detection, FaceDetector
     from .errors import InputError
+    from .facecrop import align_face
+    from .headpose import HeadPose, estimate_head_pose
     from .results import FaceLandmarks, ImageLandmarks, draw_faces
 
 

@@ -12,10 +12,12 @@ import numpy as np
 
 from . import geometry
 from .backends import load_backend
+from .color import ArrayOrPIL, ColorOrder, check_color, to_bgr
 from .decode import REFINE_MODES, BLUR_SIGMA, Refine, decode_heatmaps
 from .detectors.base import Detection, FaceDetector
 from .errors import InputError
-from .imageio import read_image, to_bgr8
+from .headpose import head_pose_or_none
+from .imageio import read_image
 from .model import ModelError, load_manifest, resolve_model_dir
 from .results import FaceLandmarks
 from .schemes import mirror_permutation
@@ -24,7 +26,7 @@ log = logging.getLogger("facealign_sdk")
 DECODE_GRAPH_REFINE = "soft"  # what export's decode graph does (export.onnx._decoder_module)
 
 BoxLike = Detection | Sequence[float]
-ImageLike = np.ndarray | str | Path
+ImageLike = ArrayOrPIL | str | Path
 
 
 # a face box corner farther than this from the image origin is not a face box (and overflows the crop maths)
@@ -77,6 +79,9 @@ class Aligner:
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.
+        color: channel order of the numpy images you pass: ``"bgr"`` (OpenCV's ``imread``) or
+            ``"rgb"`` (PIL, face-alignment, dlib, MediaPipe). PIL images are always taken as RGB and
+            image files are read as they are, whatever ``color`` says (see ``facealign_sdk.color``).
 
     Thread-safety: one ``Aligner`` may be shared by several threads (a web server's workers) and
     gives each the same results as a single thread would. Each thread gets its own copy of a
@@ -96,7 +101,9 @@ class Aligner:
         max_faces: int | None = None,
         batch_size: int = 32,
         num_landmarks: int | None = None,
+        color: ColorOrder = "bgr",
     ) -> None:
+        self.color = check_color(color)
         if refine not in REFINE_MODES:
             raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
         if batch_size < 1:
@@ -209,16 +216,17 @@ class Aligner:
         points, conf = self.landmarks_in_frames([(loaded[i], frame) for i, _, frame in jobs])
         out: list[list[FaceLandmarks]] = [[] for _ in loaded]
         for (i, det, _), p, c in zip(jobs, points, conf):
-            out[i].append(FaceLandmarks(box=det.box, score=det.score, points=p, confidence=c))
+            pose = head_pose_or_none(p, (loaded[i].shape[1], loaded[i].shape[0]))
+            out[i].append(FaceLandmarks(box=det.box, score=det.score, points=p, confidence=c, pose=pose))
         return out
 
     # -- building blocks (used by video tracking) ------------------------------------------------
-    @staticmethod
-    def load_image(image: ImageLike) -> np.ndarray:
-        """A file path or an array -> uint8 BGR (greyscale, BGRA, 16-bit and float are converted)."""
+    def load_image(self, image: ImageLike) -> np.ndarray:
+        """A file path, an array (in this Aligner's ``color`` order) or a PIL image -> uint8 BGR
+        (greyscale, alpha, 16-bit and float are converted)."""
         if isinstance(image, (str, Path)):
             return read_image(image)
-        return to_bgr8(image)
+        return to_bgr(image, self.color)
 
     def detect(self, image: np.ndarray, boxes: Iterable[BoxLike] | None = None) -> list[Detection]:
         """Faces to align: the given boxes, or the detector's, best first, at most ``max_faces``."""

@@ -8,6 +8,9 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_serializer
 
+from .drawing import draw_contours
+from .headpose import HeadPose
+
 
 class FaceLandmarks(BaseModel):
     """Landmarks of one face, in image pixel coordinates (0-based pixel centres)."""
@@ -18,6 +21,7 @@ class FaceLandmarks(BaseModel):
     score: float
     points: np.ndarray  # (L, 2) float
     confidence: np.ndarray  # (L,) in [0, 1]
+    pose: HeadPose | None = None  # head pose of a 68-point face (facealign_sdk.headpose), None if unknown
 
     @property
     def mean_confidence(self) -> float:
@@ -28,7 +32,8 @@ class FaceLandmarks(BaseModel):
         return np.round(value.astype(np.float64), 3).tolist()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly dict: box, score, points [[x, y], ...], confidence [...]."""
+        """JSON-friendly dict: box, score, points [[x, y], ...], confidence [...], pose {yaw, pitch, roll,
+        rotation_vector, translation_vector} or None."""
         return self.model_dump()
 
 
@@ -45,12 +50,14 @@ class ImageLandmarks(BaseModel):
 
 
 def draw_faces(image: np.ndarray, faces: list[FaceLandmarks], min_confidence: float = 0.0) -> np.ndarray:
-    """A copy of a BGR image with boxes and points drawn (low-confidence points in red)."""
+    """A copy of a BGR image with boxes, contour lines (68-point faces, :mod:`facealign_sdk.drawing`) and
+    points drawn (low-confidence points in red)."""
     out = image.copy()
     scale = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         cv2.rectangle(out, (x1, y1), (x2, y2), (255, 160, 0), scale)
+        draw_contours(out, face.points, thickness=max(1, scale // 2))
         for (x, y), c in zip(face.points, face.confidence):
             color = (0, 255, 0) if c >= max(min_confidence, 0.3) else (0, 0, 255)
             cv2.circle(out, (int(round(x)), int(round(y))), scale + 1, color, -1, cv2.LINE_AA)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from .. import geometry
 from ..geometry import box_iou as iou
 from ..detectors.base import Detection
+from ..headpose import head_pose_or_none
 from ..results import FaceLandmarks
 from .reader import MAX_FPS, VideoFrame, VideoReader
 from .results import FrameResult, TrackedFace, TrackReport
@@ -337,7 +338,9 @@ class FaceTracker:
             tr.smoother.reset()
             tr.reset_smoother = False
         points = tr.smoother(raw, frame.timestamp) if self.options.smooth else raw
-        lm = FaceLandmarks(box=geometry.box_from_points(points), score=job.score, points=points, confidence=job.conf)
+        size = (frame.image.shape[1], frame.image.shape[0])
+        lm = FaceLandmarks(box=geometry.box_from_points(points), score=job.score, points=points, confidence=job.conf,
+                           pose=head_pose_or_none(points, size))
         return TrackedFace(face_id=tr.face_id, detected=job.det is not None, success=not weak, landmarks=lm)
 
 
