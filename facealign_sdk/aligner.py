@@ -17,6 +17,7 @@ from .detectors.base import Detection, FaceDetector
 from .errors import InputError
 from .imageio import read_image, to_bgr8
 from .model import ModelError, load_manifest, resolve_model_dir
+from .options import AlignerOptions
 from .results import FaceLandmarks
 from .schemes import mirror_permutation
 
@@ -148,7 +149,14 @@ class Aligner:
         self.batch_size = batch_size
         crop = self.manifest.crop
         self._crop_args = {"crop_scale": crop.crop_scale, "center_shift": crop.center_shift}
+        self.options = AlignerOptions(model=model, backend=backend, device=device, refine=refine, blur=blur,
+                                      flip=flip, max_faces=max_faces, batch_size=batch_size)
         log.info("facealign: model %s, backend %s", self.manifest.name, self.backend_name)
+
+    @classmethod
+    def from_options(cls, options: AlignerOptions, **kwargs: object) -> Aligner:
+        """An ``Aligner`` with these options (``kwargs``: the arguments that are not options, e.g. ``detector``)."""
+        return cls(**options.model_dump(), **kwargs)
 
     def _check_network(self) -> None:
         """Run one grey crop: the output must have the manifest's shape and be finite. Catches a manifest

@@ -15,15 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import geometry
 from .errors import InputError
+from .resources import models_root
 
 log = logging.getLogger("facealign_sdk")
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # a checkout (pip install -e .)
-WHEEL_MODELS = Path(__file__).resolve().parent / "_models"  # an installed wheel (setup.py copies models/ there)
-
-
-def models_root() -> Path:
-    """The folder of released models: the checkout's ``models/``, else the installed wheel's copy."""
-    return REPO_MODELS if REPO_MODELS.is_dir() else WHEEL_MODELS
 DEFAULT_MODEL = "fabrec-scaf-w32"
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import cli, evaluate, geometry, metrics
+from facealign_sdk import evaluate, geometry, metrics
+from facealign_sdk.cli import main as cli
 from facealign_sdk.detectors.base import Detection
 from facealign_sdk.pts import write_pts
 

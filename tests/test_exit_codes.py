@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import cli
+from facealign_sdk.cli import main as cli
 from facealign_sdk.pts import write_pts
 
 from .conftest import SAMPLES
@@ -73,7 +73,7 @@ def test_usage_error_is_2(capsys):
 
 def test_video_codes(tiny_model, tmp_path):
     clip = str(SAMPLES / "clip.mp4")
-    args = [*model(tiny_model), "--quiet", "--max-frames", "3"]
+    args = [*model(tiny_model), "--no-progress", "--max-frames", "3"]
     assert cli.main(["video", clip, *args, "--out", str(tmp_path / "v.csv")]) == 0
     assert cli.main(["video", str(tmp_path / "none.mp4"), *args, "--out", str(tmp_path / "w.csv")]) == 2
     assert cli.main(["video", clip, *args, "--out", str(tmp_path / "v.csv")]) == 2  # exists, no --overwrite

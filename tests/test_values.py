@@ -52,7 +52,7 @@ def test_image_csv_and_json_equal_the_api(released, tmp_path):
     assert cli.main(["image", str(image), "--out", str(out_csv)]) == 0
     assert cli.main(["image", str(image), "--out", str(out_json)]) == 0
     rows = _csv_rows(out_csv)
-    assert [int(r["face"]) for r in rows] == [0, 1]
+    assert [int(r["face_id"]) for r in rows] == [0, 1]
     for row, face in zip(rows, faces):
         np.testing.assert_allclose(_points_from_row(row), face.points, atol=5e-4)
         np.testing.assert_allclose([float(row[f"c_{i}"]) for i in range(68)], face.confidence, atol=5e-5)
@@ -120,7 +120,7 @@ def test_video_csv_and_json_equal_the_api(released, tmp_path):
     expected = list(released.track(CLIP, max_frames=frames))
     out_csv, out_json = tmp_path / "v.csv", tmp_path / "v.json"
     assert cli.main(["video", str(CLIP), "--out", str(out_csv), "--json", str(out_json), "--max-frames", str(frames),
-                     "--quiet"]) == 0
+                     "--no-progress"]) == 0
     rows = _csv_rows(out_csv)
     doc = json.loads(out_json.read_text())
     assert len(doc["frames"]) == frames

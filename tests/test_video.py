@@ -100,7 +100,7 @@ def run_cli(*args: str) -> int:
 
 
 def model_args(tiny_model: Path) -> list[str]:
-    return ["--model", str(tiny_model), "--backend", "torch", "--quiet"]
+    return ["--model", str(tiny_model), "--backend", "torch", "--no-progress"]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:

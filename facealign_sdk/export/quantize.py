@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..resources import shared_data
 from .onnx import INPUT_NAME, read_metadata, set_metadata
 
 log = logging.getLogger("facealign_sdk")
 
 # calibration: faces of ytf68/train, a deterministic even spread over the folder
-DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68" / "train"
+DEFAULT_CALIB = shared_data("ytf68", "train")
 DEFAULT_CALIB_COUNT = 96
 CALIB_BATCH = 8
 
