@@ -31,12 +31,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from . import boxes as boxes_module
 from . import geometry, metrics
 from .detectors.base import Detection
 from .errors import EvalItemError, InputError, MissingDependencyError
 from .imageio import ImageError
 from .outputs import check_output_file, write_file_atomic
 from .pts import PtsError, read_pts
+from .schemes import IBUG68
 from .training.data import is_held_out, list_images
 
 Mode = Literal["end2end", "fixed"]
@@ -221,15 +223,7 @@ def match_box(
     ``reference`` is the box the detector would give for the annotated face (for YuNet:
     ``geometry.box_from_points(gt)``).
     """
-    rc = np.array([(reference[0] + reference[2]) / 2, (reference[1] + reference[3]) / 2])
-    best, best_dist = None, math.inf
-    for i, b in enumerate(boxes):
-        if geometry.box_iou(b, reference) < min_iou:
-            continue
-        dist = float(np.hypot(*(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) - rc)))
-        if dist < best_dist:
-            best, best_dist = i, dist
-    return best
+    return boxes_module.match_box(boxes, reference, min_iou)
 
 
 # -- evaluation --------------------------------------------------------------------------------------
@@ -262,9 +256,9 @@ def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
 
 def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]]) -> list[np.ndarray]:
     """Landmarks of the chosen faces of a chunk of images, in one batched network call."""
-    jobs = [(image, aligner.frame_for(det)) for _, image, det in chunk]
+    jobs = [(image, aligner.landmarker.frame_for(det)) for _, image, det in chunk]
     try:
-        points, _ = aligner.landmarks_in_frames(jobs)
+        points, _ = aligner.landmarker.landmarks_in_frames(jobs)
     except Exception as exc:  # noqa: BLE001 - re-raised with the items' names
         names = ", ".join(str(s.image) for s, _, _ in chunk)
         raise EvalItemError(f"landmarks failed for one of: {names}: {type(exc).__name__}: {exc}") from exc
@@ -272,10 +266,11 @@ def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]])
 
 
 def check_scheme(aligner) -> None:
-    """NME's normaliser (outer eye corners 36/45) needs the iBUG 68-point scheme."""
-    if aligner.num_landmarks != 68:
+    """NME's normaliser (the outer eye corners) needs the iBUG 68-point scheme."""
+    if aligner.num_landmarks != IBUG68.num_points:
         raise InputError(
-            f"model has {aligner.num_landmarks} landmarks: NME with the outer-eye-corner normaliser needs 68"
+            f"model has {aligner.num_landmarks} landmarks: NME with the outer-eye-corner normaliser needs "
+            f"{IBUG68.num_points}"
         )
 
 
@@ -393,7 +388,7 @@ class EvalReport(BaseModel):
     """What ``--json`` writes: every evaluation with its per-image errors and summary."""
 
     failure_limit: float = FAILURE_LIMIT
-    normaliser: str = "outer eye corners (points 36, 45, 0-based)"
+    normaliser: str = "outer eye corners (points {}, {}, 0-based)".format(*IBUG68.outer_eye_corners)
     missed_faces: str = "nme null; counted as failures in fr_pct, 0 in auc; excluded from nme_pct"
     results: list[EvalResult]
 

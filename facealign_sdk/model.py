@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import geometry
+from .codec import CodecSpec, HeatmapCodec
 from .errors import InputError
 from .resources import models_root
 
@@ -62,6 +63,8 @@ class Manifest(BaseModel):
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     crop: CropSpec = Field(default_factory=CropSpec)
+    codec: CodecSpec = Field(default_factory=CodecSpec, description="heatmap encoding / decoding parameters "
+                             "(facealign_sdk.codec); a manifest without them gets the values of every released model")
     training_data: list[str] = Field(default_factory=list)
     mirror_symmetric: bool = Field(
         True, description="trained with mirror augmentation; False when trained without it because the annotation "
@@ -72,6 +75,10 @@ class Manifest(BaseModel):
         default_factory=dict, description="sha256 of every other file a runtime loads (model.onnx, *.engine, ...), "
         "by file name; written by facealign export, checked before loading")
     licence: str = "research data: non-commercial use only"
+
+    def heatmap_codec(self) -> HeatmapCodec:
+        """The model's :class:`~facealign_sdk.codec.HeatmapCodec` (its ``codec`` parameters and sizes)."""
+        return HeatmapCodec(**self.codec.model_dump(), input_size=self.input_size, heatmap_size=self.heatmap_size)
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

@@ -68,6 +68,10 @@ class FakeAligner:
     class manifest:  # noqa: N801 - mimics Aligner.manifest
         name = "fake"
 
+    @property
+    def landmarker(self) -> FakeAligner:  # mimics Aligner.landmarker (frame_for, landmarks_in_frames)
+        return self
+
     def __init__(self, folder: Path, offset: tuple[float, float] = (0.0, 0.0), miss: str = "") -> None:
         from facealign_sdk.pts import read_pts
 

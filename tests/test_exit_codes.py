@@ -97,12 +97,12 @@ def test_eval_codes(tiny_model, annotated, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "e.json").read_text())
     assert cli.main(["eval", str(tmp_path / "nothing"), *model(tiny_model)]) == 2
     # a failure inside the work (not the input) names the item and exits 1
-    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.landmarker import Landmarker
 
     def broken(self, jobs):
         raise RuntimeError("backend exploded")
 
-    monkeypatch.setattr(Aligner, "landmarks_in_frames", broken)
+    monkeypatch.setattr(Landmarker, "landmarks_in_frames", broken)
     assert cli.main(args) == 1
 
 

@@ -76,7 +76,7 @@ def run(aligner: ScriptedAligner, frames: int, **options) -> list[list[int]]:
 
 
 def track(aligner: ScriptedAligner, frames: int, **options):
-    tracker = FaceTracker(aligner, TrackOptions(**options))
+    tracker = FaceTracker(aligner, aligner.detect, TrackOptions(**options), aligner.max_faces)
     for i in range(frames):
         image = np.full((240, 320, 3), i, np.uint8)
         yield from tracker.process([VideoFrame(i, i / FPS, image)])

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import Aligner, cli, geometry
+from facealign_sdk import Aligner, geometry
+from facealign_sdk.cli import main as cli
 from facealign_sdk.detectors.base import Detection
 from facealign_sdk.imageio import to_bgr8
 from facealign_sdk.results import FaceLandmarks, draw_faces

@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from ..errors import EvalItemError, InputError, MissingDependencyError
+from ..errors import EvalItemError, MissingDependencyError
 from ..evaluate import CED_SUFFIXES, MODES, TABLE_NOTE, evaluate_folder, format_table, parse_folder_spec, plot_ced, \
     select_images, write_json
 from ..outputs import check_output_file
@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
     """``facealign eval``: evaluate every folder in the chosen modes; print a table."""
     if args.ced is not None and importlib.util.find_spec("matplotlib") is None:
         raise MissingDependencyError("matplotlib", "plots", "--ced")
-    for out in (args.json, args.ced):  # fail before the evaluation, not after it
-        if out is not None:
-            check_output_file(out, create_folder=True)
-    if args.ced is not None and args.ced.suffix.lower() not in CED_SUFFIXES:
-        raise InputError(f"--ced {args.ced}: the plot's file name must end in {', '.join(CED_SUFFIXES)}")
+    # fail before the evaluation, not after it
+    if args.ced is not None:
+        check_output_file(args.ced, create_folder=True, suffixes=CED_SUFFIXES, what="--ced (the plot)")
+    if args.json is not None:
+        check_output_file(args.json, create_folder=True)
     sets = [parse_folder_spec(spec, args.held_out_only) for spec in args.folders]
     for folder, held_out in sets:
         select_images(folder, held_out, args.limit)  # fail fast on a missing/empty folder

@@ -46,9 +46,7 @@ def check_output(out: Path | None, overwrite: bool, inputs: list[Path] = ()) -> 
     """Fail before any work when the output cannot be written."""
     if out is None:
         return
-    if out.suffix.lower() not in (".json", ".csv"):
-        raise InputError(f"--out must end in .json or .csv, got {out.name}")
-    check_output_file(out, overwrite, inputs)
+    check_output_file(out, overwrite, inputs, suffixes=(".json", ".csv"), what="--out")
 
 
 def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> None:

@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     output_by_suffix(args)
     outputs = check_outputs([args.out, args.json, args.draw], args.overwrite, args.input)
     aligner = aligner_from_args(args)
-    video = VideoTrack(aligner, args.input, options)  # opens the source: bad input raises here
+    video = VideoTrack(aligner.tracker(options), args.input)  # opens the source: bad input raises here
     report = video.report
     with ExitStack() as stack:
         writers = _open_writers(args, video, aligner.num_landmarks)

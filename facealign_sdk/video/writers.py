@@ -217,10 +217,8 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     for slot, path in enumerate(outputs):
         if path is None:
             continue
-        if Path(path).suffix.lower() not in wanted[slot]:
-            what = ("the CSV output (--out)", "the JSON output (--json)", "the annotated video (--draw)")[slot]
-            raise InputError(f"{path}: {what} must end in {', '.join(wanted[slot])}")
-        check_output_file(Path(path), overwrite, src)
+        what = ("the CSV output (--out)", "the JSON output (--json)", "the annotated video (--draw)")[slot]
+        check_output_file(Path(path), overwrite, src, suffixes=wanted[slot], what=what)
     return paths
 
 
