@@ -77,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         command = args.command
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-        return int(modules[command].run(args) or 0)
+        code = int(modules[command].run(args) or 0)
+        sys.stdout.flush()  # here, not at exit, so that a reader gone away (| head) is a BrokenPipeError we handle
+        return code
     except KeyboardInterrupt:
         return _interrupted()
     except BrokenPipeError:
