@@ -115,6 +115,23 @@ def test_draw_faces_pixels(side):
 # -- video command outputs ---------------------------------------------------------------------
 
 
+def test_push_frame_tracker_equals_track(released):
+    """``aligner.tracker().update(frame, timestamp)`` gives exactly what ``aligner.track(path)`` gives."""
+    import cv2
+
+    expected = list(released.track(CLIP, max_frames=5))
+    capture = cv2.VideoCapture(str(CLIP))
+    tracker = released.tracker()
+    for result in expected:
+        ok, frame = capture.read()
+        assert ok
+        got = tracker.update(frame, result.timestamp)
+        assert [f.face_id for f in got.faces] == [f.face_id for f in result.faces]
+        for g, e in zip(got.faces, result.faces):
+            np.testing.assert_array_equal(g.landmarks.points, e.landmarks.points)
+    capture.release()
+
+
 def test_video_csv_and_json_equal_the_api(released, tmp_path):
     """The video CSV/JSON rows are the ``track`` results: x in x_*, y in y_*, frame numbers 1-based in CSV."""
     frames = 6
