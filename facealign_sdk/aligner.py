@@ -137,15 +137,19 @@ class Aligner:
         """An ``Aligner`` with these options (``kwargs``: the arguments that are not options, e.g. ``detector``)."""
         return cls(**options.model_dump(), **kwargs)
 
-    @staticmethod
-    def _make_detector(detector: str | FaceDetector | None) -> FaceDetector | None:
-        if detector is None or isinstance(detector, FaceDetector):
-            return detector
+    def _make_detector(self, detector: str | FaceDetector | None) -> FaceDetector | None:
         if detector == "yunet":
             from .detectors.yunet import YuNetDetector
 
-            return YuNetDetector()
-        raise InputError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+            detector = YuNetDetector()
+        elif detector is not None and not isinstance(detector, FaceDetector):
+            raise InputError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+        calibration = getattr(detector, "calibration", None)
+        if calibration is not None and calibration.detector != self.manifest.crop.detector:
+            log.warning("%s was trained on crops from %s boxes; %s boxes sit differently on a face, so its crops "
+                        "differ from the training crops (less accurate)", self.model_dir,
+                        self.manifest.crop.detector, calibration.detector)
+        return detector
 
     # -- the landmarker's parts, as attributes of the Aligner ----------------------------------------
     @property

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .detectors.calibration import YUNET
 from .schemes import IBUG68
 
 # A detector-like face box is turned into a square crop whose side is
@@ -27,10 +28,9 @@ CROP_SCALE = 1.4
 CENTER_SHIFT = 0.15
 
 # Mapping from the tight bounding box of the 68 points to the box that the
-# YuNet detector reports on the same face, fitted by
-# ``benchmarks/calibrate_boxes.py`` on ytf68/train (medians over 866 faces; offsets
-# and size in units of sqrt(w*h) of the tight box).
-POINTS_TO_BOX = {"dx": -0.009, "dy": -0.173, "size": 1.103}
+# YuNet detector reports on the same face: the detector's own calibration
+# (facealign_sdk.detectors.calibration.YUNET).
+POINTS_TO_BOX = {"dx": YUNET.dx, "dy": YUNET.dy, "size": YUNET.size}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from . import geometry
 from .codec import CodecSpec, HeatmapCodec
+from .detectors.calibration import YUNET
 from .errors import InputError
 from .resources import models_root
 
@@ -45,6 +46,8 @@ class CropSpec(BaseModel):
     crop_scale: float = Field(geometry.CROP_SCALE, gt=0, le=10, description="crop side / box size")
     center_shift: float = Field(geometry.CENTER_SHIFT, ge=-1, le=1, description="crop centre below the box centre, in box sizes")
     use_roll: bool = True
+    detector: str = Field(YUNET.detector, min_length=1, description="the detector whose boxes the model was trained "
+                          "for (facealign_sdk.detectors.calibration); another detector's boxes give other crops")
 
 
 class Manifest(BaseModel):

@@ -194,8 +194,10 @@ def test_bench_uses_the_bundled_image_without_a_checkout(tiny_model, tmp_path, m
 
 def test_broken_pipe_ends_quietly():
     """``facealign image ... | head -c 20``: the reader goes away; no traceback, exit 141."""
-    proc = subprocess.Popen([sys.executable, "-m", "facealign_sdk.cli.main", "image", str(SAMPLES / "two_faces.jpg"),
-                             str(SAMPLES / "face.jpg")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # ~20 faces of JSON: more than a pipe holds (64 KiB), so the writer meets the closed pipe
+    images = [str(SAMPLES / "two_faces.jpg")] * 10
+    proc = subprocess.Popen([sys.executable, "-m", "facealign_sdk.cli.main", "image", *images, "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     assert proc.stdout.read(20)
     proc.stdout.close()
     err = proc.stderr.read().decode()
@@ -226,3 +228,26 @@ def test_wheel_carries_one_copy_of_the_weights_and_the_bench_image(wheel):
     weights = [n for n in names if n.endswith((".onnx", ".safetensors")) and "fabrec" in n]
     assert weights == ["facealign_sdk/_models/fabrec-scaf-w32/model.onnx"]
     assert not [n for n in names if n.split("/")[0] in ("export", "models", "samples")]
+
+
+# -- the detector's box calibration -----------------------------------------------------------------------
+
+
+def test_a_detector_calibrated_for_other_boxes_is_warned_about(caplog):
+    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.detectors.base import Detection
+    from facealign_sdk.detectors.calibration import YUNET, BoxCalibration
+    from facealign_sdk.detectors.yunet import YuNetDetector
+
+    class Other:
+        calibration = BoxCalibration(detector="other", dx=0.0, dy=0.0, size=1.0)
+
+        def detect(self, image) -> list[Detection]:
+            return []
+
+    assert YuNetDetector.calibration == YUNET
+    with caplog.at_level("WARNING", logger="facealign_sdk"):
+        aligner = Aligner(backend="ort")
+        assert aligner.manifest.crop.detector == "yunet" and "boxes sit differently" not in caplog.text
+        Aligner(backend="ort", detector=Other())
+    assert "trained on crops from yunet boxes; other boxes" in caplog.text

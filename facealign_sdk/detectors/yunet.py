@@ -10,6 +10,7 @@ import numpy as np
 from ..model import ModelError, sha256
 from ..resources import models_root
 from .base import Detection
+from .calibration import YUNET, BoxCalibration
 
 MODEL_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 DEFAULT_MODEL_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
@@ -21,6 +22,8 @@ class YuNetDetector:
     Images are resized so that their longer side lies in ``[min_side, max_side]``
     (small images are upsampled: YuNet misses faces that fill a tiny frame).
     """
+
+    calibration: BoxCalibration = YUNET  # where its boxes sit on a face (the released models are trained for it)
 
     def __init__(
         self,
