@@ -251,3 +251,16 @@ def test_a_detector_calibrated_for_other_boxes_is_warned_about(caplog):
         assert aligner.manifest.crop.detector == "yunet" and "boxes sit differently" not in caplog.text
         Aligner(backend="ort", detector=Other())
     assert "trained on crops from yunet boxes; other boxes" in caplog.text
+
+
+def test_video_tracking_flags_default_to_track_options():
+    """The tracking flags of ``facealign video`` give exactly the default ``TrackOptions``."""
+    import argparse
+
+    from facealign_sdk.cli import video
+    from facealign_sdk.video import TrackOptions
+
+    parser = argparse.ArgumentParser()
+    video.add_arguments(parser)
+    args = parser.parse_args(["in.mp4", "--out", "o.csv"])
+    assert video.options_from_args(args) == TrackOptions()
