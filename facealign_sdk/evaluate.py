@@ -36,7 +36,7 @@ from . import geometry, metrics
 from .detectors.base import Detection
 from .errors import EvalItemError, InputError, MissingDependencyError
 from .imageio import ImageError
-from .outputs import check_output_file, write_file_atomic
+from .outputs import write_file_atomic
 from .pts import PtsError, read_pts
 from .schemes import IBUG68
 from .training.data import is_held_out, list_images

@@ -264,3 +264,24 @@ def test_video_tracking_flags_default_to_track_options():
     video.add_arguments(parser)
     args = parser.parse_args(["in.mp4", "--out", "o.csv"])
     assert video.options_from_args(args) == TrackOptions()
+
+
+def test_every_error_class_derives_from_facealign_error():
+    import importlib
+
+    from facealign_sdk.errors import FacealignError
+
+    found = []
+    for name in _modules():
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] in {m.split(".")[0] for m in OPTIONAL}:
+                continue
+            raise
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, BaseException) and obj.__module__.startswith("facealign_sdk"):
+                found.append(obj)
+    assert {c.__name__ for c in found} >= {"InputError", "ModelError", "ImageError", "VideoError", "BackendError",
+                                            "PtsError", "EvalItemError", "MissingDependencyError"}
+    assert [c for c in found if not issubclass(c, FacealignError)] == []

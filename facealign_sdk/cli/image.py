@@ -12,7 +12,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..csvformat import landmark_cells, landmark_columns
-from ..errors import InputError
 from ..imageio import ImageError, list_images
 from ..outputs import check_output_file, check_output_folder, unique_stems, write_file_atomic, write_image
 from ..results import ImageLandmarks, draw_faces

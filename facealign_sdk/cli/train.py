@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         from ..training.facebank import FaceBankConfig, build_face_bank
 
         cfg = _config(FaceBankConfig, args, {"size": args.size})
-        counts = build_face_bank(cfg, args.out)
+        counts = build_face_bank(cfg, args.out, progress=args.progress)
         print(f"wrote {args.out}: {sum(counts.values())} faces ({', '.join(f'{k} {v}' for k, v in counts.items())})")
         return 0
     if args.stage == "release":
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = _config(AutoEncoderConfig, args, {**common, "data": args.data, "init_from": args.init_from})
         _say_resume(cfg.run_dir)
-        print(json.dumps(train_autoencoder(cfg)))
+        print(json.dumps(train_autoencoder(cfg, progress=args.progress)))
         return 0
     from ..training.landmarks import DataSource, LandmarkConfig, train_landmarks
 
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num_landmarks or args.width:
         cfg.net = cfg.net.model_copy(update={k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v})
     _say_resume(cfg.run_dir)
-    print(json.dumps(train_landmarks(cfg)))
+    print(json.dumps(train_landmarks(cfg, progress=args.progress)))
     return 0
 
 
