@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .backends.base import DEVICES
 from .decode import REFINE_MODES, Refine
-from .errors import InputError
+
 
 class AlignerOptions(BaseModel):
     """How an ``Aligner`` runs its model and decodes its heatmaps."""
@@ -33,12 +33,3 @@ class AlignerOptions(BaseModel):
                                   "first); default: all")
     batch_size: int = Field(32, ge=1, description="face crops per network call")
 
-
-def validated(cls: type[BaseModel], **values: object) -> BaseModel:
-    """``cls(**values)``, with a pydantic error turned into one InputError line naming the option."""
-    try:
-        return cls(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        name = ".".join(str(p) for p in err["loc"]) or cls.__name__
-        raise InputError(f"{name}: {err['msg']} (got {err.get('input')!r})") from None

@@ -11,6 +11,9 @@ import argparse
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, get_args
 
+from pydantic import ValidationError
+
+from ..errors import InputError
 from ..options import AlignerOptions
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,10 +68,19 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> AlignerOptions:
     """The ``AlignerOptions`` the parsed flags set (fields without a flag keep their defaults)."""
-    from ..options import validated
-
     given = {name: getattr(args, name) for name in AlignerOptions.model_fields if hasattr(args, name)}
-    return validated(AlignerOptions, **given)
+    try:
+        return AlignerOptions(**given)
+    except ValidationError as exc:
+        raise invalid_flag(exc) from None
+
+
+def invalid_flag(exc: ValidationError) -> InputError:
+    """A flag's value that its options object refused, as one line naming the flag (exit 2)."""
+    err = exc.errors()[0]
+    name = "-".join(str(p) for p in err["loc"]).replace("_", "-")
+    flag = f"smoothing {name}" if exc.title == "OneEuroConfig" else f"--{name}"
+    return InputError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})")
 
 
 def aligner_from_args(args: argparse.Namespace, **overrides: object) -> Aligner:

@@ -41,7 +41,7 @@ from ..video import (
     check_outputs,
     open_text_output,
 )
-from .flags import add_aligner_flags, aligner_from_args
+from .flags import add_aligner_flags, aligner_from_args, invalid_flag
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_TRUNCATED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -91,10 +91,7 @@ def options_from_args(args: argparse.Namespace) -> TrackOptions:
     try:
         return _options(args)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = "-".join(str(p) for p in err["loc"]).replace("_", "-")
-        flag = f"smoothing {name}" if exc.title == "OneEuroConfig" else f"--{name}"
-        raise InputError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        raise invalid_flag(exc) from None
 
 
 def _options(args: argparse.Namespace) -> TrackOptions:
