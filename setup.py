@@ -1,7 +1,10 @@
-"""Build hook: a wheel carries the released models (``models/``) inside the package as ``facealign_sdk/_models``.
+"""Build hook: a wheel carries what the runtime needs inside the package, copied from the checkout:
+the released models (``models/`` -> ``facealign_sdk/_models``, ONNX Runtime's files only: one copy of
+the weights) and the sample image ``facealign bench`` times (``samples/`` -> ``facealign_sdk/_samples``).
 
 Everything else is configured in pyproject.toml. Editable installs (``pip install -e .``) read
-``models/`` in the checkout directly, so nothing is copied for them.
+``models/`` and ``samples/`` in the checkout directly (:mod:`facealign_sdk.resources`), so nothing is
+copied for them.
 """
 
 import shutil
@@ -10,19 +13,24 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-MODELS = Path(__file__).resolve().parent / "models"
-# evaluation plots/logs; engines (+ sidecars) are built per GPU; the float YuNet serves the C++ library only
-SKIP = ("eval", "*.engine", "*.engine.json", "*_float.onnx")
+ROOT = Path(__file__).resolve().parent
+# evaluation plots/logs; engines (+ sidecars) are built per GPU; the float YuNet serves the C++ library only;
+# the PyTorch weights and the fp16 graph repeat model.onnx's weights (PyTorch and fp16 users run from a checkout)
+SKIP = ("eval", "*.engine", "*.engine.json", "*_float.onnx", "model.safetensors", "model_fp16.onnx")
+SAMPLES = ("face.jpg",)  # facealign_sdk.resources.BUNDLED_SAMPLES
 
 
 class BuildPyWithModels(build_py):
     def run(self) -> None:
         super().run()
-        if getattr(self, "editable_mode", False) or not MODELS.is_dir():
+        if getattr(self, "editable_mode", False) or not (ROOT / "models").is_dir():
             return
-        target = Path(self.build_lib) / "facealign_sdk" / "_models"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(MODELS, target, ignore=shutil.ignore_patterns(*SKIP))
+        package = Path(self.build_lib) / "facealign_sdk"
+        shutil.rmtree(package / "_models", ignore_errors=True)
+        shutil.copytree(ROOT / "models", package / "_models", ignore=shutil.ignore_patterns(*SKIP))
+        (package / "_samples").mkdir(exist_ok=True)
+        for name in SAMPLES:
+            shutil.copy2(ROOT / "samples" / name, package / "_samples" / name)
 
 
 setup(cmdclass={"build_py": BuildPyWithModels})

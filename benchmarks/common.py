@@ -7,10 +7,10 @@ import os
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--backend``, ``--device``, ``--threads``."""
-    parser.add_argument("--model", default=None, help="model name or folder (default: the released model)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"])
-    parser.add_argument("--device", default="auto")
+    """``--model``, ``--backend``, ``--device`` (the CLI's flags), ``--threads``."""
+    from facealign_sdk.cli.flags import MODEL_FLAGS, add_aligner_flags
+
+    add_aligner_flags(parser, MODEL_FLAGS)
     parser.add_argument("--threads", type=int, default=2, help="torch / ORT / OpenCV CPU threads")
 
 
@@ -26,6 +26,6 @@ def make_aligner(args: argparse.Namespace):
     import cv2
 
     cv2.setNumThreads(args.threads)
-    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.cli.flags import aligner_from_args
 
-    return Aligner(model=args.model, backend=args.backend, device=args.device)
+    return aligner_from_args(args)

@@ -46,9 +46,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 
-from export import parity  # noqa: E402
-from export.cli import DEFAULT_PARITY_DATA  # noqa: E402
-from export.quantize import load_face_crops, to_batch  # noqa: E402
+from facealign_sdk.export import parity  # noqa: E402
+from facealign_sdk.cli.export import DEFAULT_PARITY_DATA  # noqa: E402
+from facealign_sdk.export.quantize import load_face_crops, to_batch  # noqa: E402
 from facealign_sdk.backends.base import ProfileBatcher  # noqa: E402
 from facealign_sdk.model import load_manifest, resolve_model_dir  # noqa: E402
 
@@ -308,7 +308,7 @@ def engine_folder(model_dir: Path, work: Path) -> Path:
 
 
 def trt_path(model_dir: Path, work: Path, manifest, crops: np.ndarray, ref: Reference, args: argparse.Namespace) -> dict:
-    from export.tensorrt import DEFAULT_PROFILE, build_engine
+    from facealign_sdk.export.tensorrt import DEFAULT_PROFILE, build_engine
     from facealign_sdk.backends import load_backend
 
     start = time.perf_counter()

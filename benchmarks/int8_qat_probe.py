@@ -29,9 +29,9 @@ from int8_sensitivity import simulate_int8  # noqa: E402
 
 
 def main() -> int:
-    from export.onnx import export_onnx
-    from export.parity import landmark_stats, ort_session, run_batched
-    from export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, quantize_int8
+    from facealign_sdk.export.onnx import export_onnx
+    from facealign_sdk.export.parity import landmark_stats, ort_session, run_batched
+    from facealign_sdk.export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, quantize_int8
     from facealign_sdk.backends.torch_backend import load_network
     from facealign_sdk.decode import decode_heatmaps
     from facealign_sdk.model import load_manifest, resolve_model_dir

@@ -241,8 +241,8 @@ def simulate_int8(net: LandmarkNet) -> Int8Sim:
 
 
 def main() -> int:
-    from export.parity import landmark_stats, run_batched
-    from export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops
+    from facealign_sdk.export.parity import landmark_stats, run_batched
+    from facealign_sdk.export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops
     from facealign_sdk.backends.torch_backend import load_network
     from facealign_sdk.decode import decode_heatmaps
     from facealign_sdk.model import load_manifest, resolve_model_dir

@@ -159,7 +159,7 @@ def step_clip(still, name: str, args: argparse.Namespace) -> Clip:
 
 def track_clip(aligner, clip: Clip, options: TrackOptions) -> np.ndarray:
     """Tracker output (T, L, 2): the face nearest the ground truth per frame, NaN where none."""
-    tracker = FaceTracker(aligner, options)
+    tracker = aligner.tracker(options)
     out = np.full(clip.gt.shape, np.nan)
     for i, (img, ts) in enumerate(zip(clip.frames, clip.timestamps)):
         result = tracker.process([VideoFrame(i, float(ts), img)])[0]

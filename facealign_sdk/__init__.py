@@ -15,6 +15,10 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Aligner": ".aligner",
+    "AlignerOptions": ".options",
+    "Landmarker": ".landmarker",
+    "HeatmapCodec": ".codec",
+    "FacealignError": ".errors",
     "Detection": ".detectors.base",
     "FaceDetector": ".detectors.base",
     "FaceLandmarks": ".results",
@@ -29,6 +33,10 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .aligner import Aligner
+    from .codec import HeatmapCodec
+    from .errors import FacealignError
+    from .landmarker import Landmarker
+    from .options import AlignerOptions
     from .detectors.base import Detection, FaceDetector
     from .errors import InputError
     from .facecrop import align_face

@@ -1,4 +1,10 @@
-"""``Aligner``: face detector -> 256x256 crop -> heatmap network -> decoded landmarks in image pixels."""
+"""``Aligner``: image -> face detector -> :class:`~facealign_sdk.landmarker.Landmarker` (crop -> network ->
+heatmap codec) -> :class:`~facealign_sdk.results.FaceLandmarks` in image pixels.
+
+Follow one image: :meth:`Aligner.align` -> :meth:`Aligner.align_batch` (load, :meth:`Aligner.detect`,
+``landmarker.frame_for`` each face) -> :meth:`Landmarker.landmarks_in_frames
+<facealign_sdk.landmarker.Landmarker.landmarks_in_frames>` -> results.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +13,27 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import cv2
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import geometry
-from .backends import load_backend
+from .backends import Backend
 from .color import ArrayOrPIL, ColorOrder, check_color, to_bgr
-from .decode import REFINE_MODES, BLUR_SIGMA, Refine, decode_heatmaps
+from .decode import REFINE_MODES, Refine
 from .detectors.base import Detection, FaceDetector
 from .errors import InputError
 from .headpose import head_pose_or_none
 from .imageio import read_image
-from .model import ModelError, load_manifest, resolve_model_dir
+from .landmarker import Landmarker
+from .model import ModelError
+from .options import AlignerOptions
 from .results import FaceLandmarks
-from .schemes import mirror_permutation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .video.tracker import FaceTracker, TrackOptions, VideoTrack
 
 log = logging.getLogger("facealign_sdk")
-DECODE_GRAPH_REFINE = "soft"  # what export's decode graph does (export.onnx._decoder_module)
 
 BoxLike = Detection | Sequence[float]
 ImageLike = ArrayOrPIL | str | Path
@@ -52,6 +62,11 @@ def _as_detection(box: BoxLike) -> Detection:
     return det
 
 
+def _from_landmarker(name: str, doc: str) -> property:
+    """A read-only attribute of the Aligner that is its landmarker's."""
+    return property(lambda self: getattr(self.landmarker, name), doc=doc)
+
+
 class Aligner:
     """68-point (or any L-point) facial landmarks for faces in images.
 
@@ -71,7 +86,7 @@ class Aligner:
             or ``None`` to always pass ``boxes``.
         refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.
         blur: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
-            costs a few ms per face on CPU, see ``facealign_sdk.decode.BLUR_SIGMA``).
+            costs a few ms per face on CPU; the model's ``manifest.codec``).
         flip: also run each crop mirrored and average the (un-mirrored) heatmaps: twice the network
             time; more accurate for models trained with mirror augmentation, less accurate for models
             trained without it (``manifest.mirror_symmetric`` false: a warning is logged). Needs a
@@ -82,6 +97,10 @@ class Aligner:
         color: channel order of the numpy images you pass: ``"bgr"`` (OpenCV's ``imread``) or
             ``"rgb"`` (PIL, face-alignment, dlib, MediaPipe). PIL images are always taken as RGB and
             image files are read as they are, whatever ``color`` says (see ``facealign_sdk.color``).
+
+    The arguments other than ``detector``, ``num_landmarks`` and ``color`` (how *your* arrays are laid
+    out, not how the model runs) are :class:`~facealign_sdk.options.AlignerOptions`
+    (``Aligner.from_options``); ``aligner.options`` holds them.
 
     Thread-safety: one ``Aligner`` may be shared by several threads (a web server's workers) and
     gives each the same results as a single thread would. Each thread gets its own copy of a
@@ -110,94 +129,71 @@ class Aligner:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
             raise InputError(f"max_faces must be None (all faces) or an integer >= 1, got {max_faces!r}")
-        self.model_dir = resolve_model_dir(model)
-        self.manifest = load_manifest(self.model_dir)
-        artifact = Path(model) if model is not None and Path(model).is_file() else None
-        # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
-        needs_heatmaps = flip or refine != DECODE_GRAPH_REFINE or not blur
-        try:
-            self.backend = load_backend(self.model_dir, self.manifest, backend, device, artifact,
-                                        decode_graph=not needs_heatmaps)
-        except InputError:
-            raise
-        except ValueError as exc:  # the network cannot be built as the manifest describes it
-            raise ModelError(f"{self.model_dir}: cannot build the network of the manifest ({exc})") from exc
-        self.decodes_in_graph = bool(getattr(self.backend, "outputs_points", False))
-        if self.decodes_in_graph and needs_heatmaps:
-            raise ModelError(
-                f"{artifact}: decodes inside the graph (refine='soft', blur=True); flip=True, other refine modes "
-                f"and blur=False need the heatmaps of {self.model_dir / 'model.onnx'}"
-            )
-        if self.backend.num_landmarks != self.manifest.num_landmarks:
-            raise ModelError(
-                f"{self.model_dir}: network outputs {self.backend.num_landmarks} landmarks but the manifest says "
-                f"{self.manifest.num_landmarks}"
-            )
+        self.landmarker = Landmarker(model, backend, device, refine, blur, flip, batch_size)
         if num_landmarks is not None and num_landmarks != self.manifest.num_landmarks:
             raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
-        self._check_network()
         self.detector = self._make_detector(detector)
-        self._network_lock = threading.Lock()
         self._detector_lock = threading.Lock()
         self._per_thread = threading.local()  # per-thread copies of a forkable detector
-        self.refine: Refine = refine
-        self.blur = blur
-        self.flip = flip
-        self._mirror = mirror_permutation(self.manifest.landmark_scheme, self.manifest.num_landmarks)
-        if flip and self._mirror is None:
-            raise ModelError(f"{self.model_dir}: flip needs the mirror order of the landmark scheme "
-                             f"{self.manifest.landmark_scheme!r} ({self.manifest.num_landmarks} points), which is not known")
-        if flip and not self.manifest.mirror_symmetric:
-            log.warning("%s was trained without mirror augmentation (its annotation convention is not mirror-"
-                        "symmetric): flip=True averages in the mirrored convention and usually costs accuracy",
-                        self.model_dir)
         self.max_faces = max_faces
-        self.batch_size = batch_size
-        crop = self.manifest.crop
-        self._crop_args = {"crop_scale": crop.crop_scale, "center_shift": crop.center_shift}
+        self.options = AlignerOptions(model=model, backend=backend, device=device, refine=refine, blur=blur,
+                                      flip=flip, max_faces=max_faces, batch_size=batch_size)
         log.info("facealign: model %s, backend %s", self.manifest.name, self.backend_name)
 
-    def _check_network(self) -> None:
-        """Run one grey crop: the output must have the manifest's shape and be finite. Catches a manifest
-        whose input or heatmap size disagrees with the network, and corrupt (NaN / inf) weights."""
-        size, hm, n = self.manifest.input_size, self.manifest.heatmap_size, self.manifest.num_landmarks
-        probe = np.full((1, 3, size, size), 0.5, np.float32)
-        try:
-            if self.decodes_in_graph:
-                out = self.backend.run_points(probe)[0]
-                expected: tuple[int, ...] = (1, n, 2)
-            else:
-                out = self.backend.run(probe)
-                expected = (1, n, hm, hm)
-        except InputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any backend failure on a well-formed crop is the model's
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            raise ModelError(f"{self.model_dir}: the network does not run on a {size}x{size} crop as the manifest "
-                             f"says ({type(exc).__name__}: {first[:200]})") from exc
-        if tuple(out.shape) != expected:
-            raise ModelError(f"{self.model_dir}: the network outputs shape {tuple(out.shape)} for one crop but the "
-                             f"manifest says {expected} (input_size {size}, heatmap_size {hm}, {n} landmarks)")
-        if not np.isfinite(out).all():
-            raise ModelError(f"{self.model_dir}: the network outputs NaN or inf (corrupt weights)")
+    @classmethod
+    def from_options(cls, options: AlignerOptions, **kwargs: object) -> Aligner:
+        """An ``Aligner`` with these options (``kwargs``: the arguments that are not options, e.g. ``detector``)."""
+        return cls(**options.model_dump(), **kwargs)
 
-    @staticmethod
-    def _make_detector(detector: str | FaceDetector | None) -> FaceDetector | None:
-        if detector is None or isinstance(detector, FaceDetector):
-            return detector
+    def _make_detector(self, detector: str | FaceDetector | None) -> FaceDetector | None:
         if detector == "yunet":
             from .detectors.yunet import YuNetDetector
 
-            return YuNetDetector()
-        raise InputError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+            detector = YuNetDetector()
+        elif detector is not None and not isinstance(detector, FaceDetector):
+            raise InputError(f"unknown detector {detector!r}: use 'yunet', None or an object with detect(image)")
+        calibration = getattr(detector, "calibration", None)
+        if calibration is not None and calibration.detector != self.manifest.crop.detector:
+            log.warning("%s was trained on crops from %s boxes; %s boxes sit differently on a face, so its crops "
+                        "differ from the training crops (less accurate)", self.model_dir,
+                        self.manifest.crop.detector, calibration.detector)
+        return detector
 
+    # -- the landmarker's parts, as attributes of the Aligner ----------------------------------------
     @property
-    def backend_name(self) -> str:
-        return self.backend.name
+    def backend(self) -> Backend:
+        return self.landmarker.backend
 
-    @property
-    def num_landmarks(self) -> int:
-        return self.manifest.num_landmarks
+    @backend.setter
+    def backend(self, backend: Backend) -> None:
+        self.landmarker.backend = backend
+
+    backend_name = _from_landmarker("name", "the backend's name, e.g. ``ort:CPUExecutionProvider``")
+    manifest = _from_landmarker("manifest", "the model's :class:`~facealign_sdk.model.Manifest`")
+    model_dir = _from_landmarker("model_dir", "the model folder")
+    num_landmarks = _from_landmarker("num_landmarks", "points per face")
+    decodes_in_graph = _from_landmarker("decodes_in_graph", "the backend runs a decode graph (points, no heatmaps)")
+    refine = _from_landmarker("refine", "subpixel refinement of the heatmap peaks")
+    blur = _from_landmarker("blur", "peaks sought on blurred heatmaps")
+    flip = _from_landmarker("flip", "mirrored crops averaged in")
+    batch_size = _from_landmarker("batch_size", "face crops per network call")
+
+    def frame_for(self, detection: Detection) -> geometry.CropFrame:
+        """The crop window of a detection (:meth:`Landmarker.frame_for`)."""
+        return self.landmarker.frame_for(detection)
+
+    def landmarks_in_frames(self, jobs: Sequence[tuple[np.ndarray, geometry.CropFrame]]
+                            ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Points and confidences of crops ``(image, frame)`` (:meth:`Landmarker.landmarks_in_frames`)."""
+        return self.landmarker.landmarks_in_frames(jobs)
+
+    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
+        """The network's heatmaps for (N, 3, S, S) crops (:meth:`Landmarker.heatmaps`)."""
+        return self.landmarker.heatmaps(batch)
+
+    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmap-pixel points and confidence (:meth:`Landmarker.decode`)."""
+        return self.landmarker.decode(heatmaps)
 
     # -- public API ---------------------------------------------------------------------------
     def align(self, image: ImageLike, boxes: Iterable[BoxLike] | None = None) -> list[FaceLandmarks]:
@@ -212,8 +208,8 @@ class Aligner:
             raise InputError(f"got {len(boxes)} box lists for {len(images)} images")
         loaded = [self.load_image(im) for im in images]
         detections = [self.detect(im, None if boxes is None else boxes[i]) for i, im in enumerate(loaded)]
-        jobs = [(i, det, self.frame_for(det)) for i, dets in enumerate(detections) for det in dets]
-        points, conf = self.landmarks_in_frames([(loaded[i], frame) for i, _, frame in jobs])
+        jobs = [(i, det, self.landmarker.frame_for(det)) for i, dets in enumerate(detections) for det in dets]
+        points, conf = self.landmarker.landmarks_in_frames([(loaded[i], frame) for i, _, frame in jobs])
         out: list[list[FaceLandmarks]] = [[] for _ in loaded]
         for (i, det, _), p, c in zip(jobs, points, conf):
             pose = head_pose_or_none(p, (loaded[i].shape[1], loaded[i].shape[0]))
@@ -249,58 +245,18 @@ class Aligner:
             local.source, local.detector = detector, detector.fork()
         return list(local.detector.detect(image))
 
-    def frame_for(self, detection: Detection) -> geometry.CropFrame:
-        """The crop window of a detection (rolled upright with its eye keypoints when present)."""
-        roll = 0.0
-        if self.manifest.crop.use_roll and detection.keypoints:
-            roll = geometry.roll_from_eyes(detection.keypoints[0], detection.keypoints[1])
-        return geometry.frame_from_box(detection.box, roll, **self._crop_args)
-
-    def frame_from_landmarks(self, points: np.ndarray) -> geometry.CropFrame:
-        """The crop window a detector would give for a face with these landmarks (for tracking)."""
-        return geometry.frame_from_points(points, self.manifest.crop.use_roll, **self._crop_args)
-
-    def landmarks_in_frames(
-        self, jobs: Sequence[tuple[np.ndarray, geometry.CropFrame]]
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Run the network on crops ``(image, frame)``; points in image pixels and confidences."""
-        size, hm = self.manifest.input_size, self.manifest.heatmap_size
-        points: list[np.ndarray] = []
-        conf: list[np.ndarray] = []
-        for start in range(0, len(jobs), self.batch_size):
-            chunk = jobs[start : start + self.batch_size]
-            crops = np.stack([cv2.cvtColor(geometry.warp_crop(im, fr, size), cv2.COLOR_BGR2RGB) for im, fr in chunk])
-            batch = crops.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            if self.decodes_in_graph:
-                with self._network_lock:
-                    heat_pts, confidence = self.backend.run_points(batch)
-            else:
-                heat_pts, confidence = self.decode(self.heatmaps(batch))
-            if not (np.isfinite(heat_pts).all() and np.isfinite(confidence).all()):
-                raise ModelError(f"{self.model_dir}: the network gave NaN or inf for a face crop (a broken model); "
-                                 "no landmarks are returned rather than NaN points")
-            for (_, frame), p, c in zip(chunk, heat_pts, confidence):
-                crop_pts = geometry.heatmap_to_crop(p, hm, size)
-                points.append(geometry.crop_to_image(crop_pts, frame, size))
-                conf.append(c)
-        return points, conf
-
-    def heatmaps(self, batch: np.ndarray) -> np.ndarray:
-        """The network's heatmaps for (N, 3, S, S) crops (averaged with the mirrored crops' when ``flip``)."""
-        with self._network_lock:
-            heat = self.backend.run(batch)
-            if self.flip:
-                mirrored = self.backend.run(np.ascontiguousarray(batch[..., ::-1]))
-        if self.flip:
-            heat = (heat + mirrored[:, self._mirror, :, ::-1]) / 2
-        return heat
-
-    def decode(self, heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Heatmap-pixel points (N, L, 2) and confidence (N, L) with this Aligner's decoder settings."""
-        return decode_heatmaps(heatmaps, self.refine, blur_sigma=BLUR_SIGMA if self.blur else 0.0)
-
     # -- video ----------------------------------------------------------------------------------
-    def track(self, video, **options):
+    def tracker(self, options: TrackOptions | None = None, **kwargs: Any) -> FaceTracker:
+        """A push-frame face tracker: ``result = tracker.update(frame, timestamp_s)`` per frame, in order.
+
+        ``options`` (or ``kwargs``, its fields) are :class:`~facealign_sdk.video.tracker.TrackOptions`.
+        """
+        from .video.tracker import FaceTracker, TrackOptions
+
+        options = options if options is not None else TrackOptions(**kwargs)
+        return FaceTracker(self.landmarker, self.detect, options, max_faces=self.max_faces)
+
+    def track(self, video: Any, **options: Any) -> VideoTrack:
         """Landmarks for every frame of a video (path, camera index or image folder).
 
         Yields one frame result per decoded frame; see :func:`facealign_sdk.video.track`

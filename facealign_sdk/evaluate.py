@@ -18,8 +18,6 @@ NME is normalised by the outer-eye-corner distance (points 36 and 45), as in 300
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import io
 import math
 import sys
@@ -33,12 +31,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
+from . import boxes as boxes_module
 from . import geometry, metrics
 from .detectors.base import Detection
-from .errors import InputError
+from .errors import EvalItemError, InputError, MissingDependencyError
 from .imageio import ImageError
-from .outputs import check_output_file, write_file_atomic
+from .outputs import write_file_atomic
 from .pts import PtsError, read_pts
+from .schemes import IBUG68
 from .training.data import is_held_out, list_images
 
 Mode = Literal["end2end", "fixed"]
@@ -53,10 +53,6 @@ CHUNK = 16
 # are not annotations of that image (InfAnFace's crops leave points up to 0.2 outside)
 MIN_EYE_DISTANCE_PX = 1.0
 MAX_OUTSIDE_FRACTION = 0.5
-
-
-class EvalItemError(RuntimeError):
-    """An unexpected failure while evaluating one item; the message names the file."""
 
 
 # -- result types ---------------------------------------------------------------------------------
@@ -227,15 +223,7 @@ def match_box(
     ``reference`` is the box the detector would give for the annotated face (for YuNet:
     ``geometry.box_from_points(gt)``).
     """
-    rc = np.array([(reference[0] + reference[2]) / 2, (reference[1] + reference[3]) / 2])
-    best, best_dist = None, math.inf
-    for i, b in enumerate(boxes):
-        if geometry.box_iou(b, reference) < min_iou:
-            continue
-        dist = float(np.hypot(*(np.array([(b[0] + b[2]) / 2, (b[1] + b[3]) / 2]) - rc)))
-        if dist < best_dist:
-            best, best_dist = i, dist
-    return best
+    return boxes_module.match_box(boxes, reference, min_iou)
 
 
 # -- evaluation --------------------------------------------------------------------------------------
@@ -268,9 +256,9 @@ def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
 
 def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]]) -> list[np.ndarray]:
     """Landmarks of the chosen faces of a chunk of images, in one batched network call."""
-    jobs = [(image, aligner.frame_for(det)) for _, image, det in chunk]
+    jobs = [(image, aligner.landmarker.frame_for(det)) for _, image, det in chunk]
     try:
-        points, _ = aligner.landmarks_in_frames(jobs)
+        points, _ = aligner.landmarker.landmarks_in_frames(jobs)
     except Exception as exc:  # noqa: BLE001 - re-raised with the items' names
         names = ", ".join(str(s.image) for s, _, _ in chunk)
         raise EvalItemError(f"landmarks failed for one of: {names}: {type(exc).__name__}: {exc}") from exc
@@ -278,10 +266,11 @@ def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]])
 
 
 def check_scheme(aligner) -> None:
-    """NME's normaliser (outer eye corners 36/45) needs the iBUG 68-point scheme."""
-    if aligner.num_landmarks != 68:
+    """NME's normaliser (the outer eye corners) needs the iBUG 68-point scheme."""
+    if aligner.num_landmarks != IBUG68.num_points:
         raise InputError(
-            f"model has {aligner.num_landmarks} landmarks: NME with the outer-eye-corner normaliser needs 68"
+            f"model has {aligner.num_landmarks} landmarks: NME with the outer-eye-corner normaliser needs "
+            f"{IBUG68.num_points}"
         )
 
 
@@ -375,7 +364,7 @@ def plot_ced(
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        raise ImportError("the CED plot needs matplotlib: pip install matplotlib") from exc
+        raise MissingDependencyError("matplotlib", "plots", "the CED plot") from exc
     curves = results.items() if isinstance(results, Mapping) else [(r.label, r.errors()) for r in results]
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     for label, errs in curves:
@@ -399,7 +388,7 @@ class EvalReport(BaseModel):
     """What ``--json`` writes: every evaluation with its per-image errors and summary."""
 
     failure_limit: float = FAILURE_LIMIT
-    normaliser: str = "outer eye corners (points 36, 45, 0-based)"
+    normaliser: str = "outer eye corners (points {}, {}, 0-based)".format(*IBUG68.outer_eye_corners)
     missed_faces: str = "nme null; counted as failures in fr_pct, 0 in auc; excluded from nme_pct"
     results: list[EvalResult]
 
@@ -410,69 +399,3 @@ def write_json(results: Sequence[EvalResult], path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file_atomic(path, EvalReport(results=list(results)).model_dump_json(indent=1))
     return path
-
-
-# -- command line -------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``facealign eval``."""
-    from .decode import REFINE_MODES
-
-    parser.add_argument("folders", nargs="+", metavar="FOLDER",
-                        help="folders of images with iBUG .pts beside them; PATH:FRACTION evaluates only the "
-                        "held-out share FRACTION of that folder (e.g. ../shared/data/infanface/train:0.25)")
-    parser.add_argument("--model", default=None, help="model name or folder (default: the bundled model)")
-    parser.add_argument("--backend", default="auto", help="auto, ort, torch or trt (default: auto)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--mode", choices=("end2end", "fixed", "both"), default="both",
-                        help="end2end: the detector finds the face; fixed: a box from the GT points (default: both)")
-    parser.add_argument("--held-out-only", type=float, default=None, metavar="FRACTION",
-                        help="evaluate only the held-out share of every folder without its own :FRACTION")
-    parser.add_argument("--limit", type=int, default=None, metavar="N",
-                        help="at most N images per folder (evenly spaced)")
-    parser.add_argument("--refine", choices=REFINE_MODES, default="soft", help="subpixel refinement (default: soft)")
-    parser.add_argument("--no-blur", dest="blur", action="store_false",
-                        help="seek heatmap peaks without the Gaussian blur")
-    parser.add_argument("--flip", action="store_true",
-                        help="average with the mirrored crop's heatmaps (more accurate, twice the network time)")
-    parser.add_argument("--ced", type=Path, default=None, metavar="PNG", help="write a CED plot")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write per-image errors and summaries")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="report and skip bad items (unreadable image, missing or bad .pts) instead of stopping")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    """``facealign eval``: evaluate every folder in the chosen modes; print a table."""
-    if args.ced is not None and importlib.util.find_spec("matplotlib") is None:
-        print("facealign eval: error: --ced needs matplotlib (pip install matplotlib)", file=sys.stderr)
-        return 1
-    for out in (args.json, args.ced):  # fail before the evaluation, not after it
-        if out is not None:
-            check_output_file(out, create_folder=True)
-    if args.ced is not None and args.ced.suffix.lower() not in CED_SUFFIXES:
-        raise InputError(f"--ced {args.ced}: the plot's file name must end in {', '.join(CED_SUFFIXES)}")
-    sets = [parse_folder_spec(spec, args.held_out_only) for spec in args.folders]
-    for folder, held_out in sets:
-        select_images(folder, held_out, args.limit)  # fail fast on a missing/empty folder
-    from .aligner import Aligner
-
-    aligner = Aligner(model=args.model, backend=args.backend, device=args.device, refine=args.refine,
-                      blur=args.blur, flip=args.flip)
-    modes = MODES if args.mode == "both" else (args.mode,)
-    try:
-        results = [
-            evaluate_folder(aligner, folder, mode, held_out, args.limit, not args.no_progress, args.skip_bad)
-            for folder, held_out in sets
-            for mode in modes
-        ]
-    except EvalItemError as exc:
-        print(f"facealign eval: failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"model {aligner.manifest.name}, backend {aligner.backend_name}, refine {aligner.refine}, blur {aligner.blur}, flip {aligner.flip}")
-    print(format_table(results))
-    print(TABLE_NOTE)
-    if args.json is not None:
-        print(f"wrote {write_json(results, args.json)}")
-    if args.ced is not None:
-        print(f"wrote {plot_ced(results, args.ced)}")
-    return 0

@@ -6,8 +6,7 @@ Conventions (used everywhere: training, runtime, export tests, C++):
   top-left pixel is ``(0, 0)``. This is what ``cv2.warpAffine`` uses.
 * A crop is defined by a :class:`CropFrame`: a centre, a side length in image
   pixels and a roll angle. It maps to a ``crop_size`` x ``crop_size`` image.
-* Heatmaps of size ``h`` on a crop of size ``s`` cover it exactly: heatmap pixel
-  ``i`` spans crop pixels ``[i*s/h, (i+1)*s/h)``.
+* Heatmap pixels <-> crop pixels: :class:`facealign_sdk.codec.HeatmapCodec`.
 """
 
 from __future__ import annotations
@@ -18,6 +17,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .detectors.calibration import YUNET
+from .schemes import IBUG68
+
 # A detector-like face box is turned into a square crop whose side is
 # ``CROP_SCALE`` times the box size, centred ``CENTER_SHIFT`` box sizes below
 # the box centre.  The same constants turn 68 points into a detector-like box
@@ -26,10 +28,9 @@ CROP_SCALE = 1.4
 CENTER_SHIFT = 0.15
 
 # Mapping from the tight bounding box of the 68 points to the box that the
-# YuNet detector reports on the same face, fitted by
-# ``benchmarks/calibrate_boxes.py`` on ytf68/train (medians over 866 faces; offsets
-# and size in units of sqrt(w*h) of the tight box).
-POINTS_TO_BOX = {"dx": -0.009, "dy": -0.173, "size": 1.103}
+# YuNet detector reports on the same face: the detector's own calibration
+# (facealign_sdk.detectors.calibration.YUNET).
+POINTS_TO_BOX = {"dx": YUNET.dx, "dy": YUNET.dy, "size": YUNET.size}
 
 
 @dataclass(frozen=True)
@@ -104,18 +105,6 @@ def image_to_crop(points: np.ndarray, frame: CropFrame, crop_size: int) -> np.nd
     return apply_matrix(crop_matrix(frame, crop_size), points)
 
 
-def heatmap_to_crop(points: np.ndarray, heatmap_size: int, crop_size: int) -> np.ndarray:
-    """Heatmap pixel coordinates -> crop pixel coordinates (pixel-centre convention)."""
-    scale = crop_size / heatmap_size
-    return (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5
-
-
-def crop_to_heatmap(points: np.ndarray, heatmap_size: int, crop_size: int) -> np.ndarray:
-    """Crop pixel coordinates -> heatmap pixel coordinates (inverse of ``heatmap_to_crop``)."""
-    scale = crop_size / heatmap_size
-    return (np.asarray(points, dtype=np.float64) + 0.5) / scale - 0.5
-
-
 def frame_from_box(
     box: tuple[float, float, float, float],
     roll: float = 0.0,
@@ -163,8 +152,7 @@ def roll_from_eyes(right_eye: np.ndarray, left_eye: np.ndarray) -> float:
 
 def eye_centers_68(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Eye centres of an iBUG 68-point shape (image-left eye first)."""
-    pts = _check_points(points)
-    return pts[36:42].mean(axis=0), pts[42:48].mean(axis=0)
+    return IBUG68.eye_centers(_check_points(points))
 
 
 def frame_change(old: CropFrame, new: CropFrame) -> float:

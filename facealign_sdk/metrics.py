@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .schemes import IBUG68
+
 # outer eye corners of the iBUG 68-point scheme (0-based), the 300-W / 3FabRec normaliser
-OUTER_EYE_CORNERS = (36, 45)
+OUTER_EYE_CORNERS = IBUG68.outer_eye_corners
 
 
 def nme(pred: np.ndarray, gt: np.ndarray, normaliser: tuple[int, int] = OUTER_EYE_CORNERS) -> np.ndarray:

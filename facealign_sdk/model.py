@@ -14,16 +14,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import geometry
+from .codec import CodecSpec, HeatmapCodec
+from .detectors.calibration import YUNET
 from .errors import InputError
+from .resources import models_root
 
 log = logging.getLogger("facealign_sdk")
-REPO_MODELS = Path(__file__).resolve().parents[1] / "models"  # a checkout (pip install -e .)
-WHEEL_MODELS = Path(__file__).resolve().parent / "_models"  # an installed wheel (setup.py copies models/ there)
-
-
-def models_root() -> Path:
-    """The folder of released models: the checkout's ``models/``, else the installed wheel's copy."""
-    return REPO_MODELS if REPO_MODELS.is_dir() else WHEEL_MODELS
 DEFAULT_MODEL = "fabrec-scaf-w32"
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -50,6 +46,8 @@ class CropSpec(BaseModel):
     crop_scale: float = Field(geometry.CROP_SCALE, gt=0, le=10, description="crop side / box size")
     center_shift: float = Field(geometry.CENTER_SHIFT, ge=-1, le=1, description="crop centre below the box centre, in box sizes")
     use_roll: bool = True
+    detector: str = Field(YUNET.detector, min_length=1, description="the detector whose boxes the model was trained "
+                          "for (facealign_sdk.detectors.calibration); another detector's boxes give other crops")
 
 
 class Manifest(BaseModel):
@@ -68,6 +66,8 @@ class Manifest(BaseModel):
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     crop: CropSpec = Field(default_factory=CropSpec)
+    codec: CodecSpec = Field(default_factory=CodecSpec, description="heatmap encoding / decoding parameters "
+                             "(facealign_sdk.codec); a manifest without them gets the values of every released model")
     training_data: list[str] = Field(default_factory=list)
     mirror_symmetric: bool = Field(
         True, description="trained with mirror augmentation; False when trained without it because the annotation "
@@ -78,6 +78,10 @@ class Manifest(BaseModel):
         default_factory=dict, description="sha256 of every other file a runtime loads (model.onnx, *.engine, ...), "
         "by file name; written by facealign export, checked before loading")
     licence: str = "research data: non-commercial use only"
+
+    def heatmap_codec(self) -> HeatmapCodec:
+        """The model's :class:`~facealign_sdk.codec.HeatmapCodec` (its ``codec`` parameters and sizes)."""
+        return HeatmapCodec(**self.codec.model_dump(), input_size=self.input_size, heatmap_size=self.heatmap_size)
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:

@@ -30,10 +30,14 @@ def _writable_folder(folder: Path, create: bool) -> None:
 
 
 def check_output_file(path: Path, overwrite: bool = True, inputs: Iterable[Path] = (),
-                      create_folder: bool = False) -> Path:
-    """Fail unless ``path`` can be written: not a folder, not one of ``inputs``, absent unless
-    ``overwrite``, in a writable folder (or one that can be created, with ``create_folder``)."""
+                      create_folder: bool = False, suffixes: Sequence[str] = (), what: str = "the output") -> Path:
+    """The one output check, made before any work. Fail unless ``path`` can be written: its name ends in
+    one of ``suffixes`` (when given), not a folder, not one of ``inputs``, absent unless ``overwrite``,
+    in a writable folder (or one that can be created, with ``create_folder``)."""
     path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        names = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
+        raise InputError(f"{path}: {what} must end in {names}")
     real = path.resolve()
     if any(real == Path(p).resolve() for p in inputs):
         raise InputError(f"{path}: output would overwrite an input")

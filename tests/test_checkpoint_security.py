@@ -50,7 +50,7 @@ def test_malicious_pickle_runs_no_code(tmp_path):
 
 
 def test_cli_release_of_a_malicious_checkpoint_exits_2(tmp_path, capsys):
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     marker = tmp_path / "code_ran"
     evil = _malicious_checkpoint(tmp_path / "best.pt", marker)

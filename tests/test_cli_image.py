@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from facealign_sdk.cli import main
+from facealign_sdk.cli.main import main
 
 from .conftest import SAMPLES
 

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import cli, evaluate, geometry, metrics
+from facealign_sdk import evaluate, geometry, metrics
+from facealign_sdk.cli import main as cli
 from facealign_sdk.detectors.base import Detection
 from facealign_sdk.pts import write_pts
 
@@ -66,6 +67,10 @@ class FakeAligner:
 
     class manifest:  # noqa: N801 - mimics Aligner.manifest
         name = "fake"
+
+    @property
+    def landmarker(self) -> FakeAligner:  # mimics Aligner.landmarker (frame_for, landmarks_in_frames)
+        return self
 
     def __init__(self, folder: Path, offset: tuple[float, float] = (0.0, 0.0), miss: str = "") -> None:
         from facealign_sdk.pts import read_pts

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import cli
+from facealign_sdk.cli import main as cli
 from facealign_sdk.pts import write_pts
 
 from .conftest import SAMPLES
@@ -73,7 +73,7 @@ def test_usage_error_is_2(capsys):
 
 def test_video_codes(tiny_model, tmp_path):
     clip = str(SAMPLES / "clip.mp4")
-    args = [*model(tiny_model), "--quiet", "--max-frames", "3"]
+    args = [*model(tiny_model), "--no-progress", "--max-frames", "3"]
     assert cli.main(["video", clip, *args, "--out", str(tmp_path / "v.csv")]) == 0
     assert cli.main(["video", str(tmp_path / "none.mp4"), *args, "--out", str(tmp_path / "w.csv")]) == 2
     assert cli.main(["video", clip, *args, "--out", str(tmp_path / "v.csv")]) == 2  # exists, no --overwrite
@@ -97,12 +97,12 @@ def test_eval_codes(tiny_model, annotated, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "e.json").read_text())
     assert cli.main(["eval", str(tmp_path / "nothing"), *model(tiny_model)]) == 2
     # a failure inside the work (not the input) names the item and exits 1
-    from facealign_sdk.aligner import Aligner
+    from facealign_sdk.landmarker import Landmarker
 
     def broken(self, jobs):
         raise RuntimeError("backend exploded")
 
-    monkeypatch.setattr(Aligner, "landmarks_in_frames", broken)
+    monkeypatch.setattr(Landmarker, "landmarks_in_frames", broken)
     assert cli.main(args) == 1
 
 

@@ -21,10 +21,10 @@ pytest.importorskip("onnxscript")
 
 import onnx  # noqa: E402
 
-from export import cli as export_cli  # noqa: E402
-from export.onnx import METADATA_KEY, OPSET, downgrade_to_opset17, read_metadata  # noqa: E402
-from export.parity import ParityReport, landmark_stats, precision_of  # noqa: E402
-from export.quantize import load_face_crops, noise_crops, pick_evenly, sort_nodes  # noqa: E402
+from facealign_sdk.cli import export as export_cli  # noqa: E402
+from facealign_sdk.export.onnx import METADATA_KEY, OPSET, downgrade_to_opset17, read_metadata  # noqa: E402
+from facealign_sdk.export.parity import ParityReport, landmark_stats, precision_of  # noqa: E402
+from facealign_sdk.export.quantize import load_face_crops, noise_crops, pick_evenly, sort_nodes  # noqa: E402
 from facealign_sdk.model import Manifest, ModelError, load_manifest, sha256  # noqa: E402
 
 
@@ -215,7 +215,7 @@ def test_wrong_input_size(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_cli_exit_codes(tiny_model: Path, tmp_path: Path, capsys) -> None:
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     assert main(["export", "--model", str(tiny_model), "--to", "bogus"]) == 2
     assert "unknown --to target" in capsys.readouterr().err
@@ -296,7 +296,7 @@ def test_convtranspose_to_subpixel_is_exact(kernel: int, pads: int, bias: bool) 
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
-    from export.quantize import convtranspose_to_subpixel
+    from facealign_sdk.export.quantize import convtranspose_to_subpixel
 
     rng = np.random.default_rng(kernel)
     inits = [numpy_helper.from_array(rng.standard_normal((3, 5, kernel, kernel)).astype(np.float32), "w")]

@@ -32,9 +32,12 @@ def test_warp_crop_puts_image_point_where_the_matrix_says():
 
 
 def test_heatmap_crop_mapping_inverse_and_convention():
+    from facealign_sdk.codec import HeatmapCodec
+
+    codec = HeatmapCodec(input_size=256, heatmap_size=128)
     pts = np.array([[0.0, 0.0], [63.5, 10.25], [127.0, 127.0]])
-    crop = geometry.heatmap_to_crop(pts, 128, 256)
-    assert np.allclose(geometry.crop_to_heatmap(crop, 128, 256), pts)
+    crop = codec.to_crop(pts)
+    assert np.allclose(codec.from_crop(crop), pts)
     assert np.allclose(crop[0], [0.5, 0.5])  # heatmap pixel 0 covers crop pixels 0 and 1
 
 

@@ -141,7 +141,7 @@ def test_aligner_cuda_never_runs_silently_on_cpu(gpu_listed, monkeypatch: pytest
 
 @pytest.mark.skipif(_gpu_usable_here(), reason="a GPU is usable here")
 def test_cli_device_cuda_without_gpu_exits_2(capsys: pytest.CaptureFixture) -> None:
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     sample = Path(__file__).resolve().parents[1] / "samples" / "face.jpg"
     assert main(["image", str(sample), "--device", "cuda"]) == 2

@@ -25,7 +25,7 @@ def sim_module():
 @pytest.fixture(scope="module")
 def int8_setup(shared_data, tmp_path_factory):
     """The released model, its int8 graph calibrated on 32 ytf68/train faces, and 4 ytf68/val crops."""
-    from export.quantize import load_face_crops, quantize_int8
+    from facealign_sdk.export.quantize import load_face_crops, quantize_int8
     from facealign_sdk.backends.torch_backend import load_network
     from facealign_sdk.model import load_manifest, resolve_model_dir
 
@@ -72,7 +72,7 @@ def _without_activation_qdq(path, dst):
     assert not any(out.name in rename for out in model.graph.output)
     del model.graph.node[:]
     model.graph.node.extend(kept)
-    from export.quantize import sort_nodes
+    from facealign_sdk.export.quantize import sort_nodes
 
     sort_nodes(model.graph)
     onnx.save(model, str(dst))

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from facealign_sdk.aligner import Aligner
-from facealign_sdk.model import DEFAULT_MODEL, REPO_MODELS, load_manifest, sha256
+from facealign_sdk.model import DEFAULT_MODEL, load_manifest, sha256
+from facealign_sdk.resources import models_root
 
 from .conftest import SAMPLES, has_module
 
-MODEL_DIR = REPO_MODELS / DEFAULT_MODEL
+MODEL_DIR = models_root() / DEFAULT_MODEL
 
 
 def test_released_model_folder_is_complete():
@@ -45,7 +46,7 @@ def test_onnx_runtime_and_torch_agree_within_0_05_px():
 
 def test_onnx_metadata_carries_the_manifest():
     pytest.importorskip("onnx")
-    from export.onnx import read_metadata
+    from facealign_sdk.export.onnx import read_metadata
 
     meta = read_metadata(MODEL_DIR / "model.onnx")
     assert meta["num_landmarks"] == "68"
@@ -53,15 +54,15 @@ def test_onnx_metadata_carries_the_manifest():
 
 
 def test_installed_wheel_finds_its_models(tmp_path, monkeypatch):
-    """Without a checkout's models/ folder, released models are looked up in the package's _models (wheel)."""
+    """A package with its own _models (a wheel) finds released models there, not in any checkout."""
     import shutil
 
     from facealign_sdk import model as model_module
+    from facealign_sdk import resources
 
     wheel_models = tmp_path / "_models"
     shutil.copytree(MODEL_DIR, wheel_models / "packed", ignore=shutil.ignore_patterns("*.onnx", "eval"))
-    monkeypatch.setattr(model_module, "REPO_MODELS", tmp_path / "no-checkout")
-    monkeypatch.setattr(model_module, "WHEEL_MODELS", wheel_models)
+    monkeypatch.setattr(resources, "_packaged", lambda name: tmp_path / name)
     assert model_module.resolve_model_dir("packed") == wheel_models / "packed"
     with pytest.raises(model_module.ModelError, match="released models: \\['packed'\\]"):
         model_module.resolve_model_dir("missing")

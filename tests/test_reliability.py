@@ -89,7 +89,7 @@ def test_a_detector_without_fork_is_called_by_one_thread_at_a_time(tiny_model, f
 
 # -- exit codes: user errors, internal bugs, Ctrl-C ----------------------------------------------
 def test_an_internal_bug_is_not_reported_as_bad_input(tiny_model, tmp_path, monkeypatch, capsys):
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     def bug(self, image, boxes=None):
         raise ValueError("an internal invariant broke")
@@ -117,7 +117,7 @@ def test_interrupt_inside_serialisation_exits_130(tiny_model, tmp_path, monkeypa
     import os
     import signal
 
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     real_round, fired = np.round, []
 
@@ -145,7 +145,7 @@ def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, 
     from .conftest import REPO
 
     start = ("import sys; sys.stderr.write('ready\\n'); sys.stderr.flush(); "
-             "from facealign_sdk.cli import main; sys.exit(main())")
+             "from facealign_sdk.cli.main import main; sys.exit(main())")
     proc = subprocess.Popen([sys.executable, "-c", start, "image", str(SAMPLES / "face.jpg"), "--model",
                              str(tiny_model), "--backend", "torch"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -279,7 +279,7 @@ def test_max_faces_below_one_is_refused(tiny_model, max_faces):
 def test_cli_max_faces_below_one_exits_2(tiny_model, tmp_path, max_faces, capsys, face_image):
     import cv2 as _cv2
 
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     assert main(["image", str(SAMPLES / "face.jpg"), "--model", str(tiny_model), "--backend", "torch",
                  "--max-faces", max_faces]) == 2
@@ -291,7 +291,7 @@ def test_cli_max_faces_below_one_exits_2(tiny_model, tmp_path, max_faces, capsys
 
 @pytest.mark.parametrize("fps", ["inf", "1e308", "nan", "0", "-5"])
 def test_absurd_fps_is_refused(tiny_model, tmp_path, fps, capsys, face_image):
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
     from facealign_sdk.video import VideoError, VideoReader
 
     cv2.imwrite(str(tmp_path / "f.png"), face_image)
@@ -353,7 +353,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch, capsys, tiny_model):
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
     from facealign_sdk.imageio import ImageError, read_image
 
     bomb = tmp_path / "bomb.png"
@@ -385,7 +385,7 @@ def test_pixel_limit_is_configurable(tmp_path, monkeypatch, face_image):
 
 # -- output paths ----------------------------------------------------------------------------------
 def _image_cli(tiny_model, *args):
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     return main(["image", *map(str, args), "--model", str(tiny_model), "--backend", "torch"])
 
@@ -410,7 +410,7 @@ def test_image_outputs_are_checked_before_any_work(tiny_model, tmp_path, monkeyp
 
 def test_eval_outputs_are_checked_before_the_evaluation(tiny_model, tmp_path, monkeypatch, capsys):
     from facealign_sdk import evaluate
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -513,7 +513,7 @@ def test_replaced_detector_model_is_refused(tmp_path, monkeypatch):
     from facealign_sdk.model import ModelError
 
     fake = tmp_path / "yunet.onnx"
-    fake.write_bytes(yunet.DEFAULT_MODEL.read_bytes()[:-1] + b"\x00")
+    fake.write_bytes(yunet._packaged_model().read_bytes()[:-1] + b"\x00")
     monkeypatch.setattr(yunet, "_packaged_model", lambda: fake)
     with pytest.raises(ModelError, match="sha256"):
         yunet.YuNetDetector()

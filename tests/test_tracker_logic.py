@@ -76,7 +76,7 @@ def run(aligner: ScriptedAligner, frames: int, **options) -> list[list[int]]:
 
 
 def track(aligner: ScriptedAligner, frames: int, **options):
-    tracker = FaceTracker(aligner, TrackOptions(**options))
+    tracker = FaceTracker(aligner, aligner.detect, TrackOptions(**options), aligner.max_faces)
     for i in range(frames):
         image = np.full((240, 320, 3), i, np.uint8)
         yield from tracker.process([VideoFrame(i, i / FPS, image)])
@@ -126,3 +126,18 @@ def test_max_faces_tracks_the_best_scoring_faces():
     for result in results:
         assert len(result.faces) == 1
         np.testing.assert_allclose(result.faces[0].landmarks.points.mean(axis=0), world[0][1].points.mean(axis=0))
+
+
+def test_push_frames_one_by_one_equals_processing_them():
+    """``update(frame, timestamp)`` (push mode) gives what the video path gives for the same frames."""
+    world = {i: [Face((160 + 3 * i, 120)), Face((60, 60 + 2 * i), confidence=0.5 if i == 4 else 0.9)]
+             for i in range(10)}
+    expected = run(ScriptedAligner(world), 10, redetect_every=3)
+    aligner = ScriptedAligner(world)
+    tracker = FaceTracker(aligner, aligner.detect, TrackOptions(redetect_every=3))
+    got = []
+    for i in range(10):
+        result = tracker.update(np.full((240, 320, 3), i, np.uint8), i / FPS)
+        assert result.frame == i and abs(result.timestamp - i / FPS) < 1e-9
+        got.append([f.face_id for f in result.faces])
+    assert got == expected

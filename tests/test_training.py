@@ -184,7 +184,7 @@ def test_release_records_mirror_symmetry_and_flip_warns(annotated_folder, tiny_m
     ],
 )
 def test_train_config_errors_are_one_line_and_exit_2(tmp_path, capsys, content, message):
-    from facealign_sdk.cli import main
+    from facealign_sdk.cli.main import main
 
     config = tmp_path / "config.json"
     if content is not None:

@@ -61,7 +61,7 @@ def test_sidecar_file_roundtrip(tmp_path: Path) -> None:
 
 
 def test_trtexec_line_and_profile() -> None:
-    from export.tensorrt import engine_name, parse_profile, trtexec_command
+    from facealign_sdk.export.tensorrt import engine_name, parse_profile, trtexec_command
 
     profile = parse_profile("1,8,64")
     assert engine_name(profile) == "model_fp16_b1-8-64.engine"
@@ -74,7 +74,7 @@ def test_trtexec_line_and_profile() -> None:
 
 
 def test_engine_name_says_tensorrt_and_gpu() -> None:
-    from export.tensorrt import engine_name
+    from facealign_sdk.export.tensorrt import engine_name
 
     profile = Profile(min=1, opt=8, max=64)
     here = engine_name(profile, "fp16", HERE)
@@ -229,7 +229,7 @@ def test_build_and_run_engine(tiny_model: Path, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("building an engine needs a CUDA GPU")
-    from export import cli as export_cli
+    from facealign_sdk.cli import export as export_cli
     from facealign_sdk.backends.ort import OrtBackend
     from facealign_sdk.backends.trt import TrtBackend
 
@@ -258,15 +258,15 @@ def test_engine_below_profile_minimum(tiny_model: Path, tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     if not torch.cuda.is_available():
         pytest.skip("building an engine needs a CUDA GPU")
-    from export.onnx import export_onnx
-    from export.tensorrt import build_engine, parse_profile
+    from facealign_sdk.export.onnx import export_onnx
+    from facealign_sdk.export.tensorrt import build_engine, parse_profile
     from facealign_sdk.backends.ort import OrtBackend
     from facealign_sdk.backends.torch_backend import load_network
     from facealign_sdk.backends.trt import TrtBackend
 
     manifest = load_manifest(tiny_model)
     export_onnx(load_network(tiny_model, manifest), manifest, tmp_path / "model.onnx")
-    from export.quantize import convert_fp16
+    from facealign_sdk.export.quantize import convert_fp16
 
     convert_fp16(tmp_path / "model.onnx", tmp_path / "model_fp16.onnx")
     engine = build_engine(tmp_path, manifest, parse_profile("2,4,4"), workspace_gb=1)

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import Aligner, cli, geometry
+from facealign_sdk import Aligner, geometry
+from facealign_sdk.cli import main as cli
 from facealign_sdk.detectors.base import Detection
 from facealign_sdk.imageio import to_bgr8
 from facealign_sdk.results import FaceLandmarks, draw_faces
@@ -52,7 +53,7 @@ def test_image_csv_and_json_equal_the_api(released, tmp_path):
     assert cli.main(["image", str(image), "--out", str(out_csv)]) == 0
     assert cli.main(["image", str(image), "--out", str(out_json)]) == 0
     rows = _csv_rows(out_csv)
-    assert [int(r["face"]) for r in rows] == [0, 1]
+    assert [int(r["face_id"]) for r in rows] == [0, 1]
     for row, face in zip(rows, faces):
         np.testing.assert_allclose(_points_from_row(row), face.points, atol=5e-4)
         np.testing.assert_allclose([float(row[f"c_{i}"]) for i in range(68)], face.confidence, atol=5e-5)
@@ -114,13 +115,30 @@ def test_draw_faces_pixels(side):
 # -- video command outputs ---------------------------------------------------------------------
 
 
+def test_push_frame_tracker_equals_track(released):
+    """``aligner.tracker().update(frame, timestamp)`` gives exactly what ``aligner.track(path)`` gives."""
+    import cv2
+
+    expected = list(released.track(CLIP, max_frames=5))
+    capture = cv2.VideoCapture(str(CLIP))
+    tracker = released.tracker()
+    for result in expected:
+        ok, frame = capture.read()
+        assert ok
+        got = tracker.update(frame, result.timestamp)
+        assert [f.face_id for f in got.faces] == [f.face_id for f in result.faces]
+        for g, e in zip(got.faces, result.faces):
+            np.testing.assert_array_equal(g.landmarks.points, e.landmarks.points)
+    capture.release()
+
+
 def test_video_csv_and_json_equal_the_api(released, tmp_path):
     """The video CSV/JSON rows are the ``track`` results: x in x_*, y in y_*, frame numbers 1-based in CSV."""
     frames = 6
     expected = list(released.track(CLIP, max_frames=frames))
     out_csv, out_json = tmp_path / "v.csv", tmp_path / "v.json"
     assert cli.main(["video", str(CLIP), "--out", str(out_csv), "--json", str(out_json), "--max-frames", str(frames),
-                     "--quiet"]) == 0
+                     "--no-progress"]) == 0
     rows = _csv_rows(out_csv)
     doc = json.loads(out_json.read_text())
     assert len(doc["frames"]) == frames

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facealign_sdk import cli
+from facealign_sdk.cli import main as cli
 from facealign_sdk.video import (
     FrameResult,
     LandmarkSmoother,
@@ -100,7 +100,7 @@ def run_cli(*args: str) -> int:
 
 
 def model_args(tiny_model: Path) -> list[str]:
-    return ["--model", str(tiny_model), "--backend", "torch", "--quiet"]
+    return ["--model", str(tiny_model), "--backend", "torch", "--no-progress"]
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -444,7 +444,7 @@ def test_still_face_keeps_its_crop(face_image, tmp_path, deadband):
     from facealign_sdk.aligner import Aligner
     from facealign_sdk.video import FaceTracker, TrackOptions, VideoFrame
 
-    tracker = FaceTracker(Aligner(backend="torch"), TrackOptions(smooth=False, redetect_every=0, crop_deadband=deadband))
+    tracker = Aligner(backend="torch").tracker(TrackOptions(smooth=False, redetect_every=0, crop_deadband=deadband))
     crops, points = [], []
     for i in range(8):
         face = tracker.process([VideoFrame(i, i / FPS, face_image)])[0].faces[0]
@@ -478,7 +478,7 @@ def test_tracks_end_after_a_scene_cut(shared_data):
 
     clip = shared_data / "videos" / "fschuang_Elon3.mp4"
     aligner = Aligner(backend="ort", device="cpu")
-    tracker = FaceTracker(aligner, TrackOptions())
+    tracker = aligner.tracker(TrackOptions())
     frames = list(VideoReader(clip, max_frames=75))
     detected = [len(aligner.detect(f.image)) for f in frames]
     reported = [len(tracker.process([f])[0].faces) for f in frames]
@@ -507,7 +507,7 @@ def test_one_face_is_not_tracked_twice(face_image, batch_frames):
                 out += [d, Detection(box=(x1 + shift, y1, x2 + shift, y2), score=d.score * 0.99, keypoints=d.keypoints)]
             return out
 
-    tracker = FaceTracker(Aligner(backend="ort", device="cpu", detector=Doubling()), TrackOptions())
+    tracker = Aligner(backend="ort", device="cpu", detector=Doubling()).tracker(TrackOptions())
     small = cv2.resize(face_image, (320, 240))
     for start in range(0, 12, batch_frames):
         group = [VideoFrame(i, i / FPS, small) for i in range(start, start + batch_frames)]

@@ -95,7 +95,7 @@ std::vector<Face> Aligner::align(const cv::Mat& image, const std::vector<Detecti
     }
     const int lm = m.num_landmarks, h = static_cast<int>(hm.shape[2]), w = static_cast<int>(hm.shape[3]);
     for (size_t n = 0; n < count; ++n) {
-      const std::vector<Peak> peaks = decode_heatmaps(hm.data.data() + n * lm * h * w, lm, h, w);
+      const std::vector<Peak> peaks = decode_heatmaps(hm.data.data() + n * lm * h * w, lm, h, w, m.decoder);
       const cv::Matx23d to_image = invert_matrix(crop_matrix(frames[first + n], m.input_size));
       Face face{faces[first + n], {}, {}};
       for (const Peak& p : peaks) {

@@ -29,6 +29,14 @@ Manifest load_manifest(const std::filesystem::path& model_dir) {
     m.crop_scale = crop.at("crop_scale").get<double>();
     m.center_shift = crop.at("center_shift").get<double>();
     m.use_roll = crop.value("use_roll", false);
+    if (j.contains("codec")) {  // facealign_sdk.codec.CodecSpec; a manifest without it has the defaults
+      const auto& codec = j.at("codec");
+      m.decoder.target_sigma = codec.value("sigma", m.decoder.target_sigma);
+      m.decoder.blur_sigma = codec.value("blur_sigma", m.decoder.blur_sigma);
+      m.decoder.soft_window = codec.value("soft_window", m.decoder.soft_window);
+      m.decoder.soft_power = codec.value("soft_power", m.decoder.soft_power);
+      m.decoder.confidence_window = codec.value("confidence_window", m.decoder.confidence_window);
+    }
     if (m.num_landmarks <= 0 || m.input_size <= 0 || m.heatmap_size <= 0 || !(m.crop_scale > 0)) {
       throw Error(Error::Kind::InvalidArgument, path.string() + ": sizes and crop_scale must be positive");
     }

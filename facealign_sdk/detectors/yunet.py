@@ -8,9 +8,11 @@ import cv2
 import numpy as np
 
 from ..model import ModelError, sha256
+from ..resources import models_root
 from .base import Detection
+from .calibration import YUNET, BoxCalibration
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "yunet" / "face_detection_yunet_2023mar_int8bq.onnx"
+MODEL_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
 DEFAULT_MODEL_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10"
 
 
@@ -20,6 +22,8 @@ class YuNetDetector:
     Images are resized so that their longer side lies in ``[min_side, max_side]``
     (small images are upsampled: YuNet misses faces that fill a tiny frame).
     """
+
+    calibration: BoxCalibration = YUNET  # where its boxes sit on a face (the released models are trained for it)
 
     def __init__(
         self,
@@ -78,6 +82,5 @@ class YuNetDetector:
 
 
 def _packaged_model() -> Path:
-    """The vendored model: beside the package in a checkout, or inside an installed wheel."""
-    installed = Path(__file__).resolve().parents[1] / "_models" / "yunet" / DEFAULT_MODEL.name
-    return DEFAULT_MODEL if DEFAULT_MODEL.is_file() else installed
+    """The vendored model (:func:`facealign_sdk.resources.models_root`: a wheel's copy or the checkout's)."""
+    return models_root() / "yunet" / MODEL_FILE

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .. import geometry
 from ..imageio import list_images, read_image
 from ..pts import read_pts
-from ..schemes import FLIP_68
+from ..schemes import IBUG68
 
 
 def is_held_out(path: Path, fraction: float) -> bool:
@@ -41,10 +41,12 @@ def turned_face_ratio(points: np.ndarray) -> float:
     eye axis (36 -> 45, so roll does not matter): on a face turned away the far one shrinks, and on a
     3-D contour jaw (AFLW2000-3D) the nose tip can pass the far cheek point: a distance <= 0 is a profile.
     """
-    axis = points[45] - points[36]
+    right_corner, left_corner = IBUG68.outer_eye_corners
+    near, far = IBUG68.cheeks
+    axis = points[left_corner] - points[right_corner]
     axis = axis / max(float(np.linalg.norm(axis)), 1e-6)
-    left = float((points[30] - points[2]) @ axis)
-    right = float((points[14] - points[30]) @ axis)
+    left = float((points[IBUG68.nose_tip] - points[near]) @ axis)
+    right = float((points[far] - points[IBUG68.nose_tip]) @ axis)
     if left <= 0 or right <= 0:
         return 0.0
     return min(left, right) / max(left, right)
@@ -56,16 +58,16 @@ def contour_weights(points: np.ndarray, jaw_weight: float, turned_below: float =
     For sets whose jaw follows the 3-D contour (AFLW2000-3D) rather than the visible outline:
     on turned faces the two conventions disagree, so those points get less say.
     """
-    if jaw_weight == 1.0 or len(points) != 68 or turned_face_ratio(points) >= turned_below:
+    if jaw_weight == 1.0 or len(points) != IBUG68.num_points or turned_face_ratio(points) >= turned_below:
         return None
     w = np.ones(len(points), np.float32)
-    w[:17] = jaw_weight
+    w[list(IBUG68.jaw)] = jaw_weight
     return w
 
 
 def load_annotated(
     folder: str | Path,
-    num_points: int = 68,
+    num_points: int = IBUG68.num_points,
     held_out: float | None = None,
     take_held_out: bool = False,
     turned_jaw_weight: float = 1.0,
@@ -220,9 +222,9 @@ def landmark_sample(
         full = _random_perspective(rng, crop_size, aug.perspective) @ full
     crop = cv2.warpPerspective(image, full, (crop_size, crop_size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     pts = cv2.perspectiveTransform(points[None].astype(np.float64), full)[0]
-    if rng.random() < aug.p_flip and len(points) == len(FLIP_68):
+    if rng.random() < aug.p_flip and len(points) == IBUG68.num_points:
         crop = crop[:, ::-1]
-        pts = pts[FLIP_68].copy()
+        pts = pts[IBUG68.mirror].copy()
         pts[:, 0] = crop_size - 1 - pts[:, 0]
     crop = degrade(np.ascontiguousarray(crop), rng, aug)
     if rng.random() < aug.p_occlusion:

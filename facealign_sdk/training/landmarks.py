@@ -19,14 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from .. import geometry
-from ..decode import TARGET_SIGMA, decode_heatmaps
+from ..codec import HeatmapCodec
 from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import RunDir, load_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
-from .losses import gaussian_heatmaps
 
 
 class DataSource(BaseModel):
@@ -93,9 +92,12 @@ def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor]) -
 def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Crops (RGB uint8) and crop-pixel points -> (image tensor, target heatmaps)."""
     x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-    hm_pts = geometry.crop_to_heatmap(np.stack(points), cfg.heatmap_size, cfg.input_size)
-    sigma = TARGET_SIGMA * cfg.heatmap_size / 128
-    return x, gaussian_heatmaps(torch.from_numpy(hm_pts).float(), cfg.heatmap_size, sigma)
+    return x, codec_of(cfg).encode(np.stack(points))
+
+
+def codec_of(cfg: NetConfig) -> HeatmapCodec:
+    """The heatmap codec training uses (the release records its parameters in the manifest)."""
+    return HeatmapCodec(input_size=cfg.input_size, heatmap_size=cfg.heatmap_size)
 
 
 def heatmap_loss(
@@ -134,9 +136,10 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
         chunk = items[i : i + batch]
         crops = [landmark_sample(it, cfg.input_size, None)[0] for it in chunk]
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-        pts, _ = decode_heatmaps(net(x.to(_device_of(net))).cpu().numpy(), "soft")
+        codec = codec_of(cfg)
+        pts, _ = codec.decode(net(x.to(_device_of(net))).cpu().numpy(), "soft")
         for it, p in zip(chunk, pts):
-            crop_pts = geometry.heatmap_to_crop(p, cfg.heatmap_size, cfg.input_size)
+            crop_pts = codec.to_crop(p)
             frame = geometry.frame_from_box(geometry.box_from_points(it.points))
             preds.append(geometry.crop_to_image(crop_pts, frame, cfg.input_size))
             gts.append(it.points)

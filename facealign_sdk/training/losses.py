@@ -1,4 +1,4 @@
-"""Losses: 3FabRec structural (contrast x correlation) SSIM term, GAN terms, heatmap targets."""
+"""Losses: 3FabRec structural (contrast x correlation) SSIM term, GAN terms (targets: facealign_sdk.codec)."""
 
 from __future__ import annotations
 
@@ -53,11 +53,3 @@ def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
     """Non-saturating GAN loss."""
     target = torch.ones_like(logits) if real else torch.zeros_like(logits)
     return F.binary_cross_entropy_with_logits(logits.view(-1), target.view(-1))
-
-
-def gaussian_heatmaps(points: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
-    """(N, L, 2) heatmap-pixel coordinates -> (N, L, size, size) Gaussians with peak 1."""
-    grid = torch.arange(size, dtype=points.dtype, device=points.device)
-    gx = torch.exp(-((grid[None, None, :] - points[..., 0:1]) ** 2) / (2 * sigma**2))
-    gy = torch.exp(-((grid[None, None, :] - points[..., 1:2]) ** 2) / (2 * sigma**2))
-    return gy[..., :, None] * gx[..., None, :]

@@ -9,8 +9,9 @@ Pipeline (see :func:`track`)::
     VideoReader (file / camera index / image folder)
       -> FaceTracker: detect on re-detect frames (every ``redetect_every`` frames, when a
          track's confidence drops, or while no face is tracked), otherwise crop each face
-         from its previous landmarks (``Aligner.frame_from_landmarks``); all crops of a
+         from its previous landmarks (``Landmarker.frame_from_landmarks``); all crops of a
          group of ``batch_frames`` frames go through the network in one batched call
+         (push frames yourself instead: ``aligner.tracker().update(frame, timestamp_s)``)
       -> LandmarkSmoother per face: One-Euro filters on the pose and on the size-normalised
        shape (speeds in face sizes per second, dt from timestamps)
       -> FrameResult per decoded frame (frame index, timestamp, faces with stable face_id)

@@ -1,11 +1,16 @@
-"""Tracking faces through a video, and :func:`track`, the entry point of the pipeline."""
+"""Tracking faces through a video: :class:`FaceTracker` (push frames: ``update(frame, timestamp_s)``),
+:class:`VideoTrack` and :func:`track` (iterate a video source).
+
+The tracker needs a :class:`~facealign_sdk.landmarker.Landmarker` (crop windows and landmarks) and a
+``detect(image) -> list[Detection]`` callable (best first); ``Aligner.tracker()`` passes its own.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,8 +19,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from .. import geometry
-from ..geometry import box_iou as iou
+from ..boxes import box_iou as iou
+from ..boxes import centre_distance
 from ..detectors.base import Detection
+from ..errors import InputError
 from ..headpose import head_pose_or_none
 from ..results import FaceLandmarks
 from .reader import MAX_FPS, VideoFrame, VideoReader
@@ -23,7 +30,7 @@ from .results import FrameResult, TrackedFace, TrackReport
 from .smoothing import LandmarkSmoother, SmoothingConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..aligner import Aligner
+    from ..landmarker import Landmarker
 
 log = logging.getLogger("facealign_sdk")
 
@@ -63,12 +70,6 @@ DUPLICATE_IOU = 0.5
 
 def _size(box: Sequence[float]) -> float:
     return math.sqrt(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
-
-
-def _centre_distance(a: Sequence[float], b: Sequence[float]) -> float:
-    """Distance of the box centres in units of box ``b``'s size."""
-    size = math.sqrt(max((b[2] - b[0]) * (b[3] - b[1]), 1e-6))
-    return math.hypot((a[0] + a[2] - b[0] - b[2]) / 2, (a[1] + a[3] - b[1] - b[3]) / 2) / size
 
 
 @dataclass
@@ -117,21 +118,39 @@ class _GroupState:
 
 
 class FaceTracker:
-    """Tracks faces through consecutive frames; feed groups of frames to :meth:`process`."""
+    """Tracks faces through consecutive frames: push them one by one to :meth:`update`, or in groups
+    (whose crops share one network call) to :meth:`process`.
 
-    def __init__(self, aligner: Aligner, options: TrackOptions) -> None:
-        self.aligner = aligner
-        self.options = options
-        self.max_faces = options.max_faces or aligner.max_faces
+    >>> tracker = aligner.tracker(redetect_every=10)
+    >>> result = tracker.update(frame, timestamp_s=0.033)   # a FrameResult: faces with stable ids
+
+    ``max_faces`` caps the faces when ``options.max_faces`` does not.
+    """
+
+    def __init__(self, landmarker: Landmarker, detect: Callable[[np.ndarray], list[Detection]],
+                 options: TrackOptions | None = None, max_faces: int | None = None) -> None:
+        self.landmarker = landmarker
+        self.detect = detect
+        self.options = options if options is not None else TrackOptions()
+        self.max_faces = self.options.max_faces or max_faces
         self.tracks: list[_Track] = []
         self._next_id = 0
         self._since_detect: int | None = None  # frames since the last detector run
+        self._frames_pushed = 0
 
     @property
     def faces_seen(self) -> int:
         return self._next_id
 
     # public
+    def update(self, image: np.ndarray, timestamp_s: float) -> FrameResult:
+        """The result of the next frame (a BGR image; ``timestamp_s`` in seconds, increasing)."""
+        if image is None:
+            raise InputError("update() needs an image (a BGR numpy array)")
+        frame = VideoFrame(self._frames_pushed, float(timestamp_s), image)
+        self._frames_pushed += 1
+        return self.process([frame])[0]
+
     def process(self, frames: Sequence[VideoFrame]) -> list[FrameResult]:
         """Landmarks for consecutive frames (all crops in one batched network call); an unreadable frame
         (no image) gets an empty result with its error, and tracking goes on over it."""
@@ -163,7 +182,7 @@ class FaceTracker:
 
     def _detect(self, group: _GroupState, pos: int) -> list[Detection]:
         if pos not in group.detections:
-            dets = self.aligner.detect(group.frames[pos].image)
+            dets = self.detect(group.frames[pos].image)
             group.detections[pos] = dets[: self.max_faces] if self.max_faces else dets
         return group.detections[pos]
 
@@ -189,7 +208,7 @@ class FaceTracker:
                 continue
             for ti, tr in enumerate(tracks):
                 overlap = max(iou(det.box, tr.box), iou(det.box, tr.det_box))
-                dist = min(_centre_distance(det.box, tr.box), _centre_distance(det.box, tr.det_box))
+                dist = min(centre_distance(det.box, tr.box), centre_distance(det.box, tr.det_box))
                 if overlap >= self.options.match_iou or (lost and dist < 0.75):
                     pairs.append((overlap, -dist, di, ti))
         matched: dict[int, int] = {}
@@ -227,21 +246,21 @@ class FaceTracker:
         return jobs
 
     def _new_track(self, det: Detection) -> _Track:
-        tr = _Track(self._next_id, self.aligner.frame_for(det), det.box, det.box, det.score,
+        tr = _Track(self._next_id, self.landmarker.frame_for(det), det.box, det.box, det.score,
                     LandmarkSmoother(self.options.smoothing))
         self._next_id += 1
         self.tracks.append(tr)
         return tr
 
     def _det_job(self, pos: int, tr: _Track, det: Detection) -> _Job:
-        tr.crop, tr.box, tr.det_box, tr.score = self.aligner.frame_for(det), det.box, det.box, det.score
+        tr.crop, tr.box, tr.det_box, tr.score = self.landmarker.frame_for(det), det.box, det.box, det.score
         return _Job(pos, tr, tr.crop, det, True, det.box)
 
     # running
     def _run(self, group: _GroupState, jobs: list[_Job]) -> None:
         if not jobs:
             return
-        points, conf = self.aligner.landmarks_in_frames([(group.frames[j.pos].image, j.crop) for j in jobs])
+        points, conf = self.landmarker.landmarks_in_frames([(group.frames[j.pos].image, j.crop) for j in jobs])
         for job, p, c in zip(jobs, points, conf):
             job.points, job.conf = p, c
 
@@ -267,7 +286,7 @@ class FaceTracker:
         for job in failed:
             det = job.det or self._best_detection(self._detect(group, job.pos), job)
             if det is not None:
-                job.crop, job.det, job.crop_from_det = self.aligner.frame_for(det), det, True
+                job.crop, job.det, job.crop_from_det = self.landmarker.frame_for(det), det, True
                 retry.append(job)
         self._run(group, retry)
 
@@ -332,7 +351,7 @@ class FaceTracker:
         raw = job.points
         doubtful = float(job.conf.mean()) < self.options.confirm_confidence
         tr.points, tr.weak, tr.lost_at, tr.score = raw, doubtful, None, job.score
-        self._update_crop(tr, self.aligner.frame_from_landmarks(raw), job.crop_from_det)
+        self._update_crop(tr, self.landmarker.frame_from_landmarks(raw), job.crop_from_det)
         tr.box = geometry.box_from_points(raw)
         if tr.reset_smoother:
             tr.smoother.reset()
@@ -355,11 +374,11 @@ class VideoTrack:
     use it as a context manager (or call :meth:`close`) to release a camera when stopping early.
     """
 
-    def __init__(self, aligner: Aligner, video: str | int | Path, options: TrackOptions) -> None:
-        self.options = options
+    def __init__(self, tracker: FaceTracker, video: str | int | Path) -> None:
+        options = self.options = tracker.options
         self.reader = VideoReader(video, fps=options.fps, max_frames=options.max_frames)
         self.info = self.reader.info
-        self.tracker = FaceTracker(aligner, options)
+        self.tracker = tracker
         self.report = TrackReport(source=self.info.source, frames_expected=self.reader.expected_frames)
         self._results: Iterator[FrameResult] | None = None
 
@@ -426,12 +445,13 @@ class VideoTrack:
         self.report.frames_unreadable += bool(result.error)
 
 
-def track(aligner: Aligner, video: str | int | Path, **options: Any) -> VideoTrack:
+def track(aligner: Any, video: str | int | Path, **options: Any) -> VideoTrack:
     """Landmarks for every frame of ``video`` (a file, a camera index like ``0``, or an image folder).
 
     Opens the source at once (``FileNotFoundError`` / :class:`VideoError` for bad input) and
     returns an iterator of :class:`FrameResult`, one per decoded frame in order. ``options``
     are :class:`TrackOptions` fields (``smoothing`` may be a dict or :class:`OneEuroConfig`).
     After the loop, ``.report`` (:class:`TrackReport`) says e.g. whether the stream was truncated.
+    ``aligner`` is a :class:`facealign_sdk.Aligner` (its ``tracker()`` is used).
     """
-    return VideoTrack(aligner, video, TrackOptions(**options))
+    return VideoTrack(aligner.tracker(TrackOptions(**options)), video)

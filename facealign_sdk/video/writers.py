@@ -13,6 +13,7 @@ from typing import IO
 import cv2
 import numpy as np
 
+from ..csvformat import landmark_cells, landmark_columns
 from ..errors import InputError
 from ..outputs import check_output_file
 from ..results import FaceLandmarks, draw_faces
@@ -23,9 +24,7 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")  # what --draw writes (mp4v)
 
 def csv_header(num_landmarks: int) -> list[str]:
     """OpenFace 2 columns: frame, face_id, timestamp, confidence, success, x_*, y_*, then c_* per landmark."""
-    idx = range(num_landmarks)
-    return (["frame", "face_id", "timestamp", "confidence", "success"]
-            + [f"x_{i}" for i in idx] + [f"y_{i}" for i in idx] + [f"c_{i}" for i in idx])
+    return ["frame", "face_id", "timestamp", "confidence", "success", *landmark_columns(num_landmarks)]
 
 
 def csv_rows(result: FrameResult, num_landmarks: int) -> list[list[str]]:
@@ -37,8 +36,7 @@ def csv_rows(result: FrameResult, num_landmarks: int) -> list[list[str]]:
     for face in result.faces:
         lm = face.landmarks
         rows.append([frame, str(face.face_id), ts, f"{lm.mean_confidence:.3f}", str(int(face.success)),
-                     *(f"{v:.2f}" for v in lm.points[:, 0]), *(f"{v:.2f}" for v in lm.points[:, 1]),
-                     *(f"{v:.3f}" for v in lm.confidence)])
+                     *landmark_cells(lm, 2, 3)])
     return rows
 
 
@@ -219,10 +217,8 @@ def check_outputs(outputs: Sequence[Path | None], overwrite: bool, source: str |
     for slot, path in enumerate(outputs):
         if path is None:
             continue
-        if Path(path).suffix.lower() not in wanted[slot]:
-            what = ("the CSV output (--out)", "the JSON output (--json)", "the annotated video (--draw)")[slot]
-            raise InputError(f"{path}: {what} must end in {', '.join(wanted[slot])}")
-        check_output_file(Path(path), overwrite, src)
+        what = ("the CSV output (--out)", "the JSON output (--json)", "the annotated video (--draw)")[slot]
+        check_output_file(Path(path), overwrite, src, suffixes=wanted[slot], what=what)
     return paths
 
 

@@ -100,6 +100,7 @@ struct Manifest {
   double crop_scale = 0;
   double center_shift = 0;
   bool use_roll = false;
+  DecoderSettings decoder;  ///< the manifest's "codec" section (facealign_sdk/codec.py); defaults when absent
 };
 
 /// Read `model_dir`/manifest.json; Error(NotFound / InvalidArgument) when missing or incomplete.

@@ -14,10 +14,11 @@ import logging
 import warnings
 from pathlib import Path
 
-from facealign_sdk.decode import BLUR_SIGMA, CONFIDENCE_WINDOW, SOFT_POWER, SOFT_WINDOW, TARGET_SIGMA, _expected_mass, blur_kernel
-from facealign_sdk.backends.base import INPUT_NAME
-from facealign_sdk.backends.ort import DECODE_OUTPUTS
-from facealign_sdk.model import Manifest
+from ..codec import HeatmapCodec
+from ..decode import _expected_mass, blur_kernel
+from ..backends.base import INPUT_NAME
+from ..backends.ort import DECODE_OUTPUTS
+from ..model import Manifest
 
 OPSET = 17
 OUTPUT_NAME = "heatmaps"
@@ -187,10 +188,9 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
 # decoding inside the graph
 
 
-def _decoder_module(num_landmarks: int, soft_window: int = SOFT_WINDOW, soft_power: float = SOFT_POWER,
-                    confidence_window: int = CONFIDENCE_WINDOW, sigma: float = TARGET_SIGMA,
-                    blur_sigma: float = BLUR_SIGMA):
-    """A torch module ``heatmaps -> (points, scores)``: ``decode_heatmaps(..., "soft")`` written in tensor ops."""
+def decoder_module(num_landmarks: int, codec: HeatmapCodec):
+    """A torch module ``heatmaps -> (points, scores)``: ``codec.decode(..., "soft")`` written in tensor ops
+    (:meth:`facealign_sdk.codec.HeatmapCodec.decoder_module`)."""
     import torch
     from torch import nn
 
@@ -203,10 +203,11 @@ def _decoder_module(num_landmarks: int, soft_window: int = SOFT_WINDOW, soft_pow
 
         def __init__(self) -> None:
             super().__init__()
-            self.soft_radius = soft_window // 2
-            self.conf_radius = confidence_window // 2
-            self.power = soft_power
-            self.expected_mass = _expected_mass(confidence_window, sigma)
+            self.soft_radius = codec.soft_window // 2
+            self.conf_radius = codec.confidence_window // 2
+            self.power = codec.soft_power
+            self.expected_mass = _expected_mass(codec.confidence_window, codec.sigma)
+            blur_sigma = codec.blur_sigma
             kernel = torch.from_numpy(blur_kernel(blur_sigma)) if blur_sigma > 0 else torch.ones(1)
             # one depthwise filter per map (groups=L): ~8x faster in ONNX Runtime than L one-channel images
             self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1).repeat(num_landmarks, 1, 1, 1))
@@ -294,12 +295,15 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
     out.parent.mkdir(parents=True, exist_ok=True)
     size = manifest.heatmap_size
     example = torch.rand(2, manifest.num_landmarks, size, size, generator=torch.Generator().manual_seed(0))
-    _torch_export(_decoder_module(manifest.num_landmarks), example, out, list(DECODE_OUTPUTS), input_name=OUTPUT_NAME)
+    codec = manifest.heatmap_codec()
+    _torch_export(codec.decoder_module(manifest.num_landmarks), example, out, list(DECODE_OUTPUTS),
+                  input_name=OUTPUT_NAME)
     decoder = onnx.load(str(out))
     downgrade_to_opset17(decoder)
     onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))
     extra = {"outputs": ",".join(DECODE_OUTPUTS),
-             "decode": f"soft-argmax of the blurred maps (window {SOFT_WINDOW}, power {SOFT_POWER:g}); points in heatmap pixels"}
+             "decode": f"soft-argmax of the blurred maps (window {codec.soft_window}, power {codec.soft_power:g}); "
+                       "points in heatmap pixels"}
     return _finish(out, manifest, extra)
 
 

@@ -12,23 +12,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..aligner import Aligner
 from ..errors import InputError
 from ..imageio import read_image
 from ..model import resolve_model_dir
 from ..outputs import check_output_file
+from ..resources import sample_image
+from .flags import DECODER_FLAGS, add_aligner_flags, aligner_from_args
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "face.jpg"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="model name or folder (default: bundled)")
     parser.add_argument("--backends", default="all", help="comma list of ort,ort-fp16,ort-int8,ort-decode,torch,trt or 'all' (those available)")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--batch", default="1,8", help="comma list of batch sizes for the network-only timing")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per setting (after 2 warm-up runs)")
-    parser.add_argument("--image", type=Path, default=SAMPLE, help="image for the end-to-end timing")
+    parser.add_argument("--image", type=Path, default=None, help="image for the end-to-end timing (default: the "
+                        "bundled sample face.jpg)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    # --backends takes the place of --backend: each target names its backend
+    add_aligner_flags(parser, ("model", "device") + DECODER_FLAGS)
 
 
 def _targets(model_dir: Path, wanted: str) -> list[tuple[str, str, Path | None]]:
@@ -82,11 +83,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json)  # before the timing runs, not after them
     targets = _targets(model_dir, args.backends)
-    image = read_image(args.image)
+    image = read_image(args.image or sample_image())
     aligners = []
     for label, backend, artifact in targets:
         try:
-            aligners.append((label, Aligner(artifact or model_dir, backend=backend, device=args.device)))
+            aligners.append((label, aligner_from_args(args, model=artifact or model_dir, backend=backend)))
         except Exception as exc:  # report and go on with the other targets
             print(f"{label}: skipped ({exc})")
     for _, aligner in aligners:  # warm every target up before timing any: the first one timed ran slower otherwise
@@ -95,14 +96,15 @@ def run(args: argparse.Namespace) -> int:
     for label, aligner in aligners:
         row = {"target": label, "backend": aligner.backend_name}
         # a decode graph's network time includes its decoding
-        infer = aligner.backend.run_points if aligner.decodes_in_graph else aligner.backend.run
+        landmarker = aligner.landmarker
+        infer = landmarker.backend.run_points if landmarker.decodes_in_graph else landmarker.backend.run
         for b in batches:
             x = np.random.default_rng(0).random((b, 3, 256, 256), dtype=np.float32)
             row[f"net_ms_per_face_b{b}"] = round(_time(lambda: infer(x), args.iters) / b * 1000, 2)
         row["decode_ms_per_face"] = None
-        if not aligner.decodes_in_graph:
-            heatmaps = aligner.heatmaps(np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32))
-            row["decode_ms_per_face"] = round(_time(lambda: aligner.decode(heatmaps), args.iters) * 1000, 2)
+        if not landmarker.decodes_in_graph:
+            heatmaps = landmarker.heatmaps(np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32))
+            row["decode_ms_per_face"] = round(_time(lambda: landmarker.decode(heatmaps), args.iters) * 1000, 2)
         row["end_to_end_ms_per_image"] = round(_time(lambda: aligner.align(image), args.iters) * 1000, 2)
         rows.append(row)
         print(json.dumps(row))

@@ -71,14 +71,14 @@ def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> 
 
 def run(args: argparse.Namespace) -> int:
     if args.stage == "facebank":
-        from .facebank import FaceBankConfig, build_face_bank
+        from ..training.facebank import FaceBankConfig, build_face_bank
 
         cfg = _config(FaceBankConfig, args, {"size": args.size})
-        counts = build_face_bank(cfg, args.out)
+        counts = build_face_bank(cfg, args.out, progress=args.progress)
         print(f"wrote {args.out}: {sum(counts.values())} faces ({', '.join(f'{k} {v}' for k, v in counts.items())})")
         return 0
     if args.stage == "release":
-        from .release import release_model
+        from ..training.release import release_model
 
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
@@ -88,13 +88,13 @@ def run(args: argparse.Namespace) -> int:
     common = {"run_dir": args.run_dir, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
               "threads": args.threads, "device": args.device}
     if args.stage == "autoencoder":
-        from .autoencoder import AutoEncoderConfig, train_autoencoder
+        from ..training.autoencoder import AutoEncoderConfig, train_autoencoder
 
         cfg = _config(AutoEncoderConfig, args, {**common, "data": args.data, "init_from": args.init_from})
         _say_resume(cfg.run_dir)
-        print(json.dumps(train_autoencoder(cfg)))
+        print(json.dumps(train_autoencoder(cfg, progress=args.progress)))
         return 0
-    from .landmarks import DataSource, LandmarkConfig, train_landmarks
+    from ..training.landmarks import DataSource, LandmarkConfig, train_landmarks
 
     sources = None
     if args.data:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     if args.num_landmarks or args.width:
         cfg.net = cfg.net.model_copy(update={k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v})
     _say_resume(cfg.run_dir)
-    print(json.dumps(train_landmarks(cfg)))
+    print(json.dumps(train_landmarks(cfg, progress=args.progress)))
     return 0
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from facealign_sdk.errors import InputError
-from facealign_sdk.model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
+from ..errors import InputError
+from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
 
-from . import parity
-from .quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
-from .tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
+from ..export import parity
+from ..export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
+from ..export.tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
+from .flags import add_aligner_flags
 
 TARGETS = ("onnx", "fp16", "int8", "decode", "trt")
 DEFAULT_TARGETS = "onnx,fp16,int8"
@@ -35,35 +36,35 @@ log = logging.getLogger("facealign_sdk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="model folder or released model name (default: the released model)")
+    add_aligner_flags(parser, ("model",))
     parser.add_argument("--to", default=DEFAULT_TARGETS,
-                        help=f"comma-separated targets from {', '.join(TARGETS)} (default {DEFAULT_TARGETS}); "
+                        help=f"comma-separated targets from {', '.join(TARGETS)}; "
                              "fp16/int8/decode/trt also write model.onnx")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the model folder)")
     parser.add_argument("--calib", type=Path, default=DEFAULT_CALIB,
-                        help="folder of face images with .pts for int8 calibration (default ../shared/data/ytf68/train)")
-    parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration faces (default 96)")
+                        help="folder of face images with .pts for int8 calibration")
+    parser.add_argument("--calib-count", type=int, default=DEFAULT_CALIB_COUNT, help="calibration faces")
     parser.add_argument("--calib-method", default="MinMax", choices=["MinMax", "Entropy", "Percentile", "Distribution"],
-                        help="int8 calibration method (default MinMax)")
+                        help="int8 calibration method")
     parser.add_argument("--int8-quantize-head", action="store_true",
-                        help="quantize the heatmap head too (default: keep it fp32 for landmark precision)")
+                        help="quantize the heatmap head too (otherwise it stays fp32, for landmark precision)")
     parser.add_argument("--int8-activations", choices=("uint8", "int8"), default="uint8",
-                        help="uint8 (default: asymmetric U8S8, ONNX Runtime CPU's fast path) or int8 (symmetric S8S8)")
+                        help="uint8: asymmetric U8S8, ONNX Runtime CPU's fast path; int8: symmetric S8S8")
     parser.add_argument("--int8-reduce-range", action="store_true",
                         help="7-bit weights: avoids U8S8 saturation on x86 CPUs without VNNI")
     parser.add_argument("--int8-no-subpixel", action="store_true",
-                        help="keep ConvTranspose layers as they are in the int8 graph (default: rewrite them as "
+                        help="keep ConvTranspose layers as they are in the int8 graph (otherwise they are rewritten as "
                              "Conv + DepthToSpace, exact, so ONNX Runtime CPU runs them in int8)")
     parser.add_argument("--parity-data", type=Path, default=DEFAULT_PARITY_DATA,
-                        help="folder of face images with .pts for the parity check (default ../shared/data/ytf68/val; "
-                             "random-noise crops, with a note in the report, when absent)")
-    parser.add_argument("--parity-faces", type=int, default=DEFAULT_PARITY_FACES, help="faces for the parity check (default 64)")
+                        help="folder of face images with .pts for the parity check (random-noise crops, with a note in the "
+                             "report, when the default folder is absent)")
+    parser.add_argument("--parity-faces", type=int, default=DEFAULT_PARITY_FACES, help="faces for the parity check")
     parser.add_argument("--no-bench", action="store_true", help="skip the ms/face measurement")
-    parser.add_argument("--bench-repeats", type=int, default=5, help="timed runs per artifact (default 5)")
+    parser.add_argument("--bench-repeats", type=int, default=5, help="timed runs per artifact")
     parser.add_argument("--warn-only", action="store_true", help="report parity failures but exit 0")
     parser.add_argument("--profile", default=f"{DEFAULT_PROFILE.min},{DEFAULT_PROFILE.opt},{DEFAULT_PROFILE.max}",
-                        help="TensorRT batch profile MIN,OPT,MAX (default 1,8,64)")
-    parser.add_argument("--workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB, help="TensorRT workspace (GiB, default 4)")
+                        help="TensorRT batch profile MIN,OPT,MAX")
+    parser.add_argument("--workspace-gb", type=float, default=DEFAULT_WORKSPACE_GB, help="TensorRT workspace (GiB)")
 
 
 def parse_targets(text: str) -> list[str]:
@@ -98,8 +99,8 @@ def face_crops(folder: Path, count: int, what: str) -> tuple[np.ndarray, str]:
 
 
 def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str], args: argparse.Namespace) -> list[Path]:
-    from .onnx import export_decode_onnx, export_onnx
-    from .quantize import convert_fp16, quantize_int8
+    from ..export.onnx import export_decode_onnx, export_onnx
+    from ..export.quantize import convert_fp16, quantize_int8
 
     written = [export_onnx(net, manifest, out / FILES["onnx"])]
     print(f"wrote {written[-1]}")
@@ -132,7 +133,7 @@ def _prepare_out(model_dir: Path, out: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facealign_sdk.backends.torch_backend import load_network
+    from ..backends.torch_backend import load_network
 
     targets = parse_targets(args.to)
     try:
@@ -155,14 +156,14 @@ def run(args: argparse.Namespace) -> int:
     out_dir = args.out if args.out is not None else model_dir
     if "trt" in targets:
         print("\n".join(trtexec_lines(out_dir, manifest.input_size, profile)))
-        from .tensorrt import require_tensorrt
+        from ..export.tensorrt import require_tensorrt
 
         require_tensorrt()  # fail before any work when TensorRT is missing (exit 2)
     net = load_network(model_dir, manifest)  # ModelError: missing / corrupt / replaced weights
     out = _prepare_out(model_dir, args.out)
     artifacts = _export_onnx_targets(net, manifest, out, targets, args)
     if "trt" in targets:
-        from .tensorrt import build_engine, sidecar_path
+        from ..export.tensorrt import build_engine, sidecar_path
 
         artifacts.append(build_engine(out, manifest, profile, args.workspace_gb))
         print(f"wrote {artifacts[-1]} (+ {sidecar_path(artifacts[-1]).name})")

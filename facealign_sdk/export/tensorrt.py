@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as _dt
 from pathlib import Path
 
-from facealign_sdk.backends.base import BackendError
-from facealign_sdk.backends.trt import (
+from ..backends.base import BackendError
+from ..backends.trt import (
     INSTALL_HINT,
     EngineSidecar,
     Profile,
@@ -25,7 +25,7 @@ from facealign_sdk.backends.trt import (
     trt_logger,
     write_sidecar,
 )
-from facealign_sdk.model import Manifest, sha256
+from ..model import Manifest, sha256
 
 from .onnx import INPUT_NAME, OUTPUT_NAME
 

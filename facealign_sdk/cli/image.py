@@ -11,34 +11,21 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..aligner import Aligner
-from ..errors import InputError
+from ..csvformat import landmark_cells, landmark_columns
 from ..imageio import ImageError, list_images
 from ..outputs import check_output_file, check_output_folder, unique_stems, write_file_atomic, write_image
 from ..results import ImageLandmarks, draw_faces
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model / --backend / --device / --refine, shared by the commands that run a model."""
-    parser.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
-    parser.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
-    parser.add_argument("--no-blur", dest="blur", action="store_false",
-                        help="seek heatmap peaks without the Gaussian blur (faster, less accurate)")
-    parser.add_argument("--flip", action="store_true",
-                        help="average with the mirrored crop's heatmaps (more accurate, twice the network time)")
+from .flags import DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, aligner_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--out", type=Path, help="write results to .json or .csv (default: JSON to stdout)")
     parser.add_argument("--draw", type=Path, metavar="DIR", help="write annotated copies of the images here")
-    parser.add_argument("--max-faces", type=int, default=None, help="at most this many faces per image")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--skip-bad", action="store_true",
                         help="report unreadable images on stderr and go on with the rest (default: stop with exit 2)")
-    add_model_arguments(parser)
+    add_aligner_flags(parser, MODEL_FLAGS + DECODER_FLAGS + ("max_faces",))
 
 
 def expand_paths(paths: list[Path]) -> list[Path]:
@@ -58,16 +45,13 @@ def check_output(out: Path | None, overwrite: bool, inputs: list[Path] = ()) -> 
     """Fail before any work when the output cannot be written."""
     if out is None:
         return
-    if out.suffix.lower() not in (".json", ".csv"):
-        raise InputError(f"--out must end in .json or .csv, got {out.name}")
-    check_output_file(out, overwrite, inputs)
+    check_output_file(out, overwrite, inputs, suffixes=(".json", ".csv"), what="--out")
 
 
 def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> None:
-    """One row per face: image, face index, box, score, x_0..x_{L-1}, y_0.., c_0.. (no face: a row with face -1)."""
-    idx = range(num_landmarks)
-    header = ["image", "face", "x1", "y1", "x2", "y2", "score", "mean_confidence"]
-    header += [f"x_{i}" for i in idx] + [f"y_{i}" for i in idx] + [f"c_{i}" for i in idx]
+    """One row per face: image, face_id, box, score, confidence, x_0..x_{L-1}, y_0.., c_0.. (no face: a row with
+    face_id -1); see :mod:`facealign_sdk.csvformat`."""
+    header = ["image", "face_id", "x1", "y1", "x2", "y2", "score", "confidence", *landmark_columns(num_landmarks)]
     text = io.StringIO()
     w = csv.writer(text)
     w.writerow(header)
@@ -76,8 +60,7 @@ def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> 
             w.writerow([res.source, -1] + [""] * (len(header) - 2))
         for k, face in enumerate(res.faces):
             w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
-                        *(f"{v:.3f}" for v in face.points[:, 0]), *(f"{v:.3f}" for v in face.points[:, 1]),
-                        *(f"{v:.4f}" for v in face.confidence)])
+                        *landmark_cells(face, 3, 4)])
     write_file_atomic(path, text.getvalue())  # the whole file or none (Ctrl-C, a full disk)
 
 
@@ -89,11 +72,10 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.draw)
         drawings = [args.draw / f"{stem}_landmarks.jpg" for stem in unique_stems(files)]
         args.draw.mkdir(parents=True, exist_ok=True)
-    aligner = Aligner(args.model, backend=args.backend, device=args.device, refine=args.refine, blur=args.blur,
-                      flip=args.flip, max_faces=args.max_faces)
+    aligner = aligner_from_args(args)
     print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
     results, skipped = [], []
-    for path, drawing in tqdm(list(zip(files, drawings)), desc="images", unit="img", disable=len(files) < 2,
+    for path, drawing in tqdm(list(zip(files, drawings)), desc="images", unit="img", disable=len(files) < 2 or not args.progress,
                               file=sys.stderr):
         try:
             image = aligner.load_image(path)

@@ -27,9 +27,9 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from .errors import InputError
-from . import interrupts
-from .video import (
+from .. import interrupts
+from ..errors import InputError
+from ..video import (
     CsvWriter,
     DrawWriter,
     JsonWriter,
@@ -41,6 +41,7 @@ from .video import (
     check_outputs,
     open_text_output,
 )
+from .flags import add_aligner_flags, aligner_from_args, invalid_flag
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_TRUNCATED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -50,15 +51,14 @@ _SMOOTH = SmoothingConfig()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``facealign video`` flags."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
     parser.add_argument("input", help="video file, camera index (e.g. 0) or folder of images")
     out = parser.add_argument_group("outputs")
-    out.add_argument("--out", type=Path, help="CSV file (OpenFace 2 columns + per-landmark confidence)")
+    out.add_argument("--out", type=Path, help="CSV file (OpenFace 2 columns + per-landmark confidence); a .json name "
+                     "writes the JSON output instead")
     out.add_argument("--json", type=Path, help="JSON file: every frame with its faces, and a run report")
     out.add_argument("--draw", type=Path, metavar="MP4", help="annotated video (mp4v)")
     out.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    out.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     trk = parser.add_argument_group("tracking")
     trk.add_argument("--redetect-every", type=int, default=_DEFAULTS.redetect_every, metavar="N",
                      help="run the face detector every N frames (and whenever a face is lost; 0: only then)")
@@ -83,11 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     smo.add_argument("--shape-beta", type=float, default=_SMOOTH.shape.beta,
                      help="shape: higher = less lag on fast expression changes")
     smo.add_argument("--d-cutoff", type=float, default=_SMOOTH.pose.d_cutoff, help="Hz; cutoff of the speed estimates")
-    mdl = parser.add_argument_group("model")
-    mdl.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
-    mdl.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
-    mdl.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
-    mdl.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
+    add_aligner_flags(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> TrackOptions:
@@ -95,10 +91,7 @@ def options_from_args(args: argparse.Namespace) -> TrackOptions:
     try:
         return _options(args)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        name = "-".join(str(p) for p in err["loc"]).replace("_", "-")
-        flag = f"smoothing {name}" if exc.title == "OneEuroConfig" else f"--{name}"
-        raise InputError(f"{flag}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        raise invalid_flag(exc) from None
 
 
 def _options(args: argparse.Namespace) -> TrackOptions:
@@ -132,18 +125,25 @@ def _exit_code(report: TrackReport) -> int:
     return EXIT_TRUNCATED if report.truncated else EXIT_OK
 
 
+def output_by_suffix(args: argparse.Namespace) -> None:
+    """``--out x.json`` is the JSON output (the suffix picks the format, as in ``facealign image``)."""
+    if args.out is not None and args.out.suffix.lower() == ".json":
+        if args.json is not None:
+            raise InputError(f"--out {args.out} is a JSON name and --json {args.json} is given too: give one")
+        args.out, args.json = None, args.out
+
+
 def run(args: argparse.Namespace) -> int:
     """Check inputs and outputs, then track the video and stream the results to the outputs."""
-    from .aligner import Aligner
-
     options = options_from_args(args)
+    output_by_suffix(args)
     outputs = check_outputs([args.out, args.json, args.draw], args.overwrite, args.input)
-    aligner = Aligner(model=args.model, backend=args.backend, device=args.device, refine=args.refine)
-    video = VideoTrack(aligner, args.input, options)  # opens the source: bad input raises here
+    aligner = aligner_from_args(args)
+    video = VideoTrack(aligner.tracker(options), args.input)  # opens the source: bad input raises here
     report = video.report
     with ExitStack() as stack:
         writers = _open_writers(args, video, aligner.num_landmarks)
-        bar = stack.enter_context(tqdm(total=video.reader.expected_frames, unit="frame", disable=args.quiet,
+        bar = stack.enter_context(tqdm(total=video.reader.expected_frames, unit="frame", disable=not args.progress,
                                        desc=Path(str(args.input)).name, dynamic_ncols=True))
         try:
             for result, image in video.frames():
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             with interrupts.deferred():
                 _close_all(writers, report)
-    if not args.quiet or report.truncated or report.interrupted or report.frames_unreadable:
+    if args.progress or report.truncated or report.interrupted or report.frames_unreadable:
         print(_summary(report, outputs), file=sys.stderr)
     return _exit_code(report)
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..resources import shared_data
 from .onnx import INPUT_NAME, read_metadata, set_metadata
 
 log = logging.getLogger("facealign_sdk")
 
 # calibration: faces of ytf68/train, a deterministic even spread over the folder
-DEFAULT_CALIB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ytf68" / "train"
+DEFAULT_CALIB = shared_data("ytf68", "train")
 DEFAULT_CALIB_COUNT = 96
 CALIB_BATCH = 8
 
@@ -40,9 +41,9 @@ def pick_evenly(files: list[Path], count: int) -> list[Path]:
 
 def load_face_crops(folder: str | Path, count: int, crop_size: int = 256, num_points: int = 68) -> np.ndarray:
     """(N, 3, S, S) float32 RGB in [0, 1]: runtime crops of ``count`` annotated faces (image + .pts) of ``folder``."""
-    from facealign_sdk.imageio import read_image
-    from facealign_sdk.pts import read_pts
-    from facealign_sdk.training.data import Annotated, landmark_sample, list_images
+    from ..imageio import read_image
+    from ..pts import read_pts
+    from ..training.data import Annotated, landmark_sample, list_images
 
     crops = []
     for path in pick_evenly(list_images(folder), count):

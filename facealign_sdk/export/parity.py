@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from facealign_sdk import geometry
-from facealign_sdk.decode import decode_heatmaps
-from facealign_sdk.model import Manifest
+from ..model import Manifest
 
 # max allowed p99 landmark difference (256-px crop pixels) per precision
 THRESHOLDS_PX = {"fp32": 0.05, "fp16": 0.5, "int8": 0.5}
@@ -90,13 +88,14 @@ def precision_of(path: Path) -> str:
 
 def to_crop_px(points_hm: np.ndarray, manifest: Manifest) -> np.ndarray:
     """Heatmap-pixel points -> crop pixels."""
-    return geometry.heatmap_to_crop(points_hm, manifest.heatmap_size, manifest.input_size)
+    return manifest.heatmap_codec().to_crop(points_hm)
 
 
 def landmarks_px(heatmaps: np.ndarray, manifest: Manifest) -> np.ndarray:
     """(N, L, 2) soft-argmax landmarks in crop pixels of (N, L, H, W) heatmaps."""
-    points, _ = decode_heatmaps(heatmaps, "soft")
-    return to_crop_px(points, manifest)
+    codec = manifest.heatmap_codec()
+    points, _ = codec.decode(heatmaps, "soft")
+    return codec.to_crop(points)
 
 
 def landmark_stats(ref_px: np.ndarray, px: np.ndarray) -> dict[str, float]:
@@ -159,7 +158,7 @@ def ort_session(path: Path, threads: int | None = None):
 def artifact_runner(path: Path, manifest: Manifest) -> tuple[Runner, str, bool]:
     """(runner, runtime name, outputs_points) for an .onnx (ORT CPU) or .engine (TensorRT) artifact."""
     if path.suffix == ".engine":
-        from facealign_sdk.backends.trt import TrtBackend
+        from ..backends.trt import TrtBackend
 
         backend = TrtBackend(path, manifest)
         return backend.run, backend.name, False

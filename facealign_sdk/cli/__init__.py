@@ -1,0 +1,1 @@
+"""The ``facealign`` command line: :mod:`.main` runs one module per command; :mod:`.flags` holds the shared flags."""

@@ -1,0 +1,23 @@
+"""The one CSV convention of the image and video outputs.
+
+Every row is one face: ``face_id`` (-1 on the row of an image / frame without a face), ``confidence``
+(the face's mean landmark confidence), then ``x_0..x_{L-1}``, ``y_0..y_{L-1}`` and ``c_0..c_{L-1}``
+(per-landmark confidence). The image CSV starts with ``image`` and adds the detector box and score; the
+video CSV follows OpenFace 2 (``frame, face_id, timestamp, confidence, success``).
+"""
+
+from __future__ import annotations
+
+from .results import FaceLandmarks
+
+
+def landmark_columns(num_landmarks: int) -> list[str]:
+    """``x_0..x_{L-1}, y_0..y_{L-1}, c_0..c_{L-1}``."""
+    idx = range(num_landmarks)
+    return [f"x_{i}" for i in idx] + [f"y_{i}" for i in idx] + [f"c_{i}" for i in idx]
+
+
+def landmark_cells(face: FaceLandmarks, point_digits: int, confidence_digits: int) -> list[str]:
+    """The ``landmark_columns`` of one face, formatted with these decimals."""
+    return ([f"{v:.{point_digits}f}" for v in face.points[:, 0]] + [f"{v:.{point_digits}f}" for v in face.points[:, 1]]
+            + [f"{v:.{confidence_digits}f}" for v in face.confidence])

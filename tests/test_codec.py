@@ -1,0 +1,87 @@
+"""HeatmapCodec: one object encodes targets, decodes heatmaps and scales heatmap <-> crop, with the
+parameters of the manifest (defaults for manifests that have none)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from facealign_sdk import decode
+from facealign_sdk.codec import CodecSpec, HeatmapCodec
+from facealign_sdk.model import load_manifest
+from facealign_sdk.resources import models_root
+
+
+def test_released_manifest_without_codec_gets_the_measured_values():
+    manifest = load_manifest(models_root() / "fabrec-scaf-w32")
+    assert "codec" not in json.loads((models_root() / "fabrec-scaf-w32" / "manifest.json").read_text())
+    codec = manifest.heatmap_codec()
+    assert (codec.sigma, codec.blur_sigma, codec.soft_window, codec.soft_power, codec.confidence_window) == (
+        3.5, 3.5, 15, 8.0, 7)
+    assert (codec.input_size, codec.heatmap_size) == (256, 128)
+
+
+def test_decode_is_the_decoder_with_the_codec_parameters():
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 5, 32, 32)).astype(np.float32)
+    codec = HeatmapCodec(input_size=64, heatmap_size=32)
+    for refine in decode.REFINE_MODES:
+        for blur in (True, False):
+            got = codec.decode(maps, refine, blur)
+            want = decode.decode_heatmaps(maps, refine, blur_sigma=decode.BLUR_SIGMA if blur else 0.0)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+    other = HeatmapCodec(input_size=64, heatmap_size=32, soft_window=5, confidence_window=3)
+    assert not np.array_equal(other.decode(maps)[1], codec.decode(maps)[1])
+
+
+def test_encode_then_decode_gives_the_points_back():
+    pytest.importorskip("torch")
+    codec = HeatmapCodec(input_size=256, heatmap_size=128)
+    points = np.array([[[40.3, 100.7], [128.0, 128.0], [201.25, 30.5]]])
+    targets = codec.encode(points).numpy()
+    assert targets.shape == (1, 3, 128, 128) and targets.max() <= 1.0
+    decoded, confidence = codec.decode(targets, "soft")
+    np.testing.assert_allclose(codec.to_crop(decoded), points, atol=0.05)
+    assert (confidence > 0.95).all()
+
+
+def test_target_sigma_scales_with_the_map_as_training_did():
+    assert HeatmapCodec(input_size=256, heatmap_size=128).target_sigma == 3.5
+    assert HeatmapCodec(input_size=256, heatmap_size=64).target_sigma == 1.75
+
+
+def test_crop_scaling_convention():
+    codec = HeatmapCodec(input_size=256, heatmap_size=128)
+    assert np.allclose(codec.to_crop([[0.0, 0.0]]), [[0.5, 0.5]])  # heatmap pixel 0 covers crop pixels 0 and 1
+    pts = np.array([[3.0, 7.5], [127.0, 0.0]])
+    np.testing.assert_allclose(codec.from_crop(codec.to_crop(pts)), pts)
+
+
+def test_manifest_codec_is_read_strictly(tmp_path):
+    from facealign_sdk.model import ModelError
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    doc = json.loads((models_root() / "fabrec-scaf-w32" / "manifest.json").read_text())
+    doc["codec"] = {"soft_window": 9}
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    assert load_manifest(folder).heatmap_codec().soft_window == 9
+    doc["codec"] = {"soft_windw": 9}
+    (folder / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(ModelError, match="soft_windw"):
+        load_manifest(folder)
+    assert CodecSpec().soft_window == 15
+
+
+def test_decode_graph_module_matches_numpy():
+    torch = pytest.importorskip("torch")
+    codec = HeatmapCodec(input_size=256, heatmap_size=64, soft_window=9)
+    maps = np.random.default_rng(1).random((2, 4, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        points, scores = codec.decoder_module(4)(torch.from_numpy(maps))
+    want_points, want_scores = codec.decode(maps, "soft")
+    np.testing.assert_allclose(points.numpy(), want_points, atol=1e-3)
+    np.testing.assert_allclose(scores.numpy(), want_scores, atol=1e-4)
