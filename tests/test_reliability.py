@@ -134,6 +134,24 @@ def test_interrupt_inside_serialisation_exits_130(tiny_model, tmp_path, monkeypa
     assert not out.exists()  # nothing half-written
 
 
+def test_ctrl_c_between_import_and_main_exits_130_without_traceback():
+    """The window a loaded machine widens: the CLI module is imported, ``main`` has not run yet."""
+    import signal
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    start = ("import sys, time; from facealign_sdk.cli.main import main; sys.stderr.write('ready\\n'); "
+             "sys.stderr.flush(); time.sleep(30); sys.exit(main())")
+    proc = subprocess.Popen([sys.executable, "-c", start, "--version"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline() == "ready\n"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+
+
 @pytest.mark.parametrize("delay", [0.05, 0.3])
 def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, tmp_path):
     """SIGINT while the command still imports its modules (the interpreter is up: it printed 'ready')."""

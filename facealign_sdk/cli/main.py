@@ -13,13 +13,26 @@ traceback too.
 
 from __future__ import annotations
 
-import argparse
-import errno
-import importlib
-import logging
 import os
-import sys
-import traceback
+import signal
+
+
+def _interrupted_while_starting(signum: int, frame: object) -> None:
+    """Ctrl-C before ``main`` can catch it (still importing): exit 130 quietly, nothing is written yet."""
+    os._exit(130)
+
+
+try:  # main() routes SIGINT through facealign_sdk.interrupts once it can handle KeyboardInterrupt
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+except ValueError:  # imported outside the main thread: signals stay as they are
+    pass
+
+import argparse  # noqa: E402  (after the handler: these imports take time on a loaded machine)
+import errno  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import traceback  # noqa: E402
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 
