@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -32,22 +33,22 @@ class AutoEncoderConfig(BaseModel):
     init_from: str | None = Field(None, description="autoencoder run or checkpoint to start from (e.g. the 128-px "
                                   "run for the 256-px stage: every tensor of matching shape is copied)")
     min_source_side: int = Field(0, ge=0, description="leave out bank faces smaller than this in their source")
-    size: int = 128
-    width: int = 32
-    z_dim: int = 99
-    batch_size: int = 32
-    steps: int = 3000
-    lr: float = 2e-4
+    size: Literal[128, 256] = Field(128, description="side of the faces the autoencoder learns (128 or 256 px)")
+    width: int = Field(32, ge=8)
+    z_dim: int = Field(99, ge=1)
+    batch_size: int = Field(32, ge=1)
+    steps: int = Field(3000, ge=1)
+    lr: float = Field(2e-4, ge=0)
     w_l1: float = 1.0
     w_cs: float = 1.0
     w_z: float = 0.05
     w_img: float = 0.01
-    image_gan_after: int = 1000
-    checkpoint_every: int = 200
-    max_images: int | None = None
+    image_gan_after: int = Field(1000, ge=0)
+    checkpoint_every: int = Field(200, ge=1)
+    max_images: int | None = Field(None, ge=1)
     augment: bool = True
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from .. import geometry
+from ..errors import InputError
 from ..imageio import list_images, read_image
 from ..pts import read_pts
 from .data import center_square
@@ -44,7 +45,7 @@ class FaceBankConfig(BaseModel):
         description="folders of images with .pts (labels are not used); FOLDER:FRACTION leaves out its held-out share")
     videos: list[str] = Field(default_factory=lambda: ["../shared/data/videos"],
                               description="video files or folders of them")
-    size: int = Field(256, description="largest side of the stored crops (a face smaller in its source is stored "
+    size: int = Field(256, ge=16, description="largest side of the stored crops (a face smaller in its source is stored "
                       "at its source size and resized when loaded)")
     video_stride: int = Field(15, ge=1, description="take every Nth video frame")
     jpeg_quality: int = Field(90, ge=50, le=100)
@@ -107,7 +108,7 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     """Crop every face of the configured sources and write the bank; returns faces per source kind."""
     out = Path(out)
     if out.suffix != ".npz":
-        raise ValueError(f"{out}: a face bank is an .npz file")
+        raise InputError(f"{out}: a face bank is an .npz file")
     chunks: list[bytes] = []
     sides: list[int] = []
     kinds: list[int] = []
@@ -145,7 +146,7 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
                 bar.update(1)
     bar.close()
     if not chunks:
-        raise ValueError("the face bank would be empty: no faces in the given sources")
+        raise InputError("the face bank would be empty: no faces in the given sources")
     offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, jpeg=np.frombuffer(b"".join(chunks), np.uint8), offsets=offsets,

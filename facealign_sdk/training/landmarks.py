@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from .. import geometry
+from ..errors import InputError
 from ..decode import TARGET_SIGMA, decode_heatmaps
 from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
@@ -35,7 +36,7 @@ class DataSource(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     folder: str
-    held_out: float | None = None
+    held_out: float | None = Field(None, ge=0, lt=1, description="share of the folder left out (by file name hash)")
     weight: float = Field(1.0, gt=0, description="sampling share relative to the other sources (per source, not per face)")
     flip_probability: float | None = Field(
         None, ge=0, le=1, description="mirror augmentation for this source (None: the stage's flip_probability)")
@@ -56,21 +57,21 @@ class LandmarkConfig(BaseModel):
         ]
     )
     val: str | None = "../shared/data/ytf68/val"
-    val_images: int = 128
+    val_images: int = Field(128, ge=1)
     autoencoder: str | None = "runs/ae128"
     init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
     run_dir: str = "runs/lm"
     net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
-    batch_size: int = 16
-    steps: int = 4000
-    lr: float = 1e-3
-    encoder_lr: float = 1e-4
+    batch_size: int = Field(16, ge=1)
+    steps: int = Field(4000, ge=1)
+    lr: float = Field(1e-3, ge=0)
+    encoder_lr: float = Field(1e-4, ge=0)
     generator_lr: float | None = Field(
         None, gt=0, description="also train the generator's weights at this rate (None: frozen, as in 3FabRec); "
         "its BatchNorm statistics stay fixed either way")
-    lr_decay_at: float = Field(0.75, description="divide both lrs by 10 after this share of the steps")
+    lr_decay_at: float = Field(0.75, ge=0, description="divide both lrs by 10 after this share of the steps")
     foreground_weight: float = Field(20.0, ge=0, description="extra MSE weight on the Gaussian peaks (0: plain MSE)")
-    checkpoint_every: int = 200
+    checkpoint_every: int = Field(200, ge=1)
     augment: bool = True
     flip_probability: float = Field(
         0.5, ge=0, le=1,
@@ -78,7 +79,7 @@ class LandmarkConfig(BaseModel):
         "not mirror-symmetric: ytf68's x coordinates sit ~0.9 px right of the mirror-averaged estimate",
     )
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
 
 
@@ -169,7 +170,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
                   for src in cfg.train]
     for src, got in zip(cfg.train, per_source):
         if not got:
-            raise ValueError(f"{src.folder}: no annotated images left for training")
+            raise InputError(f"{src.folder}: no annotated images left for training (held_out {src.held_out})")
     items = [it for got in per_source for it in got]
     source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
     # each source gets its share of the samples whatever its size
