@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ..nets import AutoEncoder
-from .checkpoint import RunDir, load_checkpoint
+from .checkpoint import RunDir, check_finite_loss, check_resume, load_checkpoint
 from .device import training_device
 from .data import augment_face, load_faces
 from .losses import ImageDiscriminator, LatentDiscriminator, gan_loss, structural_loss
@@ -58,6 +58,9 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         torch.set_num_threads(cfg.threads)
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
+    state = run.load()
+    if state is not None:
+        check_resume(state, cfg, run.checkpoint)
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
     faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
     if cfg.max_images:
@@ -70,7 +73,6 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     opt_ae = torch.optim.Adam(ae.parameters(), lr=cfg.lr, betas=(0.0, 0.999))
     opt_d = torch.optim.Adam(list(d_z.parameters()) + list(d_img.parameters()), lr=cfg.lr, betas=(0.0, 0.999))
     step = 0
-    state = run.load()
     if state:
         ae.load_state_dict(state["ae"])
         d_z.load_state_dict(state["d_z"])
@@ -106,6 +108,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         if use_img_gan:
             losses["img_adv"] = gan_loss(d_img(recon), real=True)
             total = total + cfg.w_img * losses["img_adv"]
+        check_finite_loss(total, step, run)
         opt_ae.zero_grad(set_to_none=True)
         total.backward()
         opt_ae.step()

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .. import geometry
 from ..errors import InputError
 from ..imageio import list_images, read_image
+from ..outputs import replacing
 from ..pts import read_pts
 from .data import center_square
 
@@ -149,8 +150,9 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
         raise InputError("the face bank would be empty: no faces in the given sources")
     offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, jpeg=np.frombuffer(b"".join(chunks), np.uint8), offsets=offsets,
-             source_side=np.array(sides, np.int32), kind=np.array(kinds, np.int8), size=np.int32(cfg.size))
+    with replacing(out) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would rename a path
+        np.savez(f, jpeg=np.frombuffer(b"".join(chunks), np.uint8), offsets=offsets,
+                 source_side=np.array(sides, np.int32), kind=np.array(kinds, np.int8), size=np.int32(cfg.size))
     return counts
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
 from .. import geometry
@@ -24,7 +24,7 @@ from ..decode import TARGET_SIGMA, decode_heatmaps
 from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
-from .checkpoint import RunDir, load_checkpoint
+from .checkpoint import CheckpointError, RunDir, check_finite_loss, check_resume, load_checkpoint, save_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
 from .losses import gaussian_heatmaps
@@ -165,6 +165,9 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         torch.set_num_threads(cfg.threads)
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
+    state = run.load()
+    if state is not None:
+        check_resume(state, cfg, run.checkpoint)
     (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
     per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
                   for src in cfg.train]
@@ -179,13 +182,16 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
     torch.manual_seed(cfg.seed)
     net = LandmarkNet(cfg.net)
-    state = run.load()
     if state is None and cfg.init_model:
         from ..backends.torch_backend import load_network
         from ..model import load_manifest
 
         model_dir = Path(cfg.init_model)
-        net.load_state_dict(load_network(model_dir, load_manifest(model_dir)).state_dict())
+        model = load_network(model_dir, load_manifest(model_dir))
+        if model.config != cfg.net:
+            raise InputError(f"{model_dir}: its network ({model.config.model_dump()}) is not this run's net "
+                             f"({cfg.net.model_dump()}): set net to the model's to start from it")
+        net.load_state_dict(model.state_dict())
         print(f"initialised from model {model_dir}")
     elif state is None and cfg.autoencoder:
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
@@ -215,6 +221,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         weights = point_weight_batch([items[i] for i in picks])
         loss = heatmap_loss(net(x.to(device)), target.to(device), cfg.foreground_weight,
                             None if weights is None else weights.to(device))
+        check_finite_loss(loss, step, run)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -224,17 +231,17 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            val_nme = validate(net, val_items) if val_items else float("nan")
+            val_nme = validate(net, val_items) if val_items else None  # JSON null, never a bare NaN
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
                       "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
-                      "val_nme_fixed_box_pct": round(val_nme, 3)}
+                      "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
             run.log(record)
             bar.write(str(record))
             losses = []
-            if val_nme < best:
+            if val_nme is not None and val_nme < best:
                 best = val_nme
-                torch.save({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step, "val_nme": val_nme},
-                           run.path / "best.pt")
+                save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
+                                 "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
                       "config": cfg.model_dump()})
     bar.close()
@@ -244,8 +251,14 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
 def load_trained(path: str | Path) -> LandmarkNet:
     """A LandmarkNet from a run's ``best.pt`` / ``last.pt``."""
     state = load_checkpoint(path)
-    cfg = state["config"]
-    net_cfg = NetConfig(**(cfg["net"] if "net" in cfg else cfg))
-    net = LandmarkNet(net_cfg)
-    net.load_state_dict(state["net"])
+    cfg = state.get("config")
+    if "net" not in state or not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: not a landmark run's checkpoint (best.pt or last.pt of facealign train "
+                              f"landmarks); it holds {sorted(state)}")
+    try:
+        net = LandmarkNet(NetConfig.model_validate(cfg["net"] if "net" in cfg else cfg))
+        net.load_state_dict(state["net"])
+    except (ValidationError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: not a landmark network checkpoint ({first[:200]})") from None
     return net.eval()
