@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from facealign_sdk import Aligner
-from facealign_sdk.color import check_color, to_bgr
+from facealign_sdk.color import COLOR_ORDERS, check_color, to_bgr
 from facealign_sdk.errors import InputError
 from facealign_sdk.imageio import ImageError
 
@@ -110,3 +110,14 @@ def test_pil_8bit_modes_by_value():
 def test_not_an_image_is_a_clear_error(released):
     with pytest.raises(ImageError, match="expected a numpy array, a PIL image or a file path, got list"):
         released.align([[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("color", COLOR_ORDERS)
+def test_negative_float_pixels_are_refused_not_clipped(color):
+    # a [-1, 1] normalised image was clipped to black below 0: another image, silently
+    normalised = np.linspace(-1.0, 1.0, 4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)
+    with pytest.raises(ImageError, match=r"values in \[-1, 1\]"):
+        to_bgr(normalised, color)
+    with pytest.raises(ImageError, match="must be in"):
+        to_bgr(Image.fromarray(np.array([[-0.5, 0.5]], np.float32)))
+    assert to_bgr(np.full((2, 2), -1e-4, np.float32), color).max() == 0  # rounding noise about 0 is fine
