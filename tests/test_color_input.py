@@ -10,6 +10,8 @@ from facealign_sdk.color import COLOR_ORDERS, check_color, to_bgr
 from facealign_sdk.errors import InputError
 from facealign_sdk.imageio import ImageError
 
+from .conftest import SAMPLES
+
 Image = pytest.importorskip("PIL.Image")
 
 
@@ -121,3 +123,18 @@ def test_negative_float_pixels_are_refused_not_clipped(color):
     with pytest.raises(ImageError, match="must be in"):
         to_bgr(Image.fromarray(np.array([[-0.5, 0.5]], np.float32)))
     assert to_bgr(np.full((2, 2), -1e-4, np.float32), color).max() == 0  # rounding noise about 0 is fine
+
+
+def test_unreadable_pil_images_are_image_errors(tmp_path):
+    from facealign_sdk.color import pil_to_array
+
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((SAMPLES / "face.jpg").read_bytes()[:20000])
+    closed = Image.open(SAMPLES / "face.jpg")
+    closed.close()
+    # PIL decodes on first use: these were a bare OSError and ValueError
+    for image, message in ((Image.open(truncated), "truncated"), (closed, "closed image")):
+        with pytest.raises(ImageError, match=f"cannot be read.*{message}"):
+            pil_to_array(image)
+    with pytest.raises(ImageError, match="mode 'La' cannot be read"):  # PIL has no La -> RGB conversion
+        pil_to_array(Image.new("La", (2, 2)))
