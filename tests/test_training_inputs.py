@@ -235,3 +235,16 @@ def test_release_over_an_exported_model_removes_the_stale_exports(annotated, lm_
     assert cli.main(release) == 0
     assert not (model / "model.onnx").exists()
     assert Aligner(model, detector=None).backend_name.startswith("torch")
+
+
+def test_an_npz_that_is_not_a_face_bank_is_exit_2(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    (tmp_path / "half.npz").write_bytes(b"PK\x03\x04 half a bank")
+    config = tmp_path / "ae.json"
+    config.write_text(json.dumps({"width": 8}))
+    for bank in ("other.npz", "half.npz"):  # were KeyError and BadZipFile tracebacks
+        argv = ["train", "autoencoder", "--data", str(tmp_path / bank), "--config", str(config), *TINY,
+                "--run-dir", str(tmp_path / "ae")]
+        assert "not a face bank" in _bad_input(argv, capsys)

@@ -15,6 +15,7 @@ The bank is one ``.npz`` (no pickles): JPEG bytes of every crop concatenated (``
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -156,12 +157,21 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     return counts
 
 
-def face_bank_rows(path: str | Path, min_source_side: int = 0) -> np.ndarray:
-    """Indices of the bank's faces that were at least ``min_source_side`` pixels in their source."""
+def _read_bank(path: str | Path, *keys: str) -> list[np.ndarray]:
+    """Arrays of a face bank; an InputError for a file that is not one (another .npz, half a file)."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no such face bank")
-    with np.load(path, allow_pickle=False) as bank:
-        return np.flatnonzero(bank["source_side"] >= min_source_side)
+    try:
+        with np.load(path, allow_pickle=False) as bank:
+            return [bank[key] for key in keys]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a face bank of facealign train facebank ({exc})") from None
+
+
+def face_bank_rows(path: str | Path, min_source_side: int = 0) -> np.ndarray:
+    """Indices of the bank's faces that were at least ``min_source_side`` pixels in their source."""
+    (source_side,) = _read_bank(path, "source_side")
+    return np.flatnonzero(source_side >= min_source_side)
 
 
 def load_face_bank(path: str | Path, size: int, min_source_side: int = 0, out: np.ndarray | None = None) -> np.ndarray:
@@ -169,14 +179,15 @@ def load_face_bank(path: str | Path, size: int, min_source_side: int = 0, out: n
     ``min_source_side`` drops faces that were smaller than that in their source image (for 256-px
     training, upsampled 100-px faces teach blur)."""
     keep = face_bank_rows(path, min_source_side)
-    with np.load(path, allow_pickle=False) as bank:
-        jpeg, offsets = bank["jpeg"], bank["offsets"]
+    jpeg, offsets = _read_bank(path, "jpeg", "offsets")
     if out is None:
         out = np.empty((len(keep), size, size, 3), np.uint8)
     elif out.shape != (len(keep), size, size, 3):
         raise ValueError(f"out has shape {out.shape}, the bank needs {(len(keep), size, size, 3)}")
     for row, i in enumerate(keep):
-        face = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+        face = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR) if i + 1 < len(offsets) else None
+        if face is None:
+            raise InputError(f"{path}: face {i} is not a readable JPEG (a damaged face bank)")
         if face.shape[0] != size:
             face = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR)
         out[row] = face
