@@ -36,10 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="mirror augmentation rate (default 0.5; 0 when the annotations are not mirror-symmetric)")
     for p in (ae, lm):
         p.add_argument("--config", type=Path, help="JSON file with the stage's settings")
-        p.add_argument("--run-dir", help="checkpoint folder (resumes when it has last.pt)")
+        p.add_argument("--run-dir", help="checkpoint folder (resumes when it has last.pt, with the run's settings: "
+                       "only steps, threads, device, checkpoint_every and validation may change)")
         p.add_argument("--steps", type=int, help="total optimisation steps")
         p.add_argument("--batch-size", type=int)
-        p.add_argument("--lr", type=float)
+        p.add_argument("--lr", type=float, help="learning rate (landmarks: of the new layers; encoder_lr and "
+                       "generator_lr are settings of --config)" if p is lm else "learning rate")
         p.add_argument("--threads", type=int, help="torch CPU threads")
         p.add_argument("--device", help="torch device: cpu (default), cuda, cuda:N")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
