@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "only steps, threads, device, checkpoint_every and validation may change)")
         p.add_argument("--steps", type=int, help="total optimisation steps")
         p.add_argument("--batch-size", type=int)
-        p.add_argument("--lr", type=float, help="learning rate (landmarks: of the new layers; encoder_lr and "
-                       "generator_lr are settings of --config)" if p is lm else "learning rate")
+        p.add_argument("--lr", type=float, help="learning rate of the new layers (ITLs, skips, head); encoder_lr and "
+                       "generator_lr are settings of --config" if p is lm else "learning rate")
         p.add_argument("--threads", type=int, help="torch CPU threads")
         p.add_argument("--device", help="torch device: cpu (default), cuda, cuda:N")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
