@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ..nets import AutoEncoder
-from .checkpoint import RunDir, check_finite_loss, check_resume, load_checkpoint
+from .checkpoint import RunDir, check_finite_loss, load_checkpoint
 from .device import training_device
 from .data import augment_face, load_faces
 from .losses import ImageDiscriminator, LatentDiscriminator, gan_loss, structural_loss
@@ -58,10 +58,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         torch.set_num_threads(cfg.threads)
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
-    state = run.load()
-    if state is not None:
-        check_resume(state, cfg, run.checkpoint)
-    (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
+    state = run.resume(cfg)
     faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
     if cfg.max_images:
         faces = faces[: cfg.max_images]

@@ -11,7 +11,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InputError
-from ..outputs import replacing
+from ..outputs import replacing, write_file_atomic
 
 # settings a resumed run may change: how long and where it runs, how often it saves, what it validates on,
 # and the starting weights (used only when there is no checkpoint yet)
@@ -96,6 +96,15 @@ class RunDir:
     def save(self, state: dict[str, Any]) -> None:
         """Atomically write the checkpoint (a crash mid-write keeps the previous one)."""
         save_checkpoint(state, self.checkpoint)
+
+    def resume(self, cfg: BaseModel) -> dict[str, Any] | None:
+        """The run's saved state, if any, once :func:`check_resume` finds ``cfg`` keeps its settings; then
+        ``config.json`` records ``cfg`` (release reads it)."""
+        state = self.load()
+        if state is not None:
+            check_resume(state, cfg, self.checkpoint)
+        write_file_atomic(self.path / "config.json", cfg.model_dump_json(indent=2))
+        return state
 
     def load(self) -> dict[str, Any] | None:
         if not self.checkpoint.exists():

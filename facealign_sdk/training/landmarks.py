@@ -24,7 +24,7 @@ from ..decode import TARGET_SIGMA, decode_heatmaps
 from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
-from .checkpoint import CheckpointError, RunDir, check_finite_loss, check_resume, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
 from .losses import gaussian_heatmaps
@@ -165,10 +165,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         torch.set_num_threads(cfg.threads)
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
-    state = run.load()
-    if state is not None:
-        check_resume(state, cfg, run.checkpoint)
-    (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
+    state = run.resume(cfg)
     per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
                   for src in cfg.train]
     for src, got in zip(cfg.train, per_source):
