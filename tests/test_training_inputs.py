@@ -248,3 +248,21 @@ def test_an_npz_that_is_not_a_face_bank_is_exit_2(tmp_path, capsys):
         argv = ["train", "autoencoder", "--data", str(tmp_path / bank), "--config", str(config), *TINY,
                 "--run-dir", str(tmp_path / "ae")]
         assert "not a face bank" in _bad_input(argv, capsys)
+
+
+def test_ctrl_c_while_a_resumed_run_records_its_settings_keeps_config_json(annotated, lm_config, tmp_path,  # noqa: F811
+                                                                           monkeypatch):
+    run = tmp_path / "run"
+    assert cli.main(_train_landmarks(annotated, lm_config, run)) == 0
+    before = (run / "config.json").read_text()
+
+    def half_then_interrupt(self, data, *args, **kwargs):
+        Path.open(self, "wb").write(b"{ half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", half_then_interrupt)
+    monkeypatch.setattr(Path, "write_bytes", half_then_interrupt)
+    assert cli.main([*_train_landmarks(annotated, lm_config, run), "--steps", "3"]) == 130
+    monkeypatch.undo()
+    assert (run / "config.json").read_text() == before  # release reads it: was half a file
+    _no_partial_files(run)
