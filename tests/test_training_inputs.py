@@ -56,24 +56,26 @@ def test_bad_landmark_options_are_exit_2(annotated, lm_config, tmp_path, capsys,
 @pytest.mark.parametrize("settings, message", [
     ({"checkpoint_every": 0}, "checkpoint_every: Input should be greater than or equal to 1"),  # was ZeroDivision
     ({"val_images": 0}, "val_images: Input should be greater than or equal to 1"),
+    ({"train": []}, "train: List should have at least 1 item"),  # was a np.concatenate traceback
 ])
 def test_bad_landmark_settings_are_exit_2(annotated, tmp_path, capsys, settings, message):  # noqa: F811
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"val": None, "autoencoder": None, "net": {"width": 8}, **settings}))
-    argv = ["train", "landmarks", "--data", str(annotated), "--config", str(config), *TINY,
-            "--run-dir", str(tmp_path / "run")]
+    data = [] if "train" in settings else ["--data", str(annotated)]
+    argv = ["train", "landmarks", *data, "--config", str(config), *TINY, "--run-dir", str(tmp_path / "run")]
     assert message in _bad_input(argv, capsys)
 
 
 @pytest.mark.parametrize("settings, message", [
     ({"size": 64}, "size: Input should be 128 or 256"),  # was a ValueError traceback from the network
     ({"max_images": 0}, "max_images: Input should be greater than or equal to 1"),  # 0 meant all images
+    ({"data": []}, "data: List should have at least 1 item"),  # was a traceback from rng.integers(0, 0)
 ])
 def test_bad_autoencoder_settings_are_exit_2(annotated, tmp_path, capsys, settings, message):  # noqa: F811
     config = tmp_path / "ae.json"
     config.write_text(json.dumps({"width": 8, **settings}))
-    argv = ["train", "autoencoder", "--data", str(annotated), "--config", str(config), *TINY,
-            "--run-dir", str(tmp_path / "ae")]
+    data = [] if "data" in settings else ["--data", str(annotated)]
+    argv = ["train", "autoencoder", *data, "--config", str(config), *TINY, "--run-dir", str(tmp_path / "ae")]
     assert message in _bad_input(argv, capsys)
 
 

@@ -28,6 +28,7 @@ class AutoEncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     data: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"],
+                            min_length=1,
                             description="folders of face images and/or face banks (.npz, `facealign train facebank`)")
     run_dir: str = "runs/ae128"
     init_from: str | None = Field(None, description="autoencoder run or checkpoint to start from (e.g. the 128-px "

@@ -51,6 +51,7 @@ class LandmarkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     train: list[DataSource] = Field(
+        min_length=1,
         default_factory=lambda: [
             DataSource(folder="../shared/data/ytf68/train"),
             DataSource(folder="../shared/data/infanface/train", held_out=0.25),
