@@ -268,3 +268,14 @@ def test_ctrl_c_while_a_resumed_run_records_its_settings_keeps_config_json(annot
     monkeypatch.undo()
     assert (run / "config.json").read_text() == before  # release reads it: was half a file
     _no_partial_files(run)
+
+
+def test_a_missing_autoencoder_is_named_before_the_data_is_loaded(annotated, tmp_path, capsys):  # noqa: F811
+    unannotated = tmp_path / "unannotated"  # loading it would fail: the autoencoder must be checked first
+    unannotated.mkdir()
+    (unannotated / "f0.jpg").write_bytes((annotated / "f0.jpg").read_bytes())
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"val": None, "net": {"width": 8}}))  # the default autoencoder: runs/ae128
+    argv = ["train", "landmarks", "--data", str(unannotated), "--config", str(config), *TINY,
+            "--run-dir", str(tmp_path / "run"), "--autoencoder", str(tmp_path / "ae128")]
+    assert "no autoencoder run or checkpoint to start from" in _bad_input(argv, capsys)  # was '[Errno 2] ...'

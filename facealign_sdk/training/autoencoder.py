@@ -140,6 +140,9 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
 def load_autoencoder(path: str | Path) -> dict[str, torch.Tensor]:
     """State dict of a trained autoencoder from a run folder or a ``last.pt``."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no autoencoder run or checkpoint to start from (train one with facealign "
+                                "train autoencoder, start from a model with --init-model, or set autoencoder to null)")
     state = RunDir(path).load() if path.is_dir() else load_checkpoint(path)
     if not state or "ae" not in state:
         raise FileNotFoundError(f"{path}: no autoencoder checkpoint")

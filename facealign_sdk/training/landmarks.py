@@ -167,17 +167,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
     state = run.resume(cfg)
-    per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
-                  for src in cfg.train]
-    for src, got in zip(cfg.train, per_source):
-        if not got:
-            raise InputError(f"{src.folder}: no annotated images left for training (held_out {src.held_out})")
-    items = [it for got in per_source for it in got]
-    source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
-    # each source gets its share of the samples whatever its size
-    shares = np.array([src.weight for src in cfg.train]) / sum(src.weight for src in cfg.train)
-    sample_p = shares[source_of] / np.array([len(got) for got in per_source])[source_of]
-    val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
+    # the starting weights before the data: a wrong path fails in seconds, not after loading every image
     torch.manual_seed(cfg.seed)
     net = LandmarkNet(cfg.net)
     if state is None and cfg.init_model:
@@ -194,6 +184,17 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     elif state is None and cfg.autoencoder:
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
+    per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
+                  for src in cfg.train]
+    for src, got in zip(cfg.train, per_source):
+        if not got:
+            raise InputError(f"{src.folder}: no annotated images left for training (held_out {src.held_out})")
+    items = [it for got in per_source for it in got]
+    source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
+    # each source gets its share of the samples whatever its size
+    shares = np.array([src.weight for src in cfg.train]) / sum(src.weight for src in cfg.train)
+    sample_p = shares[source_of] / np.array([len(got) for got in per_source])[source_of]
+    val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
     net.to(device)
     opt, base_lrs = _optimizer(net, cfg)
     step, best = 0, float("inf")
