@@ -279,3 +279,11 @@ def test_a_missing_autoencoder_is_named_before_the_data_is_loaded(annotated, tmp
     argv = ["train", "landmarks", "--data", str(unannotated), "--config", str(config), *TINY,
             "--run-dir", str(tmp_path / "run"), "--autoencoder", str(tmp_path / "ae128")]
     assert "no autoencoder run or checkpoint to start from" in _bad_input(argv, capsys)  # was '[Errno 2] ...'
+
+
+def test_a_face_bank_that_cannot_be_written_fails_before_any_cropping(tmp_path, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    config = tmp_path / "bank.json"
+    config.write_text(json.dumps({"crops": [str(tmp_path / "missing")], "annotated": [], "videos": []}))
+    argv = ["train", "facebank", "--config", str(config), "--out", str(tmp_path / "file" / "bank.npz")]
+    assert "not a folder" in _bad_input(argv, capsys)  # was found only after cropping every source

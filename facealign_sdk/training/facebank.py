@@ -27,7 +27,7 @@ from tqdm import tqdm
 from .. import geometry
 from ..errors import InputError
 from ..imageio import list_images, read_image
-from ..outputs import replacing
+from ..outputs import check_output_file, replacing
 from ..pts import read_pts
 from .data import center_square
 
@@ -111,6 +111,7 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     out = Path(out)
     if out.suffix != ".npz":
         raise InputError(f"{out}: a face bank is an .npz file")
+    check_output_file(out, create_folder=True)  # before the minutes of cropping, not after them
     chunks: list[bytes] = []
     sides: list[int] = []
     kinds: list[int] = []
