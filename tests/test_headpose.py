@@ -160,3 +160,17 @@ def test_faces_turned_away_are_pose_errors_and_profiles_are_not():
 def test_camera_arguments_of_the_wrong_type_are_pose_errors(size, focal, message):
     with pytest.raises(PoseError, match=message):
         estimate_head_pose(_view(0, 0, 0), size, focal_length=focal)
+
+
+def test_every_annotated_face_of_the_shared_sets_has_a_pose(shared_data):
+    """The bounds that tell points from non-faces (reprojection error, view angle) pass every real face."""
+    from facealign_sdk.imageheader import read_header
+    from facealign_sdk.pts import read_pts
+
+    folders = [shared_data / name for name in ("aflw2000/train", "300w/val", "ytf68/val")]
+    if not all(f.is_dir() for f in folders):
+        pytest.skip("the annotated sets are not all present")
+    for folder in folders:
+        for pts in sorted(folder.glob("*.pts")):
+            header = read_header(pts.with_suffix(".jpg").read_bytes())
+            assert head_pose_or_none(read_pts(pts), (header.width, header.height)) is not None, pts
