@@ -287,3 +287,14 @@ def test_a_face_bank_that_cannot_be_written_fails_before_any_cropping(tmp_path, 
     config.write_text(json.dumps({"crops": [str(tmp_path / "missing")], "annotated": [], "videos": []}))
     argv = ["train", "facebank", "--config", str(config), "--out", str(tmp_path / "file" / "bank.npz")]
     assert "not a folder" in _bad_input(argv, capsys)  # was found only after cropping every source
+
+
+def test_a_face_bank_with_no_face_large_enough_is_exit_2(annotated, tmp_path, capsys):  # noqa: F811
+    bank_config = tmp_path / "bank.json"
+    bank_config.write_text(json.dumps({"crops": [], "annotated": [str(annotated)], "videos": []}))
+    assert cli.main(["train", "facebank", "--config", str(bank_config), "--out", str(tmp_path / "bank.npz")]) == 0
+    config = tmp_path / "ae.json"
+    config.write_text(json.dumps({"width": 8, "min_source_side": 100000}))
+    argv = ["train", "autoencoder", "--data", str(tmp_path / "bank.npz"), "--config", str(config), *TINY,
+            "--run-dir", str(tmp_path / "ae")]
+    assert "no faces to learn from" in _bad_input(argv, capsys)  # was 'ValueError: high <= 0'

@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..nets import AutoEncoder
 from .checkpoint import RunDir, check_finite_loss, load_checkpoint
 from .device import training_device
@@ -61,6 +62,9 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     run = RunDir(cfg.run_dir)
     state = run.resume(cfg)
     faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
+    if not len(faces):
+        raise InputError(f"no faces to learn from: the face banks of {cfg.data} hold none at least "
+                         f"{cfg.min_source_side} px in their source (min_source_side)")
     if cfg.max_images:
         faces = faces[: cfg.max_images]
     torch.manual_seed(cfg.seed)
