@@ -298,3 +298,24 @@ def test_a_face_bank_with_no_face_large_enough_is_exit_2(annotated, tmp_path, ca
     argv = ["train", "autoencoder", "--data", str(tmp_path / "bank.npz"), "--config", str(config), *TINY,
             "--run-dir", str(tmp_path / "ae")]
     assert "no faces to learn from" in _bad_input(argv, capsys)  # was 'ValueError: high <= 0'
+
+
+@pytest.mark.parametrize("loss", ["l1", "discriminator"])
+def test_a_diverging_autoencoder_stops_before_nan_reaches_a_checkpoint(annotated, tmp_path, capsys,  # noqa: F811
+                                                                        monkeypatch, loss):
+    from facealign_sdk.training import autoencoder
+
+    structural, gan = autoencoder.structural_loss, autoencoder.gan_loss
+    if loss == "l1":
+        monkeypatch.setattr(autoencoder, "structural_loss", lambda *a, **k: structural(*a, **k) * float("nan"))
+    else:
+        def nan_for_fakes(logits, real):  # gan_loss(..., real=False) is in the discriminator's loss alone
+            return gan(logits, real) * (1.0 if real else float("nan"))
+
+        monkeypatch.setattr(autoencoder, "gan_loss", nan_for_fakes)
+    config = tmp_path / "ae.json"
+    config.write_text(json.dumps({"width": 8, "augment": False, "checkpoint_every": 1}))
+    argv = ["train", "autoencoder", "--data", str(annotated), "--config", str(config), *TINY,
+            "--run-dir", str(tmp_path / "ae")]
+    assert "the run diverged" in _bad_input(argv, capsys)
+    assert not (tmp_path / "ae" / "last.pt").exists()  # the first step diverged: nothing to keep

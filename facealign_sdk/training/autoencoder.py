@@ -118,6 +118,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         d_loss = gan_loss(d_z(torch.randn_like(z)), True) + gan_loss(d_z(z.detach()), False)
         if use_img_gan:
             d_loss = d_loss + gan_loss(d_img(target), True) + gan_loss(d_img(recon.detach()), False)
+        check_finite_loss(d_loss, step, run)  # the discriminators' weights are saved too
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
