@@ -49,8 +49,18 @@ def is_pil_image(obj: object) -> bool:
 def pil_to_array(image: Any) -> np.ndarray:
     """A PIL image's pixels as a numpy array in RGB(A) order, of the dtype its mode holds (uint8,
     uint16 or float32); 1-bit images become 0 / 255, 32-bit integer (``I``) images are taken as
-    16-bit (0-65535, how PIL opens some 16-bit files) and refused outside that range."""
+    16-bit (0-65535, how PIL opens some 16-bit files) and refused outside that range. A PIL image that
+    cannot be read (closed, a truncated file: PIL decodes lazily) is an ImageError."""
     mode = image.mode
+    try:
+        return _pil_pixels(image, mode)
+    except ImageError:
+        raise
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"PIL image of mode {mode!r} cannot be read ({exc})") from exc
+
+
+def _pil_pixels(image: Any, mode: str) -> np.ndarray:
     if mode == "1":
         return np.asarray(image, dtype=np.uint8) * np.uint8(255)
     if mode == "I":
@@ -63,10 +73,7 @@ def pil_to_array(image: Any) -> np.ndarray:
         return np.asarray(image).astype(np.uint16)  # native byte order (I;16B reads as big-endian)
     if mode in _DIRECT_MODES:
         return np.asarray(image)
-    try:
-        return np.asarray(image.convert("RGB"))
-    except (ValueError, OSError) as exc:
-        raise ImageError(f"PIL image of mode {mode!r} cannot be converted to RGB ({exc})") from exc
+    return np.asarray(image.convert("RGB"))  # PIL's own conversion: P, CMYK, YCbCr, LAB, HSV, LA, ...
 
 
 def to_bgr(image: ArrayOrPIL, color: ColorOrder = "bgr", name: str = "image") -> np.ndarray:

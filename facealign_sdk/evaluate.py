@@ -154,7 +154,8 @@ def select_images(folder: str | Path, held_out: float | None = None, limit: int 
     files = list_images(folder)
     if held_out is not None:
         if not 0.0 < held_out <= 1.0:
-            raise InputError(f"--held-out-only must be in (0, 1], got {held_out}")
+            raise InputError(f"{folder}: the held-out share (FOLDER:FRACTION or --held-out-only) must be in (0, 1], "
+                             f"got {held_out:g}")
         files = [f for f in files if is_held_out(f, held_out)]
         if not files:
             raise FileNotFoundError(f"{folder}: no images in the held-out share {held_out}")

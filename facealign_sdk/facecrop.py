@@ -33,6 +33,8 @@ TEMPLATES = ("arcface5", "68")
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]])
 MIN_SIZE, MAX_SIZE = 8, 4096
+# pixel types cv2.warpAffine takes (others were a cv2.error)
+WARP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 
 
 class FaceCrop(NamedTuple):
@@ -122,6 +124,9 @@ def align_face(image: np.ndarray, face: FaceLandmarks | np.ndarray, size: int = 
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise InputError(f"image must be a non-empty HxW or HxWxC numpy array, got "
                          f"{getattr(image, 'shape', type(image).__name__)}")
+    if image.dtype not in WARP_DTYPES:
+        raise InputError(f"image pixels of type {image.dtype} cannot be warped; use one of "
+                         f"{', '.join(map(str, WARP_DTYPES))}")
     src = _source_points(face, template)
     matrix = similarity_matrix(src, template_points(template, int(size)))
     crop = cv2.warpAffine(image, matrix, (int(size), int(size)), flags=cv2.INTER_LINEAR, borderValue=0)

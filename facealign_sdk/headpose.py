@@ -35,8 +35,15 @@ from .meanface import MEAN_FACE_68
 # points closer together than this (pixels, RMS about their centre) carry no pose
 MIN_SPREAD_PX = 2.0
 # the most RMS reprojection error, as a fraction of that spread, of landmarks taken to be a face: annotated
-# faces of aflw2000, 300w/val and ytf68/val stay below 0.27 (median 0.11-0.16), random points give ~9
+# faces of 300w/val and ytf68/val stay below 0.29, aflw2000/train below 0.24 but for one face at 0.45 (medians
+# 0.11-0.16); uniformly random points give 4.7 or more (median 8.5)
 MAX_REPROJECTION_ERROR = 0.5
+# the most degrees between a face's forward direction and its line of sight to the camera: beyond 90 the camera
+# sees the back of the head. Annotated aflw2000/train faces reach 112.8 (its jaw follows the 3-D contour on
+# profiles); the Aligner's points (boxes from the annotations) on the 129 faces annotated as turned beyond 75
+# degrees reach 47.5. The mirror image of a face's points (a flipped image, the points not swapped) solves as
+# a face seen from behind: 128 or more for faces turned less than 60 degrees.
+MAX_VIEW_ANGLE = 120.0
 
 
 class PoseError(InputError):
@@ -88,13 +95,33 @@ def angles_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
 
 def camera_matrix(image_size: Sequence[int], focal_length: float | None = None) -> np.ndarray:
     """The pinhole camera of the module docstring for an image of ``(width, height)`` pixels."""
-    if len(image_size) != 2 or not all(float(v) > 0 and math.isfinite(float(v)) for v in image_size):
-        raise PoseError(f"image_size is (width, height) in pixels, both > 0, got {tuple(image_size)}")
-    width, height = (float(v) for v in image_size)
-    f = width if focal_length is None else float(focal_length)
-    if not (f > 0 and math.isfinite(f)):
-        raise PoseError(f"focal_length must be a positive number of pixels, got {focal_length!r}")
+    try:
+        width, height = (_positive(v) for v in image_size)
+    except (TypeError, ValueError):
+        raise PoseError(f"image_size is (width, height) in pixels, both > 0, got {image_size!r}") from None
+    try:
+        f = width if focal_length is None else _positive(focal_length)
+    except (TypeError, ValueError):
+        raise PoseError(f"focal_length must be a positive number of pixels, got {focal_length!r}") from None
     return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], np.float64)
+
+
+def _positive(value: object) -> float:
+    """``value`` as a finite number > 0, else ValueError (TypeError for what is not a number, bools included)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError("a bool is not a size")
+    number = float(value)  # type: ignore[arg-type]
+    if not (number > 0 and math.isfinite(number)):
+        raise ValueError(f"{value!r} is not a positive number")
+    return number
+
+
+def view_angle(rotation: np.ndarray, translation: Sequence[float]) -> float:
+    """Degrees between the face's forward direction (-z of the mean face, rotated) and the line from its
+    nose tip to the camera: 0 when it looks into the camera, 90 in profile, 180 from behind."""
+    t = np.asarray(translation, np.float64)
+    cos = float(np.asarray(rotation, np.float64)[:, 2] @ t / np.linalg.norm(t))
+    return math.degrees(math.acos(min(1.0, max(-1.0, cos))))
 
 
 def _spread(points: np.ndarray) -> float:
@@ -122,8 +149,9 @@ def estimate_head_pose(points: np.ndarray, image_size: Sequence[int],
 
     ``cv2.solvePnP``: SQPnP for the global solution, then Levenberg-Marquardt on the reprojection
     error. Raises :class:`PoseError` for points that are not (68, 2) finite numbers, degenerate points
-    (all in one spot) and points no face pose reproduces (a solution behind the camera, or one that
-    misses them by more than ``MAX_REPROJECTION_ERROR`` times their spread).
+    (all in one spot) and points no face pose reproduces (a solution behind the camera, one that
+    misses them by more than ``MAX_REPROJECTION_ERROR`` times their spread, or one that shows the camera
+    the back of the head: ``MAX_VIEW_ANGLE``).
     """
     pts = _check_points(points)
     camera = camera_matrix(image_size, focal_length)
@@ -143,6 +171,9 @@ def estimate_head_pose(points: np.ndarray, image_size: Sequence[int],
     if error > MAX_REPROJECTION_ERROR * _spread(pts):
         raise PoseError(f"head pose: the landmarks are not a face (the best pose misses them by {error:.3g} px RMS, "
                         f"more than {MAX_REPROJECTION_ERROR:g} x their spread)")
+    if view_angle(cv2.Rodrigues(rvec)[0], tvec) > MAX_VIEW_ANGLE:
+        raise PoseError(f"head pose: the landmarks fit only a face turned away from the camera (more than "
+                        f"{MAX_VIEW_ANGLE:g} degrees): mirrored points, or points of another order than iBUG 68")
     yaw, pitch, roll = angles_from_rotation(cv2.Rodrigues(rvec)[0])
     return HeadPose(yaw=yaw, pitch=pitch, roll=roll, rotation_vector=tuple(float(v) for v in rvec),
                     translation_vector=tuple(float(v) for v in tvec))

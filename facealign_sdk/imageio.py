@@ -46,8 +46,9 @@ def to_bgr8(image: np.ndarray, name: str = "image") -> np.ndarray:
     elif img.dtype in (np.float16, np.float32, np.float64):
         if not np.isfinite(img).all():
             raise ImageError(f"{name}: float image contains NaN or inf")
-        if img.max() > 1.0 + 1e-3:
-            raise ImageError(f"{name}: float image has values up to {float(img.max()):.4g}; float images must be "
+        low, high = float(img.min()), float(img.max())
+        if high > 1.0 + 1e-3 or low < -1e-3:  # [-1, 1] or 0-255 floats would be clipped into another image
+            raise ImageError(f"{name}: float image has values in [{low:.4g}, {high:.4g}]; float images must be "
                              "in [0, 1] (divide by 255), or pass uint8")
         img = (np.clip(img, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     elif img.dtype != np.uint8:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -79,18 +80,26 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def write_file_atomic(path: Path, data: bytes | str) -> Path:
-    """Write a whole file or nothing: into a temporary file beside it, then renamed over ``path``. An
-    interruption or a full disk leaves the old file (or none), never half a new one."""
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer to fill; renamed over ``path`` when the block ends
+    and removed when it fails. An interruption or a full disk leaves the old file (or none), never half
+    a new one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_file_atomic(path: Path, data: bytes | str) -> Path:
+    """Write a whole file or nothing (see :func:`replacing`)."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return Path(path)
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

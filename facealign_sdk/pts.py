@@ -23,11 +23,15 @@ def read_pts(path: str | Path, expected_points: int | None = None) -> np.ndarray
     try:
         start, end = lines.index("{"), lines.index("}")
         header = {k.strip(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[:start] if ":" in ln)}
-        points = np.array([[float(v) for v in ln.split()[:2]] for ln in lines[start + 1 : end]], dtype=np.float64)
+        rows = [ln.split() for ln in lines[start + 1 : end]]
+        short = next((ln for ln in rows if len(ln) < 2), None)
+        if short is not None:
+            raise ValueError(f"a point line holds {' '.join(short)!r}, expected 'x y'")
+        points = np.array([[float(v) for v in ln[:2]] for ln in rows], dtype=np.float64).reshape(-1, 2)
+        declared = int(header.get("n_points", len(points)))
     except (ValueError, IndexError) as exc:
         raise PtsError(f"{path}: not a valid .pts file ({exc})") from exc
-    declared = int(header.get("n_points", len(points)))
-    if points.ndim != 2 or len(points) != declared:
+    if len(points) != declared:
         raise PtsError(f"{path}: header says {declared} points but the file has {len(points)}")
     if expected_points is not None and len(points) != expected_points:
         raise PtsError(f"{path}: has {len(points)} points, expected {expected_points}")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_serializer
 
-from .drawing import draw_contours
+from .drawing import draw_contours, drawable
 from .headpose import HeadPose
 
 
@@ -55,10 +55,13 @@ def draw_faces(image: np.ndarray, faces: list[FaceLandmarks], min_confidence: fl
     out = image.copy()
     scale = max(1, round(max(image.shape[:2]) / 400))
     for face in faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), (255, 160, 0), scale)
+        if np.isfinite(face.box).all():
+            x1, y1, x2, y2 = (int(round(v)) for v in drawable(face.box))
+            cv2.rectangle(out, (x1, y1), (x2, y2), (255, 160, 0), scale)
         draw_contours(out, face.points, thickness=max(1, scale // 2))
-        for (x, y), c in zip(face.points, face.confidence):
+        for (x, y), c in zip(drawable(face.points), face.confidence):
+            if not np.isfinite([x, y]).all():
+                continue
             color = (0, 255, 0) if c >= max(min_confidence, 0.3) else (0, 0, 255)
             cv2.circle(out, (int(round(x)), int(round(y))), scale + 1, color, -1, cv2.LINE_AA)
     return out

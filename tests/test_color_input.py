@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from facealign_sdk import Aligner
-from facealign_sdk.color import check_color, to_bgr
+from facealign_sdk.color import COLOR_ORDERS, check_color, to_bgr
 from facealign_sdk.errors import InputError
 from facealign_sdk.imageio import ImageError
+
+from .conftest import SAMPLES
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -110,3 +112,29 @@ def test_pil_8bit_modes_by_value():
 def test_not_an_image_is_a_clear_error(released):
     with pytest.raises(ImageError, match="expected a numpy array, a PIL image or a file path, got list"):
         released.align([[1, 2], [3, 4]])
+
+
+@pytest.mark.parametrize("color", COLOR_ORDERS)
+def test_negative_float_pixels_are_refused_not_clipped(color):
+    # a [-1, 1] normalised image was clipped to black below 0: another image, silently
+    normalised = np.linspace(-1.0, 1.0, 4 * 4 * 3, dtype=np.float32).reshape(4, 4, 3)
+    with pytest.raises(ImageError, match=r"values in \[-1, 1\]"):
+        to_bgr(normalised, color)
+    with pytest.raises(ImageError, match="must be in"):
+        to_bgr(Image.fromarray(np.array([[-0.5, 0.5]], np.float32)))
+    assert to_bgr(np.full((2, 2), -1e-4, np.float32), color).max() == 0  # rounding noise about 0 is fine
+
+
+def test_unreadable_pil_images_are_image_errors(tmp_path):
+    from facealign_sdk.color import pil_to_array
+
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((SAMPLES / "face.jpg").read_bytes()[:20000])
+    closed = Image.open(SAMPLES / "face.jpg")
+    closed.close()
+    # PIL decodes on first use: these were a bare OSError and ValueError
+    for image, message in ((Image.open(truncated), "truncated"), (closed, "closed image")):
+        with pytest.raises(ImageError, match=f"cannot be read.*{message}"):
+            pil_to_array(image)
+    with pytest.raises(ImageError, match="mode 'La' cannot be read"):  # PIL has no La -> RGB conversion
+        pil_to_array(Image.new("La", (2, 2)))

@@ -77,3 +77,18 @@ def test_draw_contours_with_nan_points_draws_nothing():
     image = np.full((64, 64, 3), BACKGROUND, np.uint8)
     draw_contours(image, np.full((68, 2), np.nan))
     assert (image == BACKGROUND).all()
+
+
+def test_points_far_outside_the_image_draw_towards_where_they_are():
+    face = _face()
+    points = face.points.copy()
+    chin = points[8].copy()
+    points[9] = (3e8, chin[1])  # far right: in 4-bit fixed point it was INT_MIN, the line ran left
+    far = FaceLandmarks(box=face.box, score=0.9, points=points, confidence=face.confidence)
+    out = draw_faces(np.full((SIDE, SIDE, 3), BACKGROUND, np.uint8), [far])
+    assert _best_near(out, chin + (30, 0)) > 0.6 and _best_near(out, chin - (30, 0)) < 0.05
+    # coordinates OpenCV's int cannot hold: was a cv2.error; NaN points were a ValueError
+    points[:3] = 1e10
+    points[3] = np.nan
+    wild = FaceLandmarks(box=(-1e10, 0, 1e10, 5), score=0.9, points=points, confidence=face.confidence)
+    assert draw_faces(np.full((SIDE, SIDE, 3), BACKGROUND, np.uint8), [wild]).shape == (SIDE, SIDE, 3)

@@ -225,11 +225,19 @@ def _bad_case(kind: str, good: Path, tmp: Path) -> tuple[Path, str]:
     if kind == "missing_pts":
         (folder / "face0.pts").unlink()
         return folder, "face0.jpg"
+    if kind in ("n_points_not_a_number", "one_column_pts"):  # both were tracebacks (exit 1)
+        lines = (folder / "face1.pts").read_text().splitlines()
+        if kind == "n_points_not_a_number":
+            lines[1] = "n_points: sixty-eight"
+        else:
+            lines[3:-1] = [line.split()[0] for line in lines[3:-1]]
+        (folder / "face1.pts").write_text("\n".join(lines) + "\n")
+        return folder, "face1.pts"
     raise AssertionError(kind)
 
 
 @pytest.mark.parametrize("kind", ["wrong_count", "unreadable_image", "missing_pts", "coinciding_eye_corners",
-                                  "points_outside"])
+                                  "points_outside", "n_points_not_a_number", "one_column_pts"])
 def test_bad_item_exits_2_naming_the_file(kind, face_folder, tiny_model, tmp_path, eval_cli, capsys):
     folder, name = _bad_case(kind, face_folder, tmp_path)
     args = ["eval", str(folder), "--model", str(tiny_model), "--backend", "torch", "--no-progress", "--mode", "fixed"]
@@ -251,6 +259,11 @@ def test_empty_and_missing_folder_exit_2(tmp_path, tiny_model, eval_cli, capsys)
         assert eval_cli(["eval", str(folder), "--model", str(tiny_model), "--backend", "torch"]) == 2
         err = capsys.readouterr().err
         assert str(folder) in err and words in err
+
+
+def test_a_bad_held_out_share_names_both_ways_to_give_it(face_folder, tiny_model, eval_cli, capsys):
+    assert eval_cli(["eval", f"{face_folder}:2", "--model", str(tiny_model), "--backend", "torch"]) == 2
+    assert "FOLDER:FRACTION or --held-out-only" in capsys.readouterr().err  # named only --held-out-only
 
 
 def test_dlib_baseline_helpers_without_dlib(monkeypatch):

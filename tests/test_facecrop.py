@@ -118,9 +118,19 @@ def test_similarity_never_reflects():
     ({"face": "eyes"}, "face must be a FaceLandmarks or an"),
     ({"image": np.zeros((0, 5, 3), np.uint8)}, "non-empty"),
     ({"image": [[0]]}, "numpy array"),
+    ({"image": np.zeros((100, 100, 3), bool)}, "type bool cannot be warped"),  # these three were cv2.errors
+    ({"image": np.zeros((100, 100, 3), np.int64)}, "type int64 cannot be warped"),
+    ({"image": np.zeros((100, 100), np.int32)}, "type int32 cannot be warped"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, message):
     args = {"image": np.zeros((100, 100, 3), np.uint8), "face": _apply(PLACED, template_points("68")) / 4,
             "size": 112, "template": "arcface5"} | kwargs
     with pytest.raises(InputError, match=message):
         align_face(**args)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.float64])
+def test_every_warpable_pixel_type_keeps_its_type(dtype):
+    image = np.full((100, 100, 3), 7, dtype)
+    crop = align_face(image, _apply(PLACED, template_points("68")) / 4, template="68").image
+    assert crop.dtype == dtype and crop.shape == (112, 112, 3)

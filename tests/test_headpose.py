@@ -129,3 +129,48 @@ def test_tracked_faces_carry_their_pose():
     for result, face in faces:
         lm = face.landmarks
         assert lm.pose == estimate_head_pose(lm.points, (result.width, result.height))
+
+
+@pytest.mark.parametrize("yaw, pitch", [(0, 0), (30, 0), (45, 20), (-50, -15)])
+def test_mirrored_points_are_pose_errors(yaw, pitch):
+    # a flipped image with its points not swapped: was a pose of a face seen from behind (pitch ~ -176,
+    # roll ~ 180) that passed the reprojection check
+    view = _view(yaw, pitch, 0)
+    mirrored = np.stack([2 * view[:, 0].mean() - view[:, 0], view[:, 1]], 1)
+    with pytest.raises(PoseError, match="turned away from the camera"):
+        estimate_head_pose(mirrored, SIZE)
+    assert head_pose_or_none(mirrored, SIZE) is None
+    assert head_pose_or_none(view, SIZE) is not None
+
+
+def test_faces_turned_away_are_pose_errors_and_profiles_are_not():
+    assert estimate_head_pose(_view(89, 0, 0), SIZE).yaw == pytest.approx(89, abs=1e-4)
+    for yaw in (125, 180):
+        with pytest.raises(PoseError, match="turned away"):
+            estimate_head_pose(_view(yaw, 0, 0), SIZE)
+
+
+@pytest.mark.parametrize("size, focal, message", [
+    (("640", "x"), None, "image_size"),  # were ValueError / TypeError from float()
+    (None, None, "image_size"),
+    ((True, True), None, "image_size"),  # was a 1 x 1 image
+    (SIZE, "x", "focal_length"),
+    (SIZE, True, "focal_length"),  # was a focal length of 1 px
+])
+def test_camera_arguments_of_the_wrong_type_are_pose_errors(size, focal, message):
+    with pytest.raises(PoseError, match=message):
+        estimate_head_pose(_view(0, 0, 0), size, focal_length=focal)
+
+
+def test_every_annotated_face_of_the_shared_sets_has_a_pose(shared_data):
+    """The bounds that tell points from non-faces (reprojection error, view angle) pass every real face."""
+    from facealign_sdk.imageheader import read_header
+    from facealign_sdk.pts import read_pts
+
+    folders = [shared_data / name for name in ("aflw2000/train", "300w/val", "ytf68/val")]
+    if not all(f.is_dir() for f in folders):
+        pytest.skip("the annotated sets are not all present")
+    for folder in folders:
+        for pts in sorted(folder.glob("*.pts")):
+            header = read_header(pts.with_suffix(".jpg").read_bytes())
+            assert head_pose_or_none(read_pts(pts), (header.width, header.height)) is not None, pts

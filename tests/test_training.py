@@ -375,3 +375,15 @@ def test_generator_lr_decides_whether_the_generator_learns(annotated_folder, tmp
     # BatchNorm statistics stay fixed either way
     stats = [k for k in start if k.startswith("generator.") and k.endswith("running_mean")]
     assert stats and all(torch.equal(trained[k], start[k]) for k in stats)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("version: 1\nn_points: sixty\n{\n1 2\n}\n", "not a valid .pts file.*sixty"),  # was a bare ValueError
+    ("version: 1\nn_points: 2\n{\n1\n2\n}\n", "expected 'x y'"),  # one column: was an (N, 1) array
+    ("version: 1\nn_points: 2\n{\n1 2\n3\n}\n", "expected 'x y'"),
+])
+def test_malformed_pts_files_are_pts_errors(tmp_path, body, message):
+    p = tmp_path / "bad.pts"
+    p.write_text(body)
+    with pytest.raises(PtsError, match=message):
+        read_pts(p)

@@ -36,10 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     help="mirror augmentation rate (default 0.5; 0 when the annotations are not mirror-symmetric)")
     for p in (ae, lm):
         p.add_argument("--config", type=Path, help="JSON file with the stage's settings")
-        p.add_argument("--run-dir", help="checkpoint folder (resumes when it has last.pt)")
+        p.add_argument("--run-dir", help="checkpoint folder (resumes when it has last.pt, with the run's settings: "
+                       "only steps, threads, device, checkpoint_every and validation may change)")
         p.add_argument("--steps", type=int, help="total optimisation steps")
         p.add_argument("--batch-size", type=int)
-        p.add_argument("--lr", type=float)
+        p.add_argument("--lr", type=float, help="learning rate of the new layers (ITLs, skips, head); encoder_lr and "
+                       "generator_lr are settings of --config" if p is lm else "learning rate")
         p.add_argument("--threads", type=int, help="torch CPU threads")
         p.add_argument("--device", help="torch device: cpu (default), cuda, cuda:N")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
@@ -61,12 +63,22 @@ def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> 
             raise InputError(f"{args.config}: not valid JSON ({exc})") from exc
         if not isinstance(base, dict):
             raise InputError(f"{args.config}: expected a JSON object of settings, got {type(base).__name__}")
-    base.update({k: v for k, v in overrides.items() if v is not None})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict):  # nested settings (net): on top of the file's, else of the defaults
+            current = base.get(key)
+            if current is None:
+                default = cls.model_fields[key].get_default(call_default_factory=True)
+                current = default.model_dump() if isinstance(default, BaseModel) else {}
+            value = {**current, **value} if isinstance(current, dict) else value
+        base[key] = value
     try:
         return cls.model_validate(base)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
-        raise InputError(f"{args.config or 'options'}: invalid {cls.__name__} ({problems})") from exc
+        where = f"{args.config} with the options on top" if args.config else "options"
+        raise InputError(f"{where}: invalid {cls.__name__} ({problems})") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,18 +106,18 @@ def run(args: argparse.Namespace) -> int:
         _say_resume(cfg.run_dir)
         print(json.dumps(train_autoencoder(cfg, progress=args.progress)))
         return 0
-    from ..training.landmarks import DataSource, LandmarkConfig, train_landmarks
+    from ..training.landmarks import LandmarkConfig, train_landmarks
 
     sources = None
     if args.data:
-        sources = []
-        for spec in args.data:
-            folder, _, frac = spec.partition(":")
-            sources.append(DataSource(folder=folder, held_out=float(frac) if frac else None))
+        from ..evaluate import parse_folder_spec
+
+        sources = [{"folder": str(folder), "held_out": held_out}
+                   for folder, held_out in map(parse_folder_spec, args.data)]
+    net = {k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v is not None}
     cfg = _config(LandmarkConfig, args, {**common, "train": sources, "val": args.val, "autoencoder": args.autoencoder,
-                                              "init_model": args.init_model, "flip_probability": args.flip_probability})
-    if args.num_landmarks or args.width:
-        cfg.net = cfg.net.model_copy(update={k: v for k, v in {"num_landmarks": args.num_landmarks, "width": args.width}.items() if v})
+                                         "init_model": args.init_model, "flip_probability": args.flip_probability,
+                                         "net": net or None})
     _say_resume(cfg.run_dir)
     print(json.dumps(train_landmarks(cfg, progress=args.progress)))
     return 0

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..nets import AutoEncoder
-from .checkpoint import RunDir, load_checkpoint
+from .checkpoint import RunDir, check_finite_loss, load_checkpoint
 from .device import training_device
 from .data import augment_face, load_faces
 from .losses import ImageDiscriminator, LatentDiscriminator, gan_loss, structural_loss
@@ -27,27 +29,28 @@ class AutoEncoderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     data: list[str] = Field(default_factory=lambda: ["../shared/data/faces/real", "../shared/data/faces/synthetic"],
+                            min_length=1,
                             description="folders of face images and/or face banks (.npz, `facealign train facebank`)")
     run_dir: str = "runs/ae128"
     init_from: str | None = Field(None, description="autoencoder run or checkpoint to start from (e.g. the 128-px "
                                   "run for the 256-px stage: every tensor of matching shape is copied)")
     min_source_side: int = Field(0, ge=0, description="leave out bank faces smaller than this in their source")
-    size: int = 128
-    width: int = 32
-    z_dim: int = 99
-    batch_size: int = 32
-    steps: int = 3000
-    lr: float = 2e-4
+    size: Literal[128, 256] = Field(128, description="side of the faces the autoencoder learns (128 or 256 px)")
+    width: int = Field(32, ge=8)
+    z_dim: int = Field(99, ge=1)
+    batch_size: int = Field(32, ge=1)
+    steps: int = Field(3000, ge=1)
+    lr: float = Field(2e-4, ge=0)
     w_l1: float = 1.0
     w_cs: float = 1.0
     w_z: float = 0.05
     w_img: float = 0.01
-    image_gan_after: int = 1000
-    checkpoint_every: int = 200
-    max_images: int | None = None
+    image_gan_after: int = Field(1000, ge=0)
+    checkpoint_every: int = Field(200, ge=1)
+    max_images: int | None = Field(None, ge=1)
     augment: bool = True
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
 
 
@@ -57,8 +60,11 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         torch.set_num_threads(cfg.threads)
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
-    (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
+    state = run.resume(cfg)
     faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
+    if not len(faces):
+        raise InputError(f"no faces to learn from: the face banks of {cfg.data} hold none at least "
+                         f"{cfg.min_source_side} px in their source (min_source_side)")
     if cfg.max_images:
         faces = faces[: cfg.max_images]
     torch.manual_seed(cfg.seed)
@@ -69,7 +75,6 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     opt_ae = torch.optim.Adam(ae.parameters(), lr=cfg.lr, betas=(0.0, 0.999))
     opt_d = torch.optim.Adam(list(d_z.parameters()) + list(d_img.parameters()), lr=cfg.lr, betas=(0.0, 0.999))
     step = 0
-    state = run.load()
     if state:
         ae.load_state_dict(state["ae"])
         d_z.load_state_dict(state["d_z"])
@@ -105,6 +110,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         if use_img_gan:
             losses["img_adv"] = gan_loss(d_img(recon), real=True)
             total = total + cfg.w_img * losses["img_adv"]
+        check_finite_loss(total, step, run)
         opt_ae.zero_grad(set_to_none=True)
         total.backward()
         opt_ae.step()
@@ -112,6 +118,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
         d_loss = gan_loss(d_z(torch.randn_like(z)), True) + gan_loss(d_z(z.detach()), False)
         if use_img_gan:
             d_loss = d_loss + gan_loss(d_img(target), True) + gan_loss(d_img(recon.detach()), False)
+        check_finite_loss(d_loss, step, run)  # the discriminators' weights are saved too
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -138,6 +145,9 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
 def load_autoencoder(path: str | Path) -> dict[str, torch.Tensor]:
     """State dict of a trained autoencoder from a run folder or a ``last.pt``."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no autoencoder run or checkpoint to start from (train one with facealign "
+                                "train autoencoder, start from a model with --init-model, or set autoencoder to null)")
     state = RunDir(path).load() if path.is_dir() else load_checkpoint(path)
     if not state or "ae" not in state:
         raise FileNotFoundError(f"{path}: no autoencoder checkpoint")

@@ -15,6 +15,7 @@ The bank is one ``.npz`` (no pickles): JPEG bytes of every crop concatenated (``
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from .. import geometry
+from ..errors import InputError
 from ..imageio import list_images, read_image
+from ..outputs import check_output_file, replacing
 from ..pts import read_pts
 from .data import center_square
 
@@ -44,7 +47,7 @@ class FaceBankConfig(BaseModel):
         description="folders of images with .pts (labels are not used); FOLDER:FRACTION leaves out its held-out share")
     videos: list[str] = Field(default_factory=lambda: ["../shared/data/videos"],
                               description="video files or folders of them")
-    size: int = Field(256, description="largest side of the stored crops (a face smaller in its source is stored "
+    size: int = Field(256, ge=16, description="largest side of the stored crops (a face smaller in its source is stored "
                       "at its source size and resized when loaded)")
     video_stride: int = Field(15, ge=1, description="take every Nth video frame")
     jpeg_quality: int = Field(90, ge=50, le=100)
@@ -107,7 +110,8 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
     """Crop every face of the configured sources and write the bank; returns faces per source kind."""
     out = Path(out)
     if out.suffix != ".npz":
-        raise ValueError(f"{out}: a face bank is an .npz file")
+        raise InputError(f"{out}: a face bank is an .npz file")
+    check_output_file(out, create_folder=True)  # before the minutes of cropping, not after them
     chunks: list[bytes] = []
     sides: list[int] = []
     kinds: list[int] = []
@@ -145,20 +149,30 @@ def build_face_bank(cfg: FaceBankConfig, out: str | Path, progress: bool = True)
                 bar.update(1)
     bar.close()
     if not chunks:
-        raise ValueError("the face bank would be empty: no faces in the given sources")
+        raise InputError("the face bank would be empty: no faces in the given sources")
     offsets = np.cumsum([0] + [len(c) for c in chunks]).astype(np.int64)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, jpeg=np.frombuffer(b"".join(chunks), np.uint8), offsets=offsets,
-             source_side=np.array(sides, np.int32), kind=np.array(kinds, np.int8), size=np.int32(cfg.size))
+    with replacing(out) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would rename a path
+        np.savez(f, jpeg=np.frombuffer(b"".join(chunks), np.uint8), offsets=offsets,
+                 source_side=np.array(sides, np.int32), kind=np.array(kinds, np.int8), size=np.int32(cfg.size))
     return counts
+
+
+def _read_bank(path: str | Path, *keys: str) -> list[np.ndarray]:
+    """Arrays of a face bank; an InputError for a file that is not one (another .npz, half a file)."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such face bank")
+    try:
+        with np.load(path, allow_pickle=False) as bank:
+            return [bank[key] for key in keys]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: not a face bank of facealign train facebank ({exc})") from None
 
 
 def face_bank_rows(path: str | Path, min_source_side: int = 0) -> np.ndarray:
     """Indices of the bank's faces that were at least ``min_source_side`` pixels in their source."""
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such face bank")
-    with np.load(path, allow_pickle=False) as bank:
-        return np.flatnonzero(bank["source_side"] >= min_source_side)
+    (source_side,) = _read_bank(path, "source_side")
+    return np.flatnonzero(source_side >= min_source_side)
 
 
 def load_face_bank(path: str | Path, size: int, min_source_side: int = 0, out: np.ndarray | None = None) -> np.ndarray:
@@ -166,14 +180,15 @@ def load_face_bank(path: str | Path, size: int, min_source_side: int = 0, out: n
     ``min_source_side`` drops faces that were smaller than that in their source image (for 256-px
     training, upsampled 100-px faces teach blur)."""
     keep = face_bank_rows(path, min_source_side)
-    with np.load(path, allow_pickle=False) as bank:
-        jpeg, offsets = bank["jpeg"], bank["offsets"]
+    jpeg, offsets = _read_bank(path, "jpeg", "offsets")
     if out is None:
         out = np.empty((len(keep), size, size, 3), np.uint8)
     elif out.shape != (len(keep), size, size, 3):
         raise ValueError(f"out has shape {out.shape}, the bank needs {(len(keep), size, size, 3)}")
     for row, i in enumerate(keep):
-        face = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR)
+        face = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_COLOR) if i + 1 < len(offsets) else None
+        if face is None:
+            raise InputError(f"{path}: face {i} is not a readable JPEG (a damaged face bank)")
         if face.shape[0] != size:
             face = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA if face.shape[0] > size else cv2.INTER_LINEAR)
         out[row] = face

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm import tqdm
 
 from .. import geometry
 from ..codec import HeatmapCodec
+from ..errors import InputError
 from ..metrics import nme
 from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
-from .checkpoint import RunDir, load_checkpoint
+from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
 
@@ -34,7 +35,7 @@ class DataSource(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     folder: str
-    held_out: float | None = None
+    held_out: float | None = Field(None, ge=0, lt=1, description="share of the folder left out (by file name hash)")
     weight: float = Field(1.0, gt=0, description="sampling share relative to the other sources (per source, not per face)")
     flip_probability: float | None = Field(
         None, ge=0, le=1, description="mirror augmentation for this source (None: the stage's flip_probability)")
@@ -49,27 +50,28 @@ class LandmarkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
 
     train: list[DataSource] = Field(
+        min_length=1,
         default_factory=lambda: [
             DataSource(folder="../shared/data/ytf68/train"),
             DataSource(folder="../shared/data/infanface/train", held_out=0.25),
         ]
     )
     val: str | None = "../shared/data/ytf68/val"
-    val_images: int = 128
+    val_images: int = Field(128, ge=1)
     autoencoder: str | None = "runs/ae128"
     init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
     run_dir: str = "runs/lm"
     net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
-    batch_size: int = 16
-    steps: int = 4000
-    lr: float = 1e-3
-    encoder_lr: float = 1e-4
+    batch_size: int = Field(16, ge=1)
+    steps: int = Field(4000, ge=1)
+    lr: float = Field(1e-3, ge=0)
+    encoder_lr: float = Field(1e-4, ge=0)
     generator_lr: float | None = Field(
         None, gt=0, description="also train the generator's weights at this rate (None: frozen, as in 3FabRec); "
         "its BatchNorm statistics stay fixed either way")
-    lr_decay_at: float = Field(0.75, description="divide both lrs by 10 after this share of the steps")
+    lr_decay_at: float = Field(0.75, ge=0, description="divide both lrs by 10 after this share of the steps")
     foreground_weight: float = Field(20.0, ge=0, description="extra MSE weight on the Gaussian peaks (0: plain MSE)")
-    checkpoint_every: int = 200
+    checkpoint_every: int = Field(200, ge=1)
     augment: bool = True
     flip_probability: float = Field(
         0.5, ge=0, le=1,
@@ -77,7 +79,7 @@ class LandmarkConfig(BaseModel):
         "not mirror-symmetric: ytf68's x coordinates sit ~0.9 px right of the mirror-averaged estimate",
     )
     seed: int = 0
-    threads: int | None = None
+    threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
 
 
@@ -167,31 +169,35 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         torch.set_num_threads(cfg.threads)
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
-    (run.path / "config.json").write_text(cfg.model_dump_json(indent=2))
+    state = run.resume(cfg)
+    # the starting weights before the data: a wrong path fails in seconds, not after loading every image
+    torch.manual_seed(cfg.seed)
+    net = LandmarkNet(cfg.net)
+    if state is None and cfg.init_model:
+        from ..backends.torch_backend import load_network
+        from ..model import load_manifest
+
+        model_dir = Path(cfg.init_model)
+        model = load_network(model_dir, load_manifest(model_dir))
+        if model.config != cfg.net:
+            raise InputError(f"{model_dir}: its network ({model.config.model_dump()}) is not this run's net "
+                             f"({cfg.net.model_dump()}): set net to the model's to start from it")
+        net.load_state_dict(model.state_dict())
+        print(f"initialised from model {model_dir}")
+    elif state is None and cfg.autoencoder:
+        n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
+        print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
     per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
                   for src in cfg.train]
     for src, got in zip(cfg.train, per_source):
         if not got:
-            raise ValueError(f"{src.folder}: no annotated images left for training")
+            raise InputError(f"{src.folder}: no annotated images left for training (held_out {src.held_out})")
     items = [it for got in per_source for it in got]
     source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
     # each source gets its share of the samples whatever its size
     shares = np.array([src.weight for src in cfg.train]) / sum(src.weight for src in cfg.train)
     sample_p = shares[source_of] / np.array([len(got) for got in per_source])[source_of]
     val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
-    torch.manual_seed(cfg.seed)
-    net = LandmarkNet(cfg.net)
-    state = run.load()
-    if state is None and cfg.init_model:
-        from ..backends.torch_backend import load_network
-        from ..model import load_manifest
-
-        model_dir = Path(cfg.init_model)
-        net.load_state_dict(load_network(model_dir, load_manifest(model_dir)).state_dict())
-        print(f"initialised from model {model_dir}")
-    elif state is None and cfg.autoencoder:
-        n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
-        print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
     net.to(device)
     opt, base_lrs = _optimizer(net, cfg)
     step, best = 0, float("inf")
@@ -217,6 +223,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         weights = point_weight_batch([items[i] for i in picks])
         loss = heatmap_loss(net(x.to(device)), target.to(device), cfg.foreground_weight,
                             None if weights is None else weights.to(device))
+        check_finite_loss(loss, step, run)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -226,17 +233,17 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            val_nme = validate(net, val_items) if val_items else float("nan")
+            val_nme = validate(net, val_items) if val_items else None  # JSON null, never a bare NaN
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
                       "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
-                      "val_nme_fixed_box_pct": round(val_nme, 3)}
+                      "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
             run.log(record)
             bar.write(str(record))
             losses = []
-            if val_nme < best:
+            if val_nme is not None and val_nme < best:
                 best = val_nme
-                torch.save({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step, "val_nme": val_nme},
-                           run.path / "best.pt")
+                save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
+                                 "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
                       "config": cfg.model_dump()})
     bar.close()
@@ -246,8 +253,14 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
 def load_trained(path: str | Path) -> LandmarkNet:
     """A LandmarkNet from a run's ``best.pt`` / ``last.pt``."""
     state = load_checkpoint(path)
-    cfg = state["config"]
-    net_cfg = NetConfig(**(cfg["net"] if "net" in cfg else cfg))
-    net = LandmarkNet(net_cfg)
-    net.load_state_dict(state["net"])
+    cfg = state.get("config")
+    if "net" not in state or not isinstance(cfg, dict):
+        raise CheckpointError(f"{path}: not a landmark run's checkpoint (best.pt or last.pt of facealign train "
+                              f"landmarks); it holds {sorted(state)}")
+    try:
+        net = LandmarkNet(NetConfig.model_validate(cfg["net"] if "net" in cfg else cfg))
+        net.load_state_dict(state["net"])
+    except (ValidationError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: not a landmark network checkpoint ({first[:200]})") from None
     return net.eval()

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from safetensors.torch import save_file
 
-from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, sha256
+from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, describe_validation_error, sha256
 from ..nets import FACE_MEAN, FACE_STD, LandmarkNet
+from ..outputs import replacing, write_file_atomic
+from .checkpoint import CheckpointError
 from .landmarks import LandmarkConfig, load_trained
+
+log = logging.getLogger(__name__)
 
 
 def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
@@ -18,13 +25,34 @@ def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, traini
     The run's ``config.json`` beside the checkpoint, when there, tells whether the network was
     trained with mirror augmentation on every source (``Manifest.mirror_symmetric``): one source
     without it (an annotation convention that is not mirror-symmetric) makes the model not symmetric."""
+    net = load_trained(checkpoint)
     run_config = Path(checkpoint).parent / "config.json"
     mirror = True
     if run_config.is_file():
-        cfg = LandmarkConfig.model_validate_json(run_config.read_text())
+        try:
+            cfg = LandmarkConfig.model_validate_json(run_config.read_text())
+        except ValidationError as exc:
+            raise CheckpointError(f"{run_config}: not the settings of a landmark run ({describe_validation_error(exc)})"
+                                  "; release reads them to know whether the model was trained with mirror "
+                                  "augmentation") from None
         mirror = all((cfg.flip_probability if src.flip_probability is None else src.flip_probability) > 0
                      for src in cfg.train)
-    return write_model_folder(load_trained(checkpoint), out_dir, name, training_data, mirror_symmetric=mirror)
+    return write_model_folder(net, out_dir, name, training_data, mirror_symmetric=mirror)
+
+
+def _remove_stale_artifacts(out: Path) -> None:
+    """Delete the files a previous release in ``out`` was exported to (its manifest's ``artifacts_sha256``):
+    made from the weights being replaced, they would be loaded instead of the new ones."""
+    try:
+        recorded = json.loads((out / MANIFEST).read_text()).get("artifacts_sha256", {})
+    except (OSError, ValueError, AttributeError):
+        return
+    for name in recorded if isinstance(recorded, dict) else ():
+        stale = out / name
+        if Path(name).name == name and stale.is_file():
+            stale.unlink()
+            log.warning("%s: removed, it was exported from the weights this release replaces (run facealign "
+                        "export again)", stale)
 
 
 def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, training_data: list[str],
@@ -32,8 +60,10 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
     """Write a network as a model folder (fp16 safetensors + manifest); returns the manifest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_artifacts(out)
     state = {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out / WEIGHTS), metadata={"name": name, "format": "pt"})
+    with replacing(out / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"name": name, "format": "pt"})
     cfg = net.config
     manifest = Manifest(
         name=name,
@@ -48,7 +78,7 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
         mirror_symmetric=mirror_symmetric,
         weights_sha256=sha256(out / WEIGHTS),
     )
-    (out / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_file_atomic(out / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
     return manifest
 
 
