@@ -293,7 +293,7 @@ class Aligner:
 
     # -- video ----------------------------------------------------------------------------------
     def track(self, video, **options):
-        """Landmarks for every frame of a video (path, camera index or image folder).
+        """Landmarks for every frame of a video (path, camera index, image folder, or numpy frames in memory).
 
         Yields one frame result per decoded frame; see :func:`facealign_sdk.video.track`
         for the options (re-detection interval, smoothing, max faces, batching).

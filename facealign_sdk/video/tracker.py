@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -352,7 +352,7 @@ class VideoTrack:
     use it as a context manager (or call :meth:`close`) to release a camera when stopping early.
     """
 
-    def __init__(self, aligner: Aligner, video: str | int | Path, options: TrackOptions) -> None:
+    def __init__(self, aligner: Aligner, video: str | int | Path | Iterable[np.ndarray], options: TrackOptions) -> None:
         self.options = options
         self.reader = VideoReader(video, fps=options.fps, max_frames=options.max_frames)
         self.info = self.reader.info
@@ -423,8 +423,9 @@ class VideoTrack:
         self.report.frames_unreadable += bool(result.error)
 
 
-def track(aligner: Aligner, video: str | int | Path, **options: Any) -> VideoTrack:
-    """Landmarks for every frame of ``video`` (a file, a camera index like ``0``, or an image folder).
+def track(aligner: Aligner, video: str | int | Path | Iterable[np.ndarray], **options: Any) -> VideoTrack:
+    """Landmarks for every frame of ``video`` (a file, a camera index like ``0``, an image folder, or numpy BGR
+    frames in memory: a list or any iterable).
 
     Opens the source at once (``FileNotFoundError`` / :class:`VideoError` for bad input) and
     returns an iterator of :class:`FrameResult`, one per decoded frame in order. ``options``
