@@ -9,7 +9,7 @@ import os
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """``--model``, ``--backend``, ``--device``, ``--threads``."""
     parser.add_argument("--model", default=None, help="model name or folder (default: the released model)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "openvino", "torch", "trt"])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=2, help="torch / ORT / OpenCV CPU threads")
 

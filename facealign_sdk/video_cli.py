@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     smo.add_argument("--d-cutoff", type=float, default=_SMOOTH.pose.d_cutoff, help="Hz; cutoff of the speed estimates")
     mdl = parser.add_argument_group("model")
     mdl.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
-    mdl.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
+    mdl.add_argument("--backend", default="auto", choices=["auto", "ort", "openvino", "torch", "trt"], help="inference backend")
     mdl.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
     mdl.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
 

@@ -21,7 +21,7 @@ from ..results import ImageLandmarks, draw_faces
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model / --backend / --device / --refine, shared by the commands that run a model."""
     parser.add_argument("--model", default=None, help="model name, folder or artifact (.onnx/.engine); default: bundled")
-    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "torch", "trt"], help="inference backend")
+    parser.add_argument("--backend", default="auto", choices=["auto", "ort", "openvino", "torch", "trt"], help="inference backend")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (tensorrt: ORT TensorRT EP)")
     parser.add_argument("--refine", default="soft", choices=["soft", "quadratic", "none"], help="subpixel refinement")
     parser.add_argument("--no-blur", dest="blur", action="store_false",
