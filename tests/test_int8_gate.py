@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,15 +57,18 @@ def test_without_data_int8_is_not_judged(tmp_path):
 
 
 def test_export_runs_the_gate_on_both_runtimes(tiny_model, tmp_path, shared_data):
-    """Mechanics on a tiny random model and two images per set: a row per set and runtime, jitter, ms/face."""
-    parser = argparse.ArgumentParser()
-    export_cli.add_arguments(parser)
+    """Mechanics on a tiny random model and two images per set: a row per set and runtime, jitter, ms/face.
+
+    In a process of its own: after this run in the test process, a later test's SIGINT to the process
+    (test_reliability) ended it with a segmentation fault (not reproduced with any part of the run alone)."""
     out = tmp_path / "out"
     sets = f"{shared_data / 'ytf68' / 'val'},{shared_data / '300w' / 'val'}"
-    args = parser.parse_args(["--model", str(tiny_model), "--to", "int8", "--out", str(out), "--calib-count", "4",
-                              "--parity-faces", "4", "--no-bench", "--int8-gate-sets", sets, "--int8-gate-limit", "2",
-                              "--int8-gate-stills", "1", "--int8-gate-seconds", "0.3", "--warn-only"])
-    assert export_cli.run(args) == 0
+    command = ["export", "--model", str(tiny_model), "--to", "int8", "--out", str(out), "--calib-count", "4",
+               "--parity-faces", "4", "--no-bench", "--int8-gate-sets", sets, "--int8-gate-limit", "2",
+               "--int8-gate-stills", "1", "--int8-gate-seconds", "0.3", "--warn-only"]
+    run = subprocess.run([sys.executable, "-c", "import sys; from facealign_sdk.cli import main; sys.exit(main())",
+                          *command], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
     report = ParityReport.model_validate_json((out / "parity.json").read_text())
     gate = report.int8_gate
     runtimes = int8_gate.runtimes()

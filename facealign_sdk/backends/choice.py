@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,7 +84,7 @@ def write_cache(path: Path, choices: dict[str, BackendChoice]) -> None:
     """Write the choices atomically; a cache that cannot be written costs a measurement next time, no more."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
         tmp.write_text(json.dumps({k: v.model_dump() for k, v in choices.items()}, indent=1) + "\n")
         tmp.replace(path)
     except OSError as exc:
