@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import platform
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
     rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
     rows: list[Row] = []
+    load_start = os.getloadavg()[0]  # other jobs on the machine skew every figure: recorded with them
     if "mediapipe" in methods:
         rows += run_mediapipe(rgb, args)
     if "dlib" in methods:
@@ -211,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     print(table)
     if args.json:
+        from facealign_sdk.backends.choice import cpu_model
+
         setup = {"video": args.video.name, "frames": len(frames), "size": [w, h], "fps": fps, "threads": args.threads,
-                 "warmup": args.warmup, "cpu": platform.processor() or platform.machine(),
+                 "warmup": args.warmup, "cpu": cpu_model(), "load_average_start_end": [load_start, os.getloadavg()[0]],
                  "command": " ".join(sys.argv)}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"setup": setup, "rows": [r.model_dump() for r in rows]}, indent=1) + "\n")
