@@ -59,6 +59,8 @@ def test_bad_in_memory_sources_fail_at_once(face_image):
         VideoReader(iter([None, face_image]))
     with pytest.raises(VideoError, match=r"\(N, H, W\[, C\]\)"):
         VideoReader(np.zeros((8, 8), np.uint8))
+    with pytest.raises(VideoError, match=r"one image\? pass \[image\]"):
+        VideoReader(face_image)
     with pytest.raises(FileNotFoundError):
         VideoReader("no/such/video.mp4")  # a string is a path, never an iterable of characters
 

@@ -156,8 +156,10 @@ class VideoReader:
                           fps=fps or DEFAULT_FOLDER_FPS, frame_count=len(files))
 
     def _open_memory(self, frames: Iterable, fps: float | None) -> SourceInfo:
-        if isinstance(frames, np.ndarray) and frames.ndim not in (3, 4):
-            raise VideoError(f"in-memory frames: an array of frames is (N, H, W[, C]), got shape {frames.shape}")
+        if isinstance(frames, np.ndarray) and (frames.ndim not in (3, 4) or (frames.ndim == 3 and frames.shape[2] <= 4)):
+            # (H, W, C) is one image, not H frames of W x C pixels
+            raise VideoError(f"in-memory frames: an array of frames is (N, H, W[, C]), got shape {frames.shape} "
+                             "(one image? pass [image])")
         count = len(frames) if hasattr(frames, "__len__") else None
         self._frames = iter(frames)
         first = next(self._frames, _END)
