@@ -257,7 +257,7 @@ class Aligner:
         return FaceTracker(self.landmarker, self.detect, options, max_faces=self.max_faces)
 
     def track(self, video: Any, **options: Any) -> VideoTrack:
-        """Landmarks for every frame of a video (path, camera index or image folder).
+        """Landmarks for every frame of a video (path, camera index, image folder, or numpy frames in memory).
 
         Yields one frame result per decoded frame; see :func:`facealign_sdk.video.track`
         for the options (re-detection interval, smoothing, max faces, batching).

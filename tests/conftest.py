@@ -21,6 +21,15 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_cache(tmp_path_factory):
+    """The tests' backend choices and engines go to a temporary $FACEALIGN_CACHE, not the user's."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("FACEALIGN_CACHE", str(tmp_path_factory.mktemp("facealign_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests using it skip when it is absent."""

@@ -110,12 +110,13 @@ def test_eval_codes(tiny_model, annotated, tmp_path, monkeypatch):
 
 
 def test_export_codes(tiny_model, tmp_path, capsys):
-    """fp32 passes its parity limit (0); the random model's int8 graph does not (1; --warn-only: 0, in test_export)."""
+    """fp32 passes its parity limit (0); int8 without its gate is not judged, a failure (1; --warn-only: 0, in
+    test_export; the gate itself: test_int8_gate)."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     common = ["export", "--model", str(tiny_model), "--parity-faces", "4", "--no-bench"]
     assert cli.main([*common, "--to", "onnx", "--out", str(tmp_path / "fp32")]) == 0
-    int8 = [*common, "--to", "int8", "--calib-count", "4"]
+    int8 = [*common, "--to", "int8", "--calib-count", "4", "--no-int8-gate"]
     assert cli.main([*int8, "--out", str(tmp_path / "int8")]) == 1
     assert "parity check failed" in capsys.readouterr().err
     assert cli.main([*common, "--to", "bogus"]) == 2

@@ -42,7 +42,7 @@ def exported(tiny_model: Path, tmp_path_factory) -> Path:
     """The tiny model exported once to onnx, fp16, int8 and decode (in a separate folder)."""
     out = tmp_path_factory.mktemp("exported")
     args = _args(tiny_model, to="onnx,fp16,int8,decode", out=out, calib_count=8, parity_faces=8,
-                 bench_repeats=1, warn_only=True)
+                 bench_repeats=1, warn_only=True, no_int8_gate=True)
     assert export_cli.run(args) == 0
     return out
 
@@ -63,7 +63,9 @@ def test_artifacts_and_report(exported: Path) -> None:
     assert rows["model_fp16.onnx"].heatmap_max_abs < 1e-2
     assert rows["model_decode.onnx"].heatmap_max_abs is None and rows["model_decode.onnx"].landmark_p99_px < 0.05
     assert all(r.ms_per_face and r.ms_per_face > 0 for r in report.rows)
-    assert rows["model_int8.onnx"].limit_px == 0.5
+    int8 = rows["model_int8.onnx"]  # judged by the int8 gate, skipped here: not judged is not passed
+    assert int8.limit_px is None and not int8.passed and "int8 gate" in int8.note and not report.passed
+    assert report.int8_gate.note == "not judged: --no-int8-gate"
     recorded = load_manifest(exported).artifacts_sha256  # the runtime checks each file against these
     assert set(recorded) == set(rows) and recorded["model.onnx"] == sha256(exported / "model.onnx")
     assert set(report.reference_noise_px) == {"mean", "p99", "max"} and report.reference_noise_px["max"] >= 0

@@ -21,9 +21,9 @@ def test_released_model_folder_is_complete():
     assert "non-commercial" in card and "NME" in card
 
 
-def test_default_aligner_uses_onnx_runtime_on_cpu():
+def test_default_aligner_uses_a_cpu_runtime_of_model_onnx():
     aligner = Aligner()
-    assert aligner.backend_name.startswith("ort:")
+    assert aligner.backend_name.split(":")[0] in ("ort", "openvino")  # whichever is faster here
     faces = aligner.align(SAMPLES / "face.jpg")
     assert len(faces) == 1 and faces[0].points.shape == (68, 2)
     # the points lie on the face: inside the (slightly enlarged) detector box

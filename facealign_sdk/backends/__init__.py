@@ -6,7 +6,8 @@ here: a TensorRT engine built for this machine > ONNX Runtime (CUDA provider, el
 CPU) > PyTorch, trying the next when one cannot start (an engine built for another
 GPU or TensorRT version, a GPU provider whose libraries are missing). An explicit GPU
 device (``"cuda"``, ``"tensorrt"``) never runs on the CPU: without a usable GPU it is
-a BackendError that says why each runtime cannot use one.
+a BackendError that says why each runtime cannot use one. On the CPU, ONNX Runtime and OpenVINO are
+both candidates: the faster one here is measured once and cached (:mod:`.choice`).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pathlib import Path
 from ..model import Manifest, ModelError, verify_artifact
 from .base import GPU_DEVICES, Backend, BackendError, check_batch, parse_device
 
-BACKENDS = ("auto", "ort", "torch", "trt")
+BACKENDS = ("auto", "ort", "openvino", "torch", "trt")
+CPU_CONTEST = ("ort", "openvino")  # CPU backends of model.onnx that backend="auto" times against each other
 ONNX_FP32 = "model.onnx"
 ONNX_DECODE = "model_decode.onnx"  # heatmaps decoded inside the graph (facealign export --to decode)
+CUDA_PROVIDER = "CUDAExecutionProvider"
 log = logging.getLogger("facealign_sdk")
 
 
@@ -66,6 +69,16 @@ def load_backend(
     if backend != "auto":
         return _create(backend, model_dir, manifest, device, artifact, decode_graph)
     candidates = _auto_candidates(model_dir, device)
+    contest = [c for c in candidates if c in CPU_CONTEST]
+    # only where the CPU comes first: a TensorRT engine ahead of them is tried in the loop below
+    if len(contest) > 1 and candidates[0] in CPU_CONTEST and not (decode_graph and (model_dir / ONNX_DECODE).is_file()):
+        from .choice import choose_cpu_backend
+
+        fastest = choose_cpu_backend(contest, lambda name: _create(name, model_dir, manifest, device, None, False),
+                                     model_dir / ONNX_FP32, manifest.input_size)
+        if fastest is not None:
+            return fastest
+        candidates = [c for c in candidates if c not in contest] or candidates
     for name, following in zip(candidates, candidates[1:]):
         try:
             chosen = _create(name, model_dir, manifest, device, artifact, decode_graph)
@@ -100,12 +113,26 @@ def _create(backend: str, model_dir: Path, manifest: Manifest, device: str, arti
             raise ModelError(f"{model_dir}: no {onnx.name}; run `facealign export --model {model_dir} --to onnx` or use backend='torch'")
         verify_artifact(model_dir, manifest, onnx)
         return OrtBackend(onnx, manifest.input_size, device)
+    if backend == "openvino":
+        return _create_openvino(model_dir, manifest, device, artifact)
     from .torch_backend import TorchBackend
 
     if kind == "tensorrt":
         raise BackendError("device='tensorrt' is ONNX Runtime's TensorRT provider; the torch backend runs on 'cpu' or 'cuda'")
     torch_device = {"auto": "cuda" if _cuda_in_torch() else "cpu", "cpu": "cpu"}.get(kind, f"cuda:{index}")
     return TorchBackend(model_dir, manifest, torch_device)
+
+
+def _create_openvino(model_dir: Path, manifest: Manifest, device: str, artifact: Path | None) -> Backend:
+    from .openvino import OpenVinoBackend
+
+    if parse_device(device)[0] not in ("auto", "cpu"):
+        raise BackendError(f"backend='openvino' runs on the CPU; device={device!r} does not fit")
+    onnx = artifact or model_dir / ONNX_FP32
+    if not onnx.is_file():
+        raise ModelError(f"{model_dir}: no {onnx.name}; run `facealign export --model {model_dir} --to onnx`")
+    verify_artifact(model_dir, manifest, onnx)
+    return OpenVinoBackend(onnx, manifest.input_size)
 
 
 def _auto_candidates(model_dir: Path, device: str) -> list[str]:
@@ -122,6 +149,9 @@ def _auto_candidates(model_dir: Path, device: str) -> list[str]:
         candidates.append("trt")
     if onnx and providers and (gpu_provider is None or gpu_provider in providers):
         candidates.append("ort")
+    # OpenVINO runs on the CPU: a candidate where the CPU is what "auto" ends on (ORT has no GPU provider here)
+    if onnx and _has("openvino") and (kind == "cpu" or (kind == "auto" and CUDA_PROVIDER not in providers)):
+        candidates.append("openvino")
     if _has("torch") and kind != "tensorrt" and (kind != "cuda" or cuda):
         candidates.append("torch")
     if candidates:

@@ -4,7 +4,8 @@
 into the model folder (or ``--out DIR``): ``model.onnx``, ``model_fp16.onnx``,
 ``model_int8.onnx``, ``model_decode.onnx``, ``model_fp16_b1-8-64_<TensorRT>_<GPU>.engine`` (+ ``.json``),
 and ``parity.json``. It fails (exit 1) when an artifact's landmarks move more
-than the parity limit from the PyTorch model's, and exits 2 on bad input.
+than the parity limit from the PyTorch model's, or when int8 fails its gate (``int8_gate.py``:
+end-to-end NME and video jitter against fp32), and exits 2 on bad input.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 from ..errors import InputError
 from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
 
-from ..export import parity
+from ..export import int8_gate, parity
 from ..export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
 from ..export.tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
 from .flags import add_aligner_flags
@@ -55,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--int8-no-subpixel", action="store_true",
                         help="keep ConvTranspose layers as they are in the int8 graph (otherwise they are rewritten as "
                              "Conv + DepthToSpace, exact, so ONNX Runtime CPU runs them in int8)")
+    int8_gate.add_arguments(parser)
     parser.add_argument("--parity-data", type=Path, default=DEFAULT_PARITY_DATA,
                         help="folder of face images with .pts for the parity check (random-noise crops, with a note in the "
                              "report, when the default folder is absent)")
@@ -120,6 +123,16 @@ def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str],
     return written
 
 
+def _run_int8_gate(out: Path, args: argparse.Namespace) -> int8_gate.Int8Gate:
+    if args.no_int8_gate:
+        return int8_gate.Int8Gate(note="not judged: --no-int8-gate")
+    from facealign_sdk.backends.ort import env_threads
+
+    sets = [Path(s.strip()) for s in args.int8_gate_sets.split(",") if s.strip()]
+    return int8_gate.run_gate(out / FILES["onnx"], out / FILES["int8"], sets, args.int8_gate_limit,
+                              args.int8_gate_stills, env_threads() or os.cpu_count() or 1, args.int8_gate_seconds)
+
+
 def _prepare_out(model_dir: Path, out: Path | None) -> Path:
     """The output folder; a separate one gets a copy of the manifest so the runtime can load it as a model."""
     if out is None:
@@ -140,9 +153,13 @@ def run(args: argparse.Namespace) -> int:
         profile = parse_profile(args.profile)
     except ValueError as exc:  # a malformed --profile is bad input, whatever type parse_profile raises
         raise InputError(f"--profile: {exc}") from None
-    for name in ("calib_count", "parity_faces", "bench_repeats"):
+    for name in ("calib_count", "parity_faces", "bench_repeats", "int8_gate_stills"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.int8_gate_limit is not None and args.int8_gate_limit < 1:
+        raise InputError("--int8-gate-limit must be at least 1")
+    if not args.int8_gate_seconds > 0:
+        raise InputError("--int8-gate-seconds must be positive")
     # only the default folders (../shared) may be missing: then noise crops stand in, with a note in the report
     named = [(args.parity_data, DEFAULT_PARITY_DATA, "--parity-data")]
     if "int8" in targets:
@@ -171,11 +188,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"recorded the sha256 of {len(artifacts)} artifact(s) in {out / MANIFEST}")
     crops, note = face_crops(args.parity_data, args.parity_faces, "parity")
     report = parity.run_parity(net, manifest, artifacts, crops, note, bench=not args.no_bench, repeats=args.bench_repeats)
+    if "int8" in targets:
+        report = parity.apply_int8_gate(report, _run_int8_gate(out, args))
     path = parity.write_report(report, out / REPORT)
     print(parity.format_table(report))
     print(f"wrote {path}")
     if not report.passed:
-        failed = ", ".join(f"{r.artifact} (p99 {r.landmark_p99_px:.3f} px > {r.limit_px} px)" for r in report.rows if not r.passed)
+        failed = ", ".join(f"{r.artifact} (p99 {r.landmark_p99_px:.3f} px > {r.limit_px} px)" if r.limit_px is not None
+                           else f"{r.artifact} (int8 gate)" for r in report.rows if not r.passed)
         if args.warn_only:
             print(f"warning: parity limits exceeded (--warn-only): {failed}")
             return 0

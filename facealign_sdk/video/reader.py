@@ -1,4 +1,4 @@
-"""Reading frames from a video file, a camera (index) or a folder of images."""
+"""Reading frames from a video file, a camera (index), a folder of images or numpy frames in memory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,7 @@ MAX_FPS = 1000.0  # a higher (or infinite) frame rate makes time steps of ~0 and
 # duration has ended normally; further short, the stream broke
 COUNT_SLACK_FRAMES = 2
 COUNT_SLACK_FRACTION = 0.01
+_END = object()  # the end of in-memory frames (None is a bad frame there, not the end)
 
 
 class VideoError(InputError):
@@ -46,6 +47,21 @@ def _natural_key(path: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
 
+def _in_memory(source: object) -> bool:
+    """Frames in memory: any iterable (a list, a generator, an (N, H, W[, C]) array) but a path or a string."""
+    return not isinstance(source, (str, bytes, Path, int)) and isinstance(source, Iterable)
+
+
+def _memory_frame(item: object, index: int) -> np.ndarray:
+    """One in-memory frame as uint8 BGR; VideoError (not an early, silent end) for anything that is not an image."""
+    if not isinstance(item, np.ndarray):
+        raise VideoError(f"in-memory frames: frame {index} is {type(item).__name__}, not a numpy image")
+    try:
+        return to_bgr8(item, f"in-memory frames: frame {index}")
+    except ImageError as exc:
+        raise VideoError(str(exc)) from None
+
+
 def _camera_index(source: str | int | Path) -> int | None:
     if isinstance(source, int):
         return source
@@ -54,7 +70,11 @@ def _camera_index(source: str | int | Path) -> int | None:
 
 
 class VideoReader:
-    """Frames of a video file, a camera (index) or a folder of images, in order.
+    """Frames of a video file, a camera (index), a folder of images or numpy frames in memory, in order.
+
+    In-memory frames are any iterable of HxW or HxWxC images (a list, a generator, an (N, H, W, C)
+    array; BGR like OpenCV's); an element that is not an image (None, say) raises VideoError when
+    it is reached. Their time stamps come from ``fps`` (default 30).
 
     The source is opened and its first frame decoded in the constructor, so a missing,
     empty or undecodable input fails *before* any work (``FileNotFoundError`` /
@@ -62,7 +82,7 @@ class VideoReader:
     decoded than the source claimed (a broken stream) and :attr:`stop_reason` why it ended.
     """
 
-    def __init__(self, source: str | int | Path, fps: float | None = None, max_frames: int | None = None) -> None:
+    def __init__(self, source: str | int | Path | Iterable[np.ndarray], fps: float | None = None, max_frames: int | None = None) -> None:
         if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
             raise VideoError(f"fps must be in (0, {MAX_FPS:g}], got {fps!r}")
         self.max_frames = max_frames
@@ -73,6 +93,10 @@ class VideoReader:
         self._first: np.ndarray | None = None
         self._t0 = 0.0
         self._last_ts = -1.0
+        self._frames: Iterator | None = None
+        if _in_memory(source):
+            self.info = self._open_memory(source, fps)
+            return
         camera = _camera_index(source)
         if camera is not None:
             self.info = self._open_camera(camera, fps)
@@ -131,6 +155,20 @@ class VideoReader:
         return SourceInfo(source=str(path), kind="folder", width=image.shape[1], height=image.shape[0],
                           fps=fps or DEFAULT_FOLDER_FPS, frame_count=len(files))
 
+    def _open_memory(self, frames: Iterable, fps: float | None) -> SourceInfo:
+        if isinstance(frames, np.ndarray) and (frames.ndim not in (3, 4) or (frames.ndim == 3 and frames.shape[2] <= 4)):
+            # (H, W, C) is one image, not H frames of W x C pixels
+            raise VideoError(f"in-memory frames: an array of frames is (N, H, W[, C]), got shape {frames.shape} "
+                             "(one image? pass [image])")
+        count = len(frames) if hasattr(frames, "__len__") else None
+        self._frames = iter(frames)
+        first = next(self._frames, _END)
+        if first is _END:
+            raise VideoError("in-memory frames: no frames")
+        self._first = _memory_frame(first, 0)
+        return SourceInfo(source=f"<{type(frames).__name__} of frames>", kind="memory", width=self._first.shape[1],
+                          height=self._first.shape[0], fps=fps or DEFAULT_FOLDER_FPS, frame_count=count)
+
     # reading
     @property
     def expected_frames(self) -> int | None:
@@ -165,7 +203,7 @@ class VideoReader:
         if self.info.kind == "camera":
             return time.monotonic() - self._t0
         fallback = index / self.info.fps
-        if self.info.kind == "folder" or self._cap is None:
+        if self.info.kind in ("folder", "memory") or self._cap is None:
             return fallback
         ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
         ts = ms / 1000.0 if math.isfinite(ms) and ms >= 0 else fallback
@@ -178,6 +216,9 @@ class VideoReader:
         if self._first is not None:
             image, self._first = self._first, None
             return image
+        if self._frames is not None:
+            item = next(self._frames, _END)
+            return None if item is _END else _memory_frame(item, self.frames_read)
         if self._files:
             if self.frames_read >= len(self._files):
                 return None

@@ -43,10 +43,11 @@ class FrameResult(BaseModel):
 
 
 class SourceInfo(BaseModel):
-    """What was opened: ``kind`` is file, camera or folder; ``frame_count`` None when unknown."""
+    """What was opened: ``kind`` is file, camera, folder or memory (numpy frames); ``frame_count`` None when
+    unknown."""
 
     source: str
-    kind: Literal["file", "camera", "folder"]
+    kind: Literal["file", "camera", "folder", "memory"]
     width: int
     height: int
     fps: float

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -374,7 +374,7 @@ class VideoTrack:
     use it as a context manager (or call :meth:`close`) to release a camera when stopping early.
     """
 
-    def __init__(self, tracker: FaceTracker, video: str | int | Path) -> None:
+    def __init__(self, tracker: FaceTracker, video: str | int | Path | Iterable[np.ndarray]) -> None:
         options = self.options = tracker.options
         self.reader = VideoReader(video, fps=options.fps, max_frames=options.max_frames)
         self.info = self.reader.info
@@ -445,8 +445,9 @@ class VideoTrack:
         self.report.frames_unreadable += bool(result.error)
 
 
-def track(aligner: Any, video: str | int | Path, **options: Any) -> VideoTrack:
-    """Landmarks for every frame of ``video`` (a file, a camera index like ``0``, or an image folder).
+def track(aligner: Any, video: str | int | Path | Iterable[np.ndarray], **options: Any) -> VideoTrack:
+    """Landmarks for every frame of ``video`` (a file, a camera index like ``0``, an image folder, or numpy BGR
+    frames in memory: a list or any iterable).
 
     Opens the source at once (``FileNotFoundError`` / :class:`VideoError` for bad input) and
     returns an iterator of :class:`FrameResult`, one per decoded frame in order. ``options``
