@@ -254,7 +254,7 @@ class Aligner:
         from .video.tracker import FaceTracker, TrackOptions
 
         options = options if options is not None else TrackOptions(**kwargs)
-        return FaceTracker(self.landmarker, self.detect, options, max_faces=self.max_faces)
+        return FaceTracker(self.landmarker, self.detect, options, max_faces=self.max_faces, load_image=self.load_image)
 
     def track(self, video: Any, **options: Any) -> VideoTrack:
         """Landmarks for every frame of a video (path, camera index, image folder, or numpy frames in memory).

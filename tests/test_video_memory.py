@@ -79,3 +79,28 @@ def test_aligner_tracks_frames_in_memory(tiny_model, face_image):
     assert video.report.frames_decoded == 5 and video.report.stop_reason == "end" and not video.report.truncated
     with pytest.raises(VideoError, match="frame 2 is NoneType"):
         list(aligner.track([face_image, face_image, None]))
+
+
+def test_tracking_honours_the_aligners_colour_order(tiny_model, face_image):
+    """RGB frames (in memory or pushed) with color="rgb", and PIL frames, track exactly as the BGR frames."""
+    from PIL import Image
+
+    from facealign_sdk import Aligner
+
+    frames = shifted(face_image, 3)
+    rgb = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    opts = dict(fps=FPS, min_confidence=0.0, confirm_confidence=0.0, redetect_every=2)
+
+    def points(results):
+        return [np.stack([t.landmarks.points for t in r.faces]) for r in results]
+
+    bgr = points(Aligner(tiny_model, backend="torch").track(frames, **opts))
+    assert all(len(p) for p in bgr)
+    for got in (points(Aligner(tiny_model, backend="torch", color="rgb").track(rgb, **opts)),
+                points(Aligner(tiny_model, backend="torch").track([Image.fromarray(f) for f in rgb], **opts))):
+        for a, b in zip(got, bgr):
+            np.testing.assert_array_equal(a, b)
+    tracker = Aligner(tiny_model, backend="torch", color="rgb").tracker(**opts)
+    pushed = points([tracker.update(f, i / FPS) for i, f in enumerate(rgb)])
+    for a, b in zip(pushed, bgr):
+        np.testing.assert_array_equal(a, b)

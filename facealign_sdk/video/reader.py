@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import InputError
+from ..color import ColorOrder, check_color, is_pil_image, to_bgr
 from ..imageio import IMAGE_SUFFIXES, ImageError, read_image, to_bgr8
 from .results import SourceInfo
 
@@ -52,12 +53,13 @@ def _in_memory(source: object) -> bool:
     return not isinstance(source, (str, bytes, Path, int)) and isinstance(source, Iterable)
 
 
-def _memory_frame(item: object, index: int) -> np.ndarray:
-    """One in-memory frame as uint8 BGR; VideoError (not an early, silent end) for anything that is not an image."""
-    if not isinstance(item, np.ndarray):
-        raise VideoError(f"in-memory frames: frame {index} is {type(item).__name__}, not a numpy image")
+def _memory_frame(item: object, index: int, color: ColorOrder) -> np.ndarray:
+    """One in-memory frame (numpy in ``color`` order, or PIL) as uint8 BGR; VideoError (not an early, silent
+    end) for anything that is not an image."""
+    if not (isinstance(item, np.ndarray) or is_pil_image(item)):
+        raise VideoError(f"in-memory frames: frame {index} is {type(item).__name__}, not a numpy or PIL image")
     try:
-        return to_bgr8(item, f"in-memory frames: frame {index}")
+        return to_bgr(item, color, f"in-memory frames: frame {index}")
     except ImageError as exc:
         raise VideoError(str(exc)) from None
 
@@ -82,7 +84,10 @@ class VideoReader:
     decoded than the source claimed (a broken stream) and :attr:`stop_reason` why it ended.
     """
 
-    def __init__(self, source: str | int | Path | Iterable[np.ndarray], fps: float | None = None, max_frames: int | None = None) -> None:
+    def __init__(self, source: str | int | Path | Iterable[np.ndarray], fps: float | None = None,
+                 max_frames: int | None = None, color: ColorOrder = "bgr") -> None:
+        """``color``: the channel order of in-memory numpy frames (files and cameras are decoded as BGR)."""
+        self.color = check_color(color)
         if fps is not None and not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
             raise VideoError(f"fps must be in (0, {MAX_FPS:g}], got {fps!r}")
         self.max_frames = max_frames
@@ -165,7 +170,7 @@ class VideoReader:
         first = next(self._frames, _END)
         if first is _END:
             raise VideoError("in-memory frames: no frames")
-        self._first = _memory_frame(first, 0)
+        self._first = _memory_frame(first, 0, self.color)
         return SourceInfo(source=f"<{type(frames).__name__} of frames>", kind="memory", width=self._first.shape[1],
                           height=self._first.shape[0], fps=fps or DEFAULT_FOLDER_FPS, frame_count=count)
 
@@ -218,7 +223,7 @@ class VideoReader:
             return image
         if self._frames is not None:
             item = next(self._frames, _END)
-            return None if item is _END else _memory_frame(item, self.frames_read)
+            return None if item is _END else _memory_frame(item, self.frames_read, self.color)
         if self._files:
             if self.frames_read >= len(self._files):
                 return None

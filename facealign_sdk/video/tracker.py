@@ -22,8 +22,10 @@ from .. import geometry
 from ..boxes import box_iou as iou
 from ..boxes import centre_distance
 from ..detectors.base import Detection
+from ..color import ColorOrder
 from ..errors import InputError
 from ..headpose import head_pose_or_none
+from ..imageio import to_bgr8
 from ..results import FaceLandmarks
 from .reader import MAX_FPS, VideoFrame, VideoReader
 from .results import FrameResult, TrackedFace, TrackReport
@@ -128,8 +130,11 @@ class FaceTracker:
     """
 
     def __init__(self, landmarker: Landmarker, detect: Callable[[np.ndarray], list[Detection]],
-                 options: TrackOptions | None = None, max_faces: int | None = None) -> None:
+                 options: TrackOptions | None = None, max_faces: int | None = None,
+                 load_image: Callable[[Any], np.ndarray] = to_bgr8) -> None:
+        """``load_image`` turns a pushed frame into uint8 BGR (the Aligner's: its ``color`` order, PIL images)."""
         self.landmarker = landmarker
+        self.load_image = load_image
         self.detect = detect
         self.options = options if options is not None else TrackOptions()
         self.max_faces = self.options.max_faces or max_faces
@@ -144,10 +149,11 @@ class FaceTracker:
 
     # public
     def update(self, image: np.ndarray, timestamp_s: float) -> FrameResult:
-        """The result of the next frame (a BGR image; ``timestamp_s`` in seconds, increasing)."""
+        """The result of the next frame (an image as ``load_image`` takes it: for an Aligner's tracker a numpy
+        array in its ``color`` order or a PIL image; ``timestamp_s`` in seconds, increasing)."""
         if image is None:
-            raise InputError("update() needs an image (a BGR numpy array)")
-        frame = VideoFrame(self._frames_pushed, float(timestamp_s), image)
+            raise InputError("update() needs an image (a numpy array or a PIL image)")
+        frame = VideoFrame(self._frames_pushed, float(timestamp_s), self.load_image(image))
         self._frames_pushed += 1
         return self.process([frame])[0]
 
@@ -374,9 +380,10 @@ class VideoTrack:
     use it as a context manager (or call :meth:`close`) to release a camera when stopping early.
     """
 
-    def __init__(self, tracker: FaceTracker, video: str | int | Path | Iterable[np.ndarray]) -> None:
+    def __init__(self, tracker: FaceTracker, video: str | int | Path | Iterable[np.ndarray],
+                 color: ColorOrder = "bgr") -> None:
         options = self.options = tracker.options
-        self.reader = VideoReader(video, fps=options.fps, max_frames=options.max_frames)
+        self.reader = VideoReader(video, fps=options.fps, max_frames=options.max_frames, color=color)
         self.info = self.reader.info
         self.tracker = tracker
         self.report = TrackReport(source=self.info.source, frames_expected=self.reader.expected_frames)
@@ -455,4 +462,4 @@ def track(aligner: Any, video: str | int | Path | Iterable[np.ndarray], **option
     After the loop, ``.report`` (:class:`TrackReport`) says e.g. whether the stream was truncated.
     ``aligner`` is a :class:`facealign_sdk.Aligner` (its ``tracker()`` is used).
     """
-    return VideoTrack(aligner.tracker(TrackOptions(**options)), video)
+    return VideoTrack(aligner.tracker(TrackOptions(**options)), video, color=getattr(aligner, "color", "bgr"))
