@@ -23,9 +23,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from ..resources import checkout_root
 from .quantize import DEFAULT_CALIB
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GATE_SETS = (DEFAULT_CALIB.parent / "val", DEFAULT_CALIB.parents[1] / "300w" / "val")
 NME_LIMIT_PCT = 2.0  # relative increase of the end-to-end NME allowed
 JITTER_LIMIT_PCT = 10.0  # relative increase of the smoothed video jitter allowed
@@ -86,7 +86,10 @@ def runtimes() -> list[str]:
 
 def _video_motion():
     """``benchmarks/video_motion.py`` of this checkout (None where the package runs without it)."""
-    path = REPO / "benchmarks" / "video_motion.py"
+    root = checkout_root()
+    if root is None:
+        return None
+    path = root / "benchmarks" / "video_motion.py"
     if not path.is_file():
         return None
     sys.path.insert(0, str(path.parent))
