@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facealign_sdk import evaluate, geometry
+from facealign_sdk.boxes import match_box
 from facealign_sdk.imageio import read_image
 
 MAP_PATH = Path(__file__).resolve().parent / "mediapipe_68_map.json"
@@ -78,7 +79,7 @@ def fit(folder: str, limit: int | None) -> dict:
         rgb = cv2.cvtColor(read_image(sample.image), cv2.COLOR_BGR2RGB)
         reference = geometry.box_from_points(sample.points)
         meshes = model.mesh_points(rgb)
-        idx = evaluate.match_box([geometry.box_from_points(m) for m in meshes], reference)
+        idx = match_box([geometry.box_from_points(m) for m in meshes], reference, evaluate.MATCH_IOU)
         if idx is not None:
             pairs.append((_normalise(meshes[idx], sample.points), _normalise(sample.points, sample.points)))
     mesh = np.stack([p[0] for p in pairs])  # (N, 478, 2)

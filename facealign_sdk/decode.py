@@ -7,13 +7,15 @@ crop and the image with :mod:`facealign_sdk.geometry`.
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 Refine = Literal["none", "quadratic", "soft"]
-REFINE_MODES = ("none", "quadratic", "soft")
+REFINE_MODES: tuple[str, ...] = get_args(Refine)
 
 # Target heatmaps are Gaussians of this sigma (heatmap pixels) with peak 1: sigma 7 px at 256 -> 3.5 at 128.
 TARGET_SIGMA = 3.5
@@ -169,9 +171,9 @@ def decode_heatmaps(
     """
     hm = np.asarray(heatmaps, dtype=np.float32)
     if hm.ndim != 4:
-        raise ValueError(f"heatmaps must be (N, L, H, W), got shape {hm.shape}")
+        raise InputError(f"heatmaps must be (N, L, H, W), got shape {hm.shape}")
     if refine not in REFINE_MODES:
-        raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+        raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
     n, lm, h, w = hm.shape
     flat = np.ascontiguousarray(hm.reshape(n * lm, h, w))
     if blur_sigma > 0 and flat.size:
