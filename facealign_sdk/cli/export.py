@@ -36,6 +36,7 @@ log = logging.getLogger("facealign_sdk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facealign export`` flags."""
     add_aligner_flags(parser, ("model",))
     parser.add_argument("--to", default=DEFAULT_TARGETS,
                         help=f"comma-separated targets from {', '.join(TARGETS)}; "
@@ -133,6 +134,7 @@ def _prepare_out(model_dir: Path, out: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``facealign export``: write the requested artifacts, check their parity, update the manifest."""
     from ..backends.torch_backend import load_network
 
     targets = parse_targets(args.to)
