@@ -14,9 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from facealign_sdk.detectors.yunet import YuNetDetector
-from facealign_sdk.imageio import read_image
+from facealign_sdk.imageio import list_images, read_image
 from facealign_sdk.pts import read_pts
-from facealign_sdk.training.data import list_images
 
 
 def main() -> None:

@@ -92,7 +92,8 @@ def _blur_padded(maps: np.ndarray, sigma: float) -> np.ndarray:
     return padded
 
 
-def _expected_mass(window: int, sigma: float) -> float:
+def expected_mass(window: int, sigma: float) -> float:
+    """Mass of a peak-1 target Gaussian of ``sigma`` in a ``window`` square: the mass of a confidence of 1."""
     r = np.arange(window) - window // 2
     g = np.exp(-(r**2) / (2 * sigma**2))
     return float(g.sum() ** 2)
@@ -189,5 +190,5 @@ def decode_heatmaps(
     elif refine == "soft":
         points += _soft_offset(_window_values(blurred, ix, iy, soft_window // 2, edge=True), soft_power)
     mass = _window_values(flat, ix, iy, confidence_window // 2).sum(axis=(1, 2))
-    confidence = np.clip(mass / _expected_mass(confidence_window, sigma), 0.0, 1.0)
+    confidence = np.clip(mass / expected_mass(confidence_window, sigma), 0.0, 1.0)
     return points.reshape(n, lm, 2), confidence.reshape(n, lm).astype(np.float32)

@@ -35,11 +35,11 @@ from . import geometry, metrics
 from .boxes import match_box
 from .detectors.base import Detection
 from .errors import EvalItemError, InputError, MissingDependencyError
-from .imageio import ImageError
+from .imageio import ImageError, list_images
 from .outputs import write_file_atomic
 from .pts import PtsError, read_pts
 from .schemes import IBUG68
-from .training.data import is_held_out, list_images
+from .training.data import is_held_out
 
 Mode = Literal["end2end", "fixed"]
 MODES: tuple[Mode, ...] = ("end2end", "fixed")

@@ -34,7 +34,7 @@ TEMPLATES = ("arcface5", "68")
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]])
 MIN_SIZE, MAX_SIZE = 8, 4096
-# pixel types cv2.warpAffine takes (others were a cv2.error)
+# pixel types cv2.warpAffine takes (it raises cv2.error for others)
 WARP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 
 
