@@ -13,7 +13,8 @@ from ..csvformat import csv_text, landmark_cells, landmark_columns
 from ..imageio import ImageError, list_images
 from ..outputs import check_output_file, check_output_folder, unique_stems, write_file_atomic, write_image
 from ..results import ImageLandmarks, draw_faces
-from .flags import DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, aligner_from_args
+from .flags import (DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, add_overwrite_flag, add_skip_bad_flag,
+                    aligner_from_args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--out", type=Path, help="write results to .json or .csv (default: JSON to stdout)")
     parser.add_argument("--draw", type=Path, metavar="DIR", help="write annotated copies of the images here")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="report unreadable images on stderr and go on with the rest (default: stop with exit 2)")
+    add_overwrite_flag(parser, "--out file (drawings in --draw are replaced always)")
+    add_skip_bad_flag(parser, "unreadable images")
     add_aligner_flags(parser, MODEL_FLAGS + DECODER_FLAGS + ("max_faces",))
 
 

@@ -41,7 +41,7 @@ from ..video import (
     check_outputs,
     open_text_output,
 )
-from .flags import DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, aligner_from_args, invalid_flag
+from .flags import DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, add_overwrite_flag, aligner_from_args, invalid_flag
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_TRUNCATED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "writes the JSON output instead")
     out.add_argument("--json", type=Path, help="JSON file: every frame with its faces, and a run report")
     out.add_argument("--draw", type=Path, metavar="MP4", help="annotated video (mp4v)")
-    out.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_overwrite_flag(out)
     trk = parser.add_argument_group("tracking")
     trk.add_argument("--redetect-every", type=int, default=_DEFAULTS.redetect_every, metavar="N",
                      help="run the face detector every N frames (and whenever a face is lost; 0: only then)")
