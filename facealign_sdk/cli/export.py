@@ -10,19 +10,19 @@ than the parity limit from the PyTorch model's, and exits 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import sys
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
-
 from ..export import parity
 from ..export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
 from ..export.tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
+from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
+from ..outputs import check_output_folder
 from .flags import add_aligner_flags
 
 TARGETS = ("onnx", "fp16", "int8", "decode", "trt")
@@ -125,8 +125,6 @@ def _prepare_out(model_dir: Path, out: Path | None) -> Path:
     """The output folder; a separate one gets a copy of the manifest so the runtime can load it as a model."""
     if out is None:
         return model_dir
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != model_dir.resolve():
         shutil.copy2(model_dir / MANIFEST, out / MANIFEST)
@@ -152,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
     for folder, default, option in named:
         if not folder.is_dir() and folder.resolve() != default.resolve():
             raise FileNotFoundError(f"{option} {folder}: no such folder")
+    if args.out is not None:
+        check_output_folder(args.out)  # before loading the network, not after it
     model_dir = resolve_model_dir(args.model)
     manifest = load_manifest(model_dir)
     check_manifest(manifest)
