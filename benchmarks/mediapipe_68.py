@@ -22,6 +22,7 @@ from tqdm import tqdm
 from facealign_sdk import evaluate, geometry
 from facealign_sdk.boxes import match_box
 from facealign_sdk.imageio import read_image
+from facealign_sdk.schemes import IBUG68
 
 MAP_PATH = Path(__file__).resolve().parent / "mediapipe_68_map.json"
 NEIGHBOURS = 6
@@ -66,7 +67,8 @@ class MediaPipe68:
 
 def _normalise(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Points in units of the reference face's size about its centre (so faces of all sizes weigh the same)."""
-    centre, size = reference.mean(axis=0), np.linalg.norm(reference[36] - reference[45])
+    corner_a, corner_b = IBUG68.outer_eye_corners
+    centre, size = reference.mean(axis=0), np.linalg.norm(reference[corner_a] - reference[corner_b])
     return (points - centre) / size
 
 
