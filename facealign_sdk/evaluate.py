@@ -98,6 +98,7 @@ class EvalResult(BaseModel):
 
     @property
     def label(self) -> str:
+        """The set's name with its held-out share and the mode, for tables."""
         return f"{set_name(self.folder, self.held_out_fraction)} ({self.mode})"
 
 

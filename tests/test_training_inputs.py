@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from facealign_sdk import cli
+from facealign_sdk.cli import main as cli
 
 from .test_exit_codes import annotated  # noqa: F401 - fixture
 
