@@ -44,6 +44,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facealign_sdk import evaluate, geometry, metrics
+from facealign_sdk.boxes import match_box
 from facealign_sdk.detectors.base import Detection
 from facealign_sdk.imageio import read_image
 
@@ -153,7 +154,7 @@ def run_facealign(aligner, image: np.ndarray, gt: np.ndarray, mode: str, tally: 
     if mode == "end2end":
         dets, secs = _timed(aligner.detect, image)
         tally.detect_s.append(secs)
-        idx = evaluate.match_box([d.box for d in dets], reference)
+        idx = match_box([d.box for d in dets], reference, evaluate.MATCH_IOU)
         if idx is None:
             tally.errors.append(math.inf)
             return
@@ -172,7 +173,7 @@ def run_dlib(landmarker: DlibLandmarker, rgb: np.ndarray, gt: np.ndarray, mode: 
     if mode == "end2end":
         boxes, secs = _timed(landmarker.detect, rgb)
         tally.detect_s.append(secs)
-        idx = evaluate.match_box(boxes, reference)
+        idx = match_box(boxes, reference, evaluate.MATCH_IOU)
         if idx is None:
             tally.errors.append(math.inf)
             return
@@ -186,7 +187,7 @@ def run_mediapipe(mesh, rgb: np.ndarray, gt: np.ndarray, mode: str, tally: Tally
     """MediaPipe Face Mesh on one image (detector and mesh in one call, timed as landmarks)."""
     faces, secs = _timed(mesh.landmarks, rgb)
     tally.landmark_s.append(secs)
-    idx = evaluate.match_box([geometry.box_from_points(f) for f in faces], geometry.box_from_points(gt))
+    idx = match_box([geometry.box_from_points(f) for f in faces], geometry.box_from_points(gt), evaluate.MATCH_IOU)
     tally.errors.append(math.inf if idx is None else _nme(faces[idx], gt))
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from tqdm import tqdm
 
 from facealign_sdk.detectors.yunet import YuNetDetector
-from facealign_sdk.imageio import read_image
+from facealign_sdk.imageio import list_images, read_image
 from facealign_sdk.pts import read_pts
-from facealign_sdk.training.data import list_images
+from facealign_sdk.schemes import IBUG68
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         bsize = math.sqrt((b[2] - b[0]) * (b[3] - b[1]))
         rows.append([(bc[0] - c[0]) / size, (bc[1] - c[1]) / size, bsize / size])
         kp = np.array(hits[0].keypoints)
-        eyes = np.array([pts[36:42].mean(0), pts[42:48].mean(0)])
+        eyes = np.array(IBUG68.eye_centers(pts))
         kp_err.append(np.hypot(*(kp[:2] - eyes).T).mean() / size)
     r = np.array(rows)
     print(f"images {len(files)}, detected {len(rows)}, missed {missed}")

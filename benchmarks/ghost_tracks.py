@@ -43,7 +43,7 @@ def ghost_frames(reported: list[int], detected: list[int], window: int) -> list[
 
 def duplicate_frames(results) -> list[int]:
     """Indices of frames where two reported faces overlap with IoU > 0.5 (one face, two tracks)."""
-    from facealign_sdk.geometry import box_iou
+    from facealign_sdk.boxes import box_iou
 
     out = []
     for i, r in enumerate(results):

@@ -20,7 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from facealign_sdk import evaluate, geometry
+from facealign_sdk.boxes import match_box
 from facealign_sdk.imageio import read_image
+from facealign_sdk.schemes import IBUG68
 
 MAP_PATH = Path(__file__).resolve().parent / "mediapipe_68_map.json"
 NEIGHBOURS = 6
@@ -65,7 +67,8 @@ class MediaPipe68:
 
 def _normalise(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Points in units of the reference face's size about its centre (so faces of all sizes weigh the same)."""
-    centre, size = reference.mean(axis=0), np.linalg.norm(reference[36] - reference[45])
+    corner_a, corner_b = IBUG68.outer_eye_corners
+    centre, size = reference.mean(axis=0), np.linalg.norm(reference[corner_a] - reference[corner_b])
     return (points - centre) / size
 
 
@@ -78,7 +81,7 @@ def fit(folder: str, limit: int | None) -> dict:
         rgb = cv2.cvtColor(read_image(sample.image), cv2.COLOR_BGR2RGB)
         reference = geometry.box_from_points(sample.points)
         meshes = model.mesh_points(rgb)
-        idx = evaluate.match_box([geometry.box_from_points(m) for m in meshes], reference)
+        idx = match_box([geometry.box_from_points(m) for m in meshes], reference, evaluate.MATCH_IOU)
         if idx is not None:
             pairs.append((_normalise(meshes[idx], sample.points), _normalise(sample.points, sample.points)))
     mesh = np.stack([p[0] for p in pairs])  # (N, 478, 2)

@@ -44,7 +44,6 @@ sys.path.insert(0, str(REPO))
 from common import add_model_arguments, make_aligner  # noqa: E402  (benchmarks/common.py)
 from facealign_sdk.metrics import OUTER_EYE_CORNERS, nme  # noqa: E402
 from facealign_sdk.video import (  # noqa: E402
-    FaceTracker,
     LandmarkSmoother,
     OneEuroConfig,
     SmoothingConfig,

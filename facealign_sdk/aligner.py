@@ -12,7 +12,6 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -162,6 +161,7 @@ class Aligner:
     # -- the landmarker's parts, as attributes of the Aligner ----------------------------------------
     @property
     def backend(self) -> Backend:
+        """The landmarker's backend (settable: tests and benchmarks swap in another)."""
         return self.landmarker.backend
 
     @backend.setter

@@ -9,7 +9,7 @@
 
 Its parameters are the manifest's ``codec`` section (:class:`CodecSpec`; a manifest without one gets
 the values every released model was trained and measured with), and the sizes are the manifest's
-``input_size`` and ``heatmap_size``: ``manifest.codec_for()`` builds the codec of a model.
+``input_size`` and ``heatmap_size``: ``manifest.heatmap_codec()`` builds the codec of a model.
 
 Heatmaps of size ``h`` on a crop of size ``s`` cover it exactly: heatmap pixel ``i`` spans crop pixels
 ``[i*s/h, (i+1)*s/h)`` (pixel-centre coordinates, as in :mod:`facealign_sdk.geometry`).

@@ -11,7 +11,7 @@ are, float (``F``) images must be in [0, 1] as float arrays must; nothing is cli
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args
 
 import numpy as np
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
 
 ColorOrder = Literal["bgr", "rgb"]
-COLOR_ORDERS: tuple[str, ...] = ("bgr", "rgb")
+COLOR_ORDERS: tuple[str, ...] = get_args(ColorOrder)
 ArrayOrPIL = Union[np.ndarray, "PILImage"]
 
 # PIL modes whose pixels numpy reads as they are; the rest go through PIL's own (value-keeping)

@@ -8,6 +8,10 @@ video CSV follows OpenFace 2 (``frame, face_id, timestamp, confidence, success``
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable, Sequence
+
 from .results import FaceLandmarks
 
 
@@ -21,3 +25,10 @@ def landmark_cells(face: FaceLandmarks, point_digits: int, confidence_digits: in
     """The ``landmark_columns`` of one face, formatted with these decimals."""
     return ([f"{v:.{point_digits}f}" for v in face.points[:, 0]] + [f"{v:.{point_digits}f}" for v in face.points[:, 1]]
             + [f"{v:.{confidence_digits}f}" for v in face.confidence])
+
+
+def csv_text(rows: Iterable[Sequence[object]], line_end: str = "\n") -> str:
+    """Rows as CSV text (quoted where a cell needs it), each ended by ``line_end``."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator=line_end).writerows(rows)
+    return buffer.getvalue()

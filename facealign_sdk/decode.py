@@ -7,13 +7,15 @@ crop and the image with :mod:`facealign_sdk.geometry`.
 from __future__ import annotations
 
 import threading
-from typing import Literal
+from typing import Literal, get_args
 
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 Refine = Literal["none", "quadratic", "soft"]
-REFINE_MODES = ("none", "quadratic", "soft")
+REFINE_MODES: tuple[str, ...] = get_args(Refine)
 
 # Target heatmaps are Gaussians of this sigma (heatmap pixels) with peak 1: sigma 7 px at 256 -> 3.5 at 128.
 TARGET_SIGMA = 3.5
@@ -90,7 +92,8 @@ def _blur_padded(maps: np.ndarray, sigma: float) -> np.ndarray:
     return padded
 
 
-def _expected_mass(window: int, sigma: float) -> float:
+def expected_mass(window: int, sigma: float) -> float:
+    """Mass of a peak-1 target Gaussian of ``sigma`` in a ``window`` square: the mass of a confidence of 1."""
     r = np.arange(window) - window // 2
     g = np.exp(-(r**2) / (2 * sigma**2))
     return float(g.sum() ** 2)
@@ -169,9 +172,9 @@ def decode_heatmaps(
     """
     hm = np.asarray(heatmaps, dtype=np.float32)
     if hm.ndim != 4:
-        raise ValueError(f"heatmaps must be (N, L, H, W), got shape {hm.shape}")
+        raise InputError(f"heatmaps must be (N, L, H, W), got shape {hm.shape}")
     if refine not in REFINE_MODES:
-        raise ValueError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
+        raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
     n, lm, h, w = hm.shape
     flat = np.ascontiguousarray(hm.reshape(n * lm, h, w))
     if blur_sigma > 0 and flat.size:
@@ -187,5 +190,5 @@ def decode_heatmaps(
     elif refine == "soft":
         points += _soft_offset(_window_values(blurred, ix, iy, soft_window // 2, edge=True), soft_power)
     mass = _window_values(flat, ix, iy, confidence_window // 2).sum(axis=(1, 2))
-    confidence = np.clip(mass / _expected_mass(confidence_window, sigma), 0.0, 1.0)
+    confidence = np.clip(mass / expected_mass(confidence_window, sigma), 0.0, 1.0)
     return points.reshape(n, lm, 2), confidence.reshape(n, lm).astype(np.float32)

@@ -6,18 +6,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-# (name, point indices, closed): the parts dlib's render_face_detections joins, in the iBUG 68 order
-CONTOURS_68: tuple[tuple[str, tuple[int, ...], bool], ...] = (
-    ("jaw", tuple(range(0, 17)), False),
-    ("right_brow", tuple(range(17, 22)), False),  # image-left brow
-    ("left_brow", tuple(range(22, 27)), False),
-    ("nose_bridge", tuple(range(27, 31)), False),
-    ("lower_nose", tuple(range(30, 36)), True),  # nose tip and nostrils
-    ("right_eye", tuple(range(36, 42)), True),
-    ("left_eye", tuple(range(42, 48)), True),
-    ("outer_lips", tuple(range(48, 60)), True),
-    ("inner_lips", tuple(range(60, 68)), True),
-)
+from .schemes import CONTOURS_68, IBUG68
+
 CONTOUR_COLOR = (0, 220, 255)  # BGR yellow: apart from the green / red points and the blue box
 _SHIFT = 4  # cv2 fixed-point bits: lines start and end at the points' subpixel positions
 # coordinates are clipped to +-this many pixels before drawing: far outside any image, and in int32 even with
@@ -32,7 +22,7 @@ def drawable(values: np.ndarray) -> np.ndarray:
 
 def contour_segments(num_points: int) -> list[tuple[int, int]]:
     """The point pairs joined by contour lines: those of :data:`CONTOURS_68` for 68 points, none otherwise."""
-    if num_points != 68:
+    if num_points != IBUG68.num_points:
         return []
     pairs: list[tuple[int, int]] = []
     for _, idx, closed in CONTOURS_68:
@@ -47,7 +37,7 @@ def draw_contours(image: np.ndarray, points: np.ndarray, thickness: int = 1,
     """Draw the contour lines of 68 points onto ``image`` (in place; returned too). Other point counts
     have no known contours and draw nothing."""
     pts = np.asarray(points, np.float64)
-    if len(pts) != 68 or not np.isfinite(pts).all():
+    if len(pts) != IBUG68.num_points or not np.isfinite(pts).all():
         return image
     fixed = np.round(drawable(pts) * (1 << _SHIFT)).astype(np.int32)
     lines = [fixed[list(idx)].reshape(-1, 1, 2) for _, idx, _ in CONTOURS_68]

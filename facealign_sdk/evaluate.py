@@ -31,15 +31,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from . import boxes as boxes_module
 from . import geometry, metrics
+from .boxes import match_box
 from .detectors.base import Detection
 from .errors import EvalItemError, InputError, MissingDependencyError
-from .imageio import ImageError
+from .imageio import ImageError, list_images
 from .outputs import write_file_atomic
 from .pts import PtsError, read_pts
 from .schemes import IBUG68
-from .training.data import is_held_out, list_images
+from .training.data import is_held_out
 
 Mode = Literal["end2end", "fixed"]
 MODES: tuple[Mode, ...] = ("end2end", "fixed")
@@ -98,6 +98,7 @@ class EvalResult(BaseModel):
 
     @property
     def label(self) -> str:
+        """The set's name with its held-out share and the mode, for tables."""
         return f"{set_name(self.folder, self.held_out_fraction)} ({self.mode})"
 
 
@@ -215,18 +216,6 @@ def _report_skip(exc: Exception, skipped: list[str] | None) -> None:
         skipped.append(str(exc))
 
 
-# -- matching a detection to the annotated face ------------------------------------------------------
-def match_box(
-    boxes: Sequence[Sequence[float]], reference: Sequence[float], min_iou: float = MATCH_IOU
-) -> int | None:
-    """Index of the box overlapping ``reference`` (IoU >= ``min_iou``) with the nearest centre, or ``None``.
-
-    ``reference`` is the box the detector would give for the annotated face (for YuNet:
-    ``geometry.box_from_points(gt)``).
-    """
-    return boxes_module.match_box(boxes, reference, min_iou)
-
-
 # -- evaluation --------------------------------------------------------------------------------------
 def _face_box(aligner, image: np.ndarray, gt: np.ndarray, mode: Mode) -> Detection | None:
     """The face to align: the matched detection (end2end) or the GT-derived box (fixed)."""
@@ -234,7 +223,7 @@ def _face_box(aligner, image: np.ndarray, gt: np.ndarray, mode: Mode) -> Detecti
     if mode == "fixed":
         return Detection(box=reference, score=1.0)
     dets = aligner.detect(image)
-    idx = match_box([d.box for d in dets], reference)
+    idx = match_box([d.box for d in dets], reference, MATCH_IOU)
     return None if idx is None else dets[idx]
 
 

@@ -27,13 +27,14 @@ from .errors import InputError
 from .geometry import eye_centers_68
 from .meanface import MEAN_FACE_68
 from .results import FaceLandmarks
+from .schemes import IBUG68
 
 TEMPLATES = ("arcface5", "68")
 # insightface's arcface_dst: the five points of a 112 x 112 ArcFace crop
 ARCFACE_112 = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
                         [41.5493, 92.3655], [70.7299, 92.2041]])
 MIN_SIZE, MAX_SIZE = 8, 4096
-# pixel types cv2.warpAffine takes (others were a cv2.error)
+# pixel types cv2.warpAffine takes (it raises cv2.error for others)
 WARP_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 
 
@@ -48,7 +49,8 @@ def five_points(points: np.ndarray) -> np.ndarray:
     """The ArcFace five points (image-left eye centre, other eye centre, nose tip, image-left mouth
     corner, other mouth corner) of 68 iBUG points."""
     pts = np.asarray(points, np.float64)
-    return np.stack([*eye_centers_68(pts), pts[30], pts[48], pts[54]])
+    mouth_left, mouth_right = IBUG68.mouth_corners
+    return np.stack([*eye_centers_68(pts), pts[IBUG68.nose_tip], pts[mouth_left], pts[mouth_right]])
 
 
 def similarity_matrix(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -95,7 +97,7 @@ def _source_points(face: FaceLandmarks | np.ndarray, template: str) -> np.ndarra
     except (TypeError, ValueError):
         raise InputError(f"face must be a FaceLandmarks or an (N, 2) array of points, got {type(face).__name__}") \
             from None
-    allowed = [(68, 2), (5, 2)] if template == "arcface5" else [(68, 2)]
+    allowed = [(IBUG68.num_points, 2), (5, 2)] if template == "arcface5" else [(IBUG68.num_points, 2)]
     if pts.shape not in allowed:
         raise InputError(f"template {template!r} needs points of shape {' or '.join(map(str, allowed))}, "
                          f"got {pts.shape}")
@@ -103,7 +105,7 @@ def _source_points(face: FaceLandmarks | np.ndarray, template: str) -> np.ndarra
         raise InputError("face points contain NaN or inf")
     if np.ptp(pts, axis=0).max() < 1.0:
         raise InputError("face points are degenerate (all within one pixel): no transform maps them to a template")
-    return five_points(pts) if template == "arcface5" and len(pts) == 68 else pts
+    return five_points(pts) if template == "arcface5" and len(pts) == IBUG68.num_points else pts
 
 
 def align_face(image: np.ndarray, face: FaceLandmarks | np.ndarray, size: int = 112,

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .detectors.calibration import YUNET
+from .errors import InputError
 from .schemes import IBUG68
 
 # A detector-like face box is turned into a square crop whose side is
@@ -50,7 +51,7 @@ class CropFrame:
 def _check_points(points: np.ndarray) -> np.ndarray:
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 2:
-        raise ValueError(f"points must have shape (N, 2), got {pts.shape}")
+        raise InputError(f"points must have shape (N, 2), got {pts.shape}")
     return pts
 
 
@@ -60,7 +61,7 @@ def crop_matrix(frame: CropFrame, crop_size: int) -> np.ndarray:
     ``crop = s * R(-roll) @ (p - c) + (crop_size - 1) / 2``.
     """
     if frame.side <= 0:
-        raise ValueError(f"crop side must be positive, got {frame.side}")
+        raise InputError(f"crop side must be positive, got {frame.side}")
     scale = crop_size / frame.side
     cos, sin = math.cos(frame.roll) * scale, math.sin(frame.roll) * scale
     half = (crop_size - 1) / 2.0
@@ -115,7 +116,7 @@ def frame_from_box(
     x1, y1, x2, y2 = (float(v) for v in box)
     w, h = x2 - x1, y2 - y1
     if not (w > 0 and h > 0) or not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-        raise ValueError(f"invalid face box {box}: need x2 > x1 and y2 > y1")
+        raise InputError(f"invalid face box {box}: need x2 > x1 and y2 > y1")
     size = math.sqrt(w * h)
     cx = (x1 + x2) / 2.0 - math.sin(roll) * center_shift * size
     cy = (y1 + y2) / 2.0 + math.cos(roll) * center_shift * size
@@ -131,17 +132,6 @@ def box_from_points(points: np.ndarray) -> tuple[float, float, float, float]:
     cy = (lo[1] + hi[1]) / 2.0 + POINTS_TO_BOX["dy"] * size
     half = POINTS_TO_BOX["size"] * size / 2.0
     return (cx - half, cy - half, cx + half, cy + half)
-
-
-def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (0 for disjoint or empty boxes)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def roll_from_eyes(right_eye: np.ndarray, left_eye: np.ndarray) -> float:

@@ -91,6 +91,7 @@ class Landmarker:
 
     @property
     def num_landmarks(self) -> int:
+        """Points per face."""
         return self.manifest.num_landmarks
 
     def _check_network(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .schemes import IBUG68
 
 # outer eye corners of the iBUG 68-point scheme (0-based), the 300-W / 3FabRec normaliser
@@ -14,7 +15,7 @@ def nme(pred: np.ndarray, gt: np.ndarray, normaliser: tuple[int, int] = OUTER_EY
     """Per-face normalised mean error: (N, L, 2) predictions and ground truth -> (N,) fractions."""
     pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
     if pred.shape != gt.shape or pred.ndim != 3:
-        raise ValueError(f"pred and gt must both be (N, L, 2), got {pred.shape} and {gt.shape}")
+        raise InputError(f"pred and gt must both be (N, L, 2), got {pred.shape} and {gt.shape}")
     dist = np.linalg.norm(gt[:, normaliser[0]] - gt[:, normaliser[1]], axis=-1)
     return np.linalg.norm(pred - gt, axis=-1).mean(axis=-1) / np.maximum(dist, 1e-6)
 

@@ -100,6 +100,7 @@ class Manifest(BaseModel):
 
 
 def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -124,6 +125,7 @@ def resolve_model_dir(model: str | Path | None) -> Path:
 
 
 def load_manifest(model_dir: Path) -> Manifest:
+    """The checked ``manifest.json`` of a model folder (``ModelError`` when missing or invalid)."""
     path = model_dir / MANIFEST
     if not path.is_file():
         raise ModelError(f"{model_dir}: no {MANIFEST} (not a facealign model folder)")

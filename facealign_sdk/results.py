@@ -25,6 +25,7 @@ class FaceLandmarks(BaseModel):
 
     @property
     def mean_confidence(self) -> float:
+        """The mean of the per-point confidences."""
         return float(self.confidence.mean())
 
     @field_serializer("points", "confidence")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from .errors import InputError
+
 
 class LandmarkScheme(BaseModel):
     """Point count and named points of one landmark convention (0-based indices)."""
@@ -25,12 +27,15 @@ class LandmarkScheme(BaseModel):
     outer_eye_corners: tuple[int, int] | None = None  # the NME normaliser (300-W, 3FabRec)
     jaw: tuple[int, ...] = ()
     nose_tip: int | None = None
+    mouth_corners: tuple[int, int] | None = None  # image-left corner first
     cheeks: tuple[int, int] | None = None  # jaw points at cheek height, image-left first
+    # (name, point indices, closed): the face's contour lines, drawn under the points (facealign_sdk.drawing)
+    contours: tuple[tuple[str, tuple[int, ...], bool], ...] = ()
 
     def eye_centers(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Centres of the two eyes (image-left eye first)."""
         if not self.right_eye or not self.left_eye:
-            raise ValueError(f"landmark scheme {self.name!r} has no eye points")
+            raise InputError(f"landmark scheme {self.name!r} has no eye points")
         pts = np.asarray(points, dtype=np.float64)
         return pts[list(self.right_eye)].mean(axis=0), pts[list(self.left_eye)].mean(axis=0)
 
@@ -47,9 +52,23 @@ FLIP_68 = np.array(
     + [64, 63, 62, 61, 60, 67, 66, 65]  # inner lips
 )
 
+# the parts dlib's render_face_detections joins
+CONTOURS_68: tuple[tuple[str, tuple[int, ...], bool], ...] = (
+    ("jaw", tuple(range(0, 17)), False),
+    ("right_brow", tuple(range(17, 22)), False),  # image-left brow
+    ("left_brow", tuple(range(22, 27)), False),
+    ("nose_bridge", tuple(range(27, 31)), False),
+    ("lower_nose", tuple(range(30, 36)), True),  # nose tip and nostrils
+    ("right_eye", tuple(range(36, 42)), True),
+    ("left_eye", tuple(range(42, 48)), True),
+    ("outer_lips", tuple(range(48, 60)), True),
+    ("inner_lips", tuple(range(60, 68)), True),
+)
+
 IBUG68 = LandmarkScheme(
     name="ibug68", num_points=68, mirror=FLIP_68, right_eye=tuple(range(36, 42)), left_eye=tuple(range(42, 48)),
-    outer_eye_corners=(36, 45), jaw=tuple(range(17)), nose_tip=30, cheeks=(2, 14),
+    outer_eye_corners=(36, 45), jaw=tuple(range(17)), nose_tip=30, mouth_corners=(48, 54), cheeks=(2, 14),
+    contours=CONTOURS_68,
 )
 SCHEMES: dict[str, LandmarkScheme] = {IBUG68.name: IBUG68}
 

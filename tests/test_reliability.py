@@ -101,15 +101,41 @@ def test_an_internal_bug_is_not_reported_as_bad_input(tiny_model, tmp_path, monk
 
 
 def test_user_errors_share_one_base_class():
-    from facealign_sdk.backends.base import BackendError  # noqa: F401 - exit 2 too, but a RuntimeError
+    from facealign_sdk.backends.base import BackendError  # a RuntimeError too
     from facealign_sdk.errors import InputError
     from facealign_sdk.imageio import ImageError
     from facealign_sdk.model import ModelError
     from facealign_sdk.pts import PtsError
     from facealign_sdk.video import VideoError
 
-    for cls in (ImageError, ModelError, PtsError, VideoError):
+    for cls in (ImageError, ModelError, PtsError, VideoError, BackendError):
         assert issubclass(cls, InputError) and issubclass(cls, ValueError)
+
+
+def test_every_exception_class_of_the_package_is_a_facealign_error():
+    """One hierarchy: an exception class defined anywhere in the package derives from FacealignError."""
+    import importlib
+    import inspect
+    import pkgutil
+    import signal
+
+    import facealign_sdk
+    from facealign_sdk.errors import FacealignError
+
+    handler = signal.getsignal(signal.SIGINT)  # importing the CLI installs its own
+    found = []
+    try:
+        for info in pkgutil.walk_packages(facealign_sdk.__path__, "facealign_sdk."):
+            try:
+                module = importlib.import_module(info.name)
+            except ImportError:  # a module of an optional extra that is not installed
+                continue
+            found += [cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                      if issubclass(cls, BaseException) and cls.__module__ == module.__name__]
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert {"InputError", "ImageError", "BackendError", "PoseError"} <= {cls.__name__ for cls in found}
+    assert [cls for cls in found if not issubclass(cls, FacealignError)] == []
 
 
 def test_interrupt_inside_serialisation_exits_130(tiny_model, tmp_path, monkeypatch, capsys):

@@ -442,7 +442,7 @@ def test_still_face_keeps_its_crop(face_image, tmp_path, deadband):
     """With the released model on a still face, the crop deadband keeps the tracked crop fixed, so the raw
     landmarks do not change from frame to frame; with deadband 0 the crop follows every frame's landmarks."""
     from facealign_sdk.aligner import Aligner
-    from facealign_sdk.video import FaceTracker, TrackOptions, VideoFrame
+    from facealign_sdk.video import TrackOptions, VideoFrame
 
     tracker = Aligner(backend="torch").tracker(TrackOptions(smooth=False, redetect_every=0, crop_deadband=deadband))
     crops, points = [], []
@@ -474,7 +474,7 @@ def test_tracks_end_after_a_scene_cut(shared_data):
     """fschuang_Elon3.mp4 cuts from two people to one at frame 35; the network still gives the empty crops
     at the old positions confidence 0.4-0.5, so the two old tracks lived on there for the rest of the clip."""
     from facealign_sdk.aligner import Aligner
-    from facealign_sdk.video import FaceTracker, TrackOptions
+    from facealign_sdk.video import TrackOptions
 
     clip = shared_data / "videos" / "fschuang_Elon3.mp4"
     aligner = Aligner(backend="ort", device="cpu")
@@ -493,7 +493,7 @@ def test_one_face_is_not_tracked_twice(face_image, batch_frames):
     from facealign_sdk.aligner import Aligner
     from facealign_sdk.detectors.base import Detection
     from facealign_sdk.detectors.yunet import YuNetDetector
-    from facealign_sdk.video import FaceTracker, TrackOptions, VideoFrame
+    from facealign_sdk.video import TrackOptions, VideoFrame
 
     class Doubling:
         def __init__(self) -> None:

@@ -22,6 +22,7 @@ from .flags import DECODER_FLAGS, add_aligner_flags, aligner_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facealign bench`` flags."""
     parser.add_argument("--backends", default="all", help="comma list of ort,ort-fp16,ort-int8,ort-decode,torch,trt or 'all' (those available)")
     parser.add_argument("--batch", default="1,8", help="comma list of batch sizes for the network-only timing")
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per setting (after 2 warm-up runs)")
@@ -76,6 +77,7 @@ def _time(fn, iters: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``facealign bench``: time each backend (network per batch size, then end to end); print a table."""
     model_dir = resolve_model_dir(args.model)
     batches = parse_batches(args.batch)
     if args.iters < 1:
@@ -98,12 +100,13 @@ def run(args: argparse.Namespace) -> int:
         # a decode graph's network time includes its decoding
         landmarker = aligner.landmarker
         infer = landmarker.backend.run_points if landmarker.decodes_in_graph else landmarker.backend.run
+        size = landmarker.manifest.input_size
         for b in batches:
-            x = np.random.default_rng(0).random((b, 3, 256, 256), dtype=np.float32)
+            x = np.random.default_rng(0).random((b, 3, size, size), dtype=np.float32)
             row[f"net_ms_per_face_b{b}"] = round(_time(lambda: infer(x), args.iters) / b * 1000, 2)
         row["decode_ms_per_face"] = None
         if not landmarker.decodes_in_graph:
-            heatmaps = landmarker.heatmaps(np.random.default_rng(0).random((1, 3, 256, 256), dtype=np.float32))
+            heatmaps = landmarker.heatmaps(np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32))
             row["decode_ms_per_face"] = round(_time(lambda: landmarker.decode(heatmaps), args.iters) * 1000, 2)
         row["end_to_end_ms_per_image"] = round(_time(lambda: aligner.align(image), args.iters) * 1000, 2)
         rows.append(row)

@@ -14,7 +14,7 @@ from ..errors import EvalItemError, MissingDependencyError
 from ..evaluate import CED_SUFFIXES, MODES, TABLE_NOTE, evaluate_folder, format_table, parse_folder_spec, plot_ced, \
     select_images, write_json
 from ..outputs import check_output_file
-from .flags import add_aligner_flags, aligner_from_args
+from .flags import add_aligner_flags, add_skip_bad_flag, aligner_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="at most N images per folder (evenly spaced)")
     parser.add_argument("--ced", type=Path, default=None, metavar="PNG", help="write a CED plot (extra [plots])")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write per-image errors and summaries")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="report and skip bad items (unreadable image, missing or bad .pts) instead of stopping")
+    add_skip_bad_flag(parser, "bad items (an unreadable image, a missing or bad .pts)")
     add_aligner_flags(parser)
 
 

@@ -11,20 +11,20 @@ end-to-end NME and video jitter against fp32), and exits 2 on bad input.
 from __future__ import annotations
 
 import argparse
-import sys
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
-
 from ..export import int8_gate, parity
 from ..export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
 from ..export.tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
+from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
+from ..outputs import check_output_folder
 from .flags import add_aligner_flags
 
 TARGETS = ("onnx", "fp16", "int8", "decode", "trt")
@@ -38,6 +38,7 @@ log = logging.getLogger("facealign_sdk")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facealign export`` flags."""
     add_aligner_flags(parser, ("model",))
     parser.add_argument("--to", default=DEFAULT_TARGETS,
                         help=f"comma-separated targets from {', '.join(TARGETS)}; "
@@ -137,8 +138,6 @@ def _prepare_out(model_dir: Path, out: Path | None) -> Path:
     """The output folder; a separate one gets a copy of the manifest so the runtime can load it as a model."""
     if out is None:
         return model_dir
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
     if out.resolve() != model_dir.resolve():
         shutil.copy2(model_dir / MANIFEST, out / MANIFEST)
@@ -146,6 +145,7 @@ def _prepare_out(model_dir: Path, out: Path | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``facealign export``: write the requested artifacts, check their parity, update the manifest."""
     from ..backends.torch_backend import load_network
 
     targets = parse_targets(args.to)
@@ -167,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
     for folder, default, option in named:
         if not folder.is_dir() and folder.resolve() != default.resolve():
             raise FileNotFoundError(f"{option} {folder}: no such folder")
+    if args.out is not None:
+        check_output_folder(args.out)  # before loading the network, not after it
     model_dir = resolve_model_dir(args.model)
     manifest = load_manifest(model_dir)
     check_manifest(manifest)

@@ -66,6 +66,18 @@ def add_progress_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar or summary")
 
 
+def add_overwrite_flag(parser: argparse._ActionsContainer, outputs: str = "output files") -> None:
+    """``--overwrite``: replace existing ``outputs``; without it an existing one is bad input (exit 2)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace existing {outputs}; without it an existing one is an error (exit 2)")
+
+
+def add_skip_bad_flag(parser: argparse._ActionsContainer, items: str) -> None:
+    """``--skip-bad``: report bad input ``items`` on stderr and go on with the rest instead of stopping (exit 2)."""
+    parser.add_argument("--skip-bad", action="store_true",
+                        help=f"report {items} on stderr and go on with the rest (default: stop with exit 2)")
+
+
 def options_from_args(args: argparse.Namespace) -> AlignerOptions:
     """The ``AlignerOptions`` the parsed flags set (fields without a flag keep their defaults)."""
     given = {name: getattr(args, name) for name in AlignerOptions.model_fields if hasattr(args, name)}

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..csvformat import landmark_cells, landmark_columns
+from ..csvformat import csv_text, landmark_cells, landmark_columns
 from ..imageio import ImageError, list_images
 from ..outputs import check_output_file, check_output_folder, unique_stems, write_file_atomic, write_image
 from ..results import ImageLandmarks, draw_faces
-from .flags import DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, aligner_from_args
+from .flags import (DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, add_overwrite_flag, add_skip_bad_flag,
+                    aligner_from_args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facealign image`` flags."""
     parser.add_argument("paths", nargs="+", type=Path, help="image files or folders of images")
     parser.add_argument("--out", type=Path, help="write results to .json or .csv (default: JSON to stdout)")
     parser.add_argument("--draw", type=Path, metavar="DIR", help="write annotated copies of the images here")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="report unreadable images on stderr and go on with the rest (default: stop with exit 2)")
+    add_overwrite_flag(parser, "--out file (drawings in --draw are replaced always)")
+    add_skip_bad_flag(parser, "unreadable images")
     add_aligner_flags(parser, MODEL_FLAGS + DECODER_FLAGS + ("max_faces",))
 
 
@@ -52,19 +51,19 @@ def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> 
     """One row per face: image, face_id, box, score, confidence, x_0..x_{L-1}, y_0.., c_0.. (no face: a row with
     face_id -1); see :mod:`facealign_sdk.csvformat`."""
     header = ["image", "face_id", "x1", "y1", "x2", "y2", "score", "confidence", *landmark_columns(num_landmarks)]
-    text = io.StringIO()
-    w = csv.writer(text)
-    w.writerow(header)
+    rows: list[list[object]] = [header]
     for res in results:
         if not res.faces:
-            w.writerow([res.source, -1] + [""] * (len(header) - 2))
+            rows.append([res.source, -1] + [""] * (len(header) - 2))
         for k, face in enumerate(res.faces):
-            w.writerow([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}", f"{face.mean_confidence:.4f}",
-                        *landmark_cells(face, 3, 4)])
-    write_file_atomic(path, text.getvalue())  # the whole file or none (Ctrl-C, a full disk)
+            rows.append([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}",
+                         f"{face.mean_confidence:.4f}", *landmark_cells(face, 3, 4)])
+    # \r\n (csv.writer's default) is the image CSV's line end; the streamed video CSV uses \n
+    write_file_atomic(path, csv_text(rows, line_end="\r\n"))  # the whole file or none (Ctrl-C, a full disk)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``facealign image``: check paths and outputs, align every image, write JSON / CSV and drawings."""
     files = expand_paths(args.paths)
     check_output(args.out, args.overwrite, files)
     drawings = [None] * len(files)

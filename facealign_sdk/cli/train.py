@@ -16,6 +16,7 @@ from ..errors import InputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``facealign train`` stages and their flags."""
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     bank = sub.add_parser("facebank", help="crop every unlabelled face (face folders, annotated sets, videos) "
                           "into one .npz for the autoencoder stage")
@@ -82,6 +83,7 @@ def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    """``facealign train STAGE``: build the stage's settings from --config and the flags, then run it."""
     if args.stage == "facebank":
         from ..training.facebank import FaceBankConfig, build_face_bank
 

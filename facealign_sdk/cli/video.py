@@ -41,7 +41,7 @@ from ..video import (
     check_outputs,
     open_text_output,
 )
-from .flags import add_aligner_flags, aligner_from_args, invalid_flag
+from .flags import DECODER_FLAGS, MODEL_FLAGS, add_aligner_flags, add_overwrite_flag, aligner_from_args, invalid_flag
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_TRUNCATED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -58,13 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "writes the JSON output instead")
     out.add_argument("--json", type=Path, help="JSON file: every frame with its faces, and a run report")
     out.add_argument("--draw", type=Path, metavar="MP4", help="annotated video (mp4v)")
-    out.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    add_overwrite_flag(out)
     trk = parser.add_argument_group("tracking")
     trk.add_argument("--redetect-every", type=int, default=_DEFAULTS.redetect_every, metavar="N",
                      help="run the face detector every N frames (and whenever a face is lost; 0: only then)")
     trk.add_argument("--min-confidence", type=float, default=_DEFAULTS.min_confidence,
                      help="mean landmark confidence below which a face counts as lost (success=0)")
-    trk.add_argument("--max-faces", type=int, default=None, help="track at most this many faces")
     trk.add_argument("--batch-frames", type=int, default=_DEFAULTS.batch_frames, metavar="K",
                      help="frames whose crops share one network call (faster on GPU; crops are taken "
                           "from landmarks up to K frames old)")
@@ -83,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     smo.add_argument("--shape-beta", type=float, default=_SMOOTH.shape.beta,
                      help="shape: higher = less lag on fast expression changes")
     smo.add_argument("--d-cutoff", type=float, default=_SMOOTH.pose.d_cutoff, help="Hz; cutoff of the speed estimates")
-    add_aligner_flags(parser)
+    add_aligner_flags(parser, MODEL_FLAGS + DECODER_FLAGS + ("max_faces",))  # --max-faces caps detections and tracks
 
 
 def options_from_args(args: argparse.Namespace) -> TrackOptions:

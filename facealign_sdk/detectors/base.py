@@ -28,4 +28,6 @@ class FaceDetector(Protocol):
     at a time.
     """
 
-    def detect(self, image: np.ndarray) -> list[Detection]: ...
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """The faces in a uint8 BGR image, best score first."""
+        ...

@@ -7,6 +7,7 @@ from torch import nn
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    """3x3 convolution with padding 1 (same size at stride 1)."""
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=bias)
 
 

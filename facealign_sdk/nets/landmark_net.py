@@ -11,6 +11,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ..schemes import IBUG68
 from .autoencoder import Encoder, Generator
 from .blocks import MultiScaleBlock
 
@@ -24,7 +25,7 @@ class NetConfig(BaseModel):
     heatmap_size: int = 128
     width: int = Field(64, ge=8, description="channels of the first ResNet stage (64 in 3FabRec)")
     z_dim: int = 99
-    num_landmarks: int = Field(68, ge=1)
+    num_landmarks: int = Field(IBUG68.num_points, ge=1)
     num_itl: int = Field(4, ge=0, le=4, description="ITLs after the last generator stages")
     scaf: bool = Field(True, description="encoder->generator skip connections (SCAF)")
 

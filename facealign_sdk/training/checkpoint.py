@@ -91,6 +91,7 @@ class RunDir:
 
     @property
     def checkpoint(self) -> Path:
+        """The run's resumable checkpoint, ``last.pt``."""
         return self.path / "last.pt"
 
     def save(self, state: dict[str, Any]) -> None:
@@ -107,16 +108,19 @@ class RunDir:
         return state
 
     def load(self) -> dict[str, Any] | None:
+        """The state in ``last.pt``, or None when the run has none yet."""
         if not self.checkpoint.exists():
             return None
         return load_checkpoint(self.checkpoint)
 
     def log(self, record: dict[str, Any]) -> None:
+        """Append one timestamped record to ``log.jsonl``."""
         record = {"time": round(time.time(), 1), **record}
         with open(self.path / "log.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def records(self) -> list[dict[str, Any]]:
+        """The records of ``log.jsonl``, oldest first (none when it does not exist)."""
         path = self.path / "log.jsonl"
         if not path.exists():
             return []

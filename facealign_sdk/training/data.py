@@ -28,6 +28,7 @@ def is_held_out(path: Path, fraction: float) -> bool:
 
 @dataclass
 class Annotated:
+    """One annotated face image."""
     image: np.ndarray  # uint8 BGR
     points: np.ndarray  # (L, 2) 0-based
     name: str

@@ -196,5 +196,6 @@ def load_face_bank(path: str | Path, size: int, min_source_side: int = 0, out: n
 
 
 def is_face_bank(path: str | Path) -> bool:
+    """Whether ``path`` is an existing face bank file (``.npz``)."""
     return Path(path).suffix == ".npz" and Path(path).is_file()
 

@@ -25,6 +25,7 @@ class TrackedFace(BaseModel):
 
     @property
     def confidence(self) -> float:
+        """The face's mean landmark confidence."""
         return self.landmarks.mean_confidence
 
 
@@ -39,6 +40,7 @@ class FrameResult(BaseModel):
     error: str = ""  # why the frame has no result (an unreadable image in a folder; width and height are then 0)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict of the frame and its faces (the JSON output's ``frames`` entries)."""
         return self.model_dump()
 
 
@@ -71,4 +73,5 @@ class TrackReport(BaseModel):
 
     @property
     def fps(self) -> float:
+        """Decoded frames per second of wall time (0 before any time has passed)."""
         return self.frames_decoded / self.seconds if self.seconds > 0 else 0.0

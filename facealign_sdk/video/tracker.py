@@ -145,6 +145,7 @@ class FaceTracker:
 
     @property
     def faces_seen(self) -> int:
+        """How many face ids have been given out so far."""
         return self._next_id
 
     # public

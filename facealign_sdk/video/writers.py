@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -13,7 +11,7 @@ from typing import IO
 import cv2
 import numpy as np
 
-from ..csvformat import landmark_cells, landmark_columns
+from ..csvformat import csv_text, landmark_cells, landmark_columns
 from ..errors import InputError
 from ..outputs import check_output_file
 from ..results import FaceLandmarks, draw_faces
@@ -105,19 +103,13 @@ class CsvWriter:
 
     def __init__(self, stream: IO[str], num_landmarks: int) -> None:
         self.stream, self.num_landmarks = stream, num_landmarks
-        self._end = put(stream, 0, _csv_text([csv_header(num_landmarks)]))
+        self._end = put(stream, 0, csv_text([csv_header(num_landmarks)]))
 
     def write(self, result: FrameResult, image: np.ndarray | None = None) -> None:
-        self._end = put(self.stream, self._end, _csv_text(csv_rows(result, self.num_landmarks)))
+        self._end = put(self.stream, self._end, csv_text(csv_rows(result, self.num_landmarks)))
 
     def close(self, report: TrackReport | None = None) -> None:
         self.stream.close()
-
-
-def _csv_text(rows: list[list[str]]) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue()
 
 
 class JsonWriter:
