@@ -14,10 +14,14 @@ from facealign_sdk.model import load_manifest
 from facealign_sdk.resources import models_root
 
 
-def test_released_manifest_without_codec_gets_the_measured_values():
-    manifest = load_manifest(models_root() / "fabrec-scaf-w32")
-    assert "codec" not in json.loads((models_root() / "fabrec-scaf-w32" / "manifest.json").read_text())
-    codec = manifest.heatmap_codec()
+def test_a_manifest_without_codec_gets_the_measured_values(tmp_path):
+    """Manifests written before ``codec`` existed decode as the released model's decoder did."""
+    data = json.loads((models_root() / "fabrec-scaf-w32" / "manifest.json").read_text())
+    released = data.pop("codec")
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    codec = load_manifest(tmp_path).heatmap_codec()
+    assert released == {"sigma": codec.sigma, "blur_sigma": codec.blur_sigma, "soft_window": codec.soft_window,
+                        "soft_power": codec.soft_power, "confidence_window": codec.confidence_window}
     assert (codec.sigma, codec.blur_sigma, codec.soft_window, codec.soft_power, codec.confidence_window) == (
         3.5, 3.5, 15, 8.0, 7)
     assert (codec.input_size, codec.heatmap_size) == (256, 128)
