@@ -39,6 +39,29 @@ def test_decode_is_the_decoder_with_the_codec_parameters():
             np.testing.assert_array_equal(got[1], want[1])
     other = HeatmapCodec(input_size=64, heatmap_size=32, soft_window=5, confidence_window=3)
     assert not np.array_equal(other.decode(maps)[1], codec.decode(maps)[1])
+    # every manifest parameter reaches the decoder, not only the defaults
+    custom = HeatmapCodec(input_size=64, heatmap_size=32, soft_window=7, soft_power=2.0, confidence_window=5,
+                          sigma=2.0, blur_sigma=1.5)
+    got = custom.decode(maps, "soft", True)
+    want = decode.decode_heatmaps(maps, "soft", soft_window=7, soft_power=2.0, confidence_window=5, sigma=2.0,
+                                  blur_sigma=1.5)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_training_targets_are_unit_gaussians_at_the_points():
+    """Peak 1 at the point, exp(-d^2 / (2 sigma^2)) around it, separable in x and y, in the points' dtype."""
+    torch = pytest.importorskip("torch")
+    from facealign_sdk.codec import gaussian_heatmaps
+
+    points = torch.tensor([[[10.0, 20.0], [3.5, 7.25]]], dtype=torch.float64)
+    maps = gaussian_heatmaps(points, 32, sigma=2.5)
+    assert maps.shape == (1, 2, 32, 32) and maps.dtype == torch.float64
+    assert maps[0, 0, 20, 10] == 1.0 and torch.argmax(maps[0, 0]).item() == 20 * 32 + 10
+    yy, xx = np.mgrid[0:32, 0:32]
+    for k, (x, y) in enumerate(points[0].tolist()):
+        want = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.5**2))
+        np.testing.assert_allclose(maps[0, k].numpy(), want, rtol=1e-12, atol=1e-15)
 
 
 def test_encode_then_decode_gives_the_points_back():

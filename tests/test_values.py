@@ -352,3 +352,11 @@ def test_draw_writer_writes_every_frame_at_its_size(tmp_path):
         assert (got & box_colour).sum() > 0.6 * box_colour.sum()
         got_green = (frame[..., 1] > 170) & (frame[..., 0] < 110) & (frame[..., 2] < 110)
         assert (got_green & green).sum() > 0.6 * green.sum()
+
+
+def test_csv_text_ends_lines_as_asked_and_quotes_where_needed():
+    from facealign_sdk.csvformat import csv_text
+
+    rows = [["frame", "x_0"], [1, 'a,"b"']]
+    assert csv_text(rows) == 'frame,x_0\n1,"a,""b"""\n'  # the video CSV's line ends
+    assert csv_text(rows, "\r\n") == 'frame,x_0\r\n1,"a,""b"""\r\n'  # the image CSV's
