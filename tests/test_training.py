@@ -387,3 +387,44 @@ def test_malformed_pts_files_are_pts_errors(tmp_path, body, message):
     p.write_text(body)
     with pytest.raises(PtsError, match=message):
         read_pts(p)
+
+
+def test_laplace_kl_is_zero_at_its_target_and_grows_with_the_offset():
+    from facealign_sdk.training.losses import laplace_kl_loss
+
+    points = torch.tensor([[[10.0, 12.0], [20.5, 5.0]]])
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+
+    def laplace_logits(centre, scale=1.0, temperature=0.1):
+        # softmax(logits / T) of these logits is exactly the normalised Laplace target
+        dist = torch.sqrt((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2)
+        return -dist / scale * temperature
+
+    exact = torch.stack([laplace_logits(p) for p in points[0]])[None]
+    assert laplace_kl_loss(exact, points).item() == pytest.approx(0.0, abs=1e-5)
+    losses = [laplace_kl_loss(torch.stack([laplace_logits(p + torch.tensor([d, 0.0])) for p in points[0]])[None],
+                              points).item() for d in (0.5, 1.0, 3.0)]
+    assert 0 < losses[0] < losses[1] < losses[2]
+    # the per-point weights scale each map's term: zero weight on the shifted map leaves only the exact one
+    shifted = torch.stack([laplace_logits(points[0, 0] + torch.tensor([3.0, 0.0])), exact[0, 1]])[None]
+    assert laplace_kl_loss(shifted, points, point_weights=torch.tensor([[0.0, 1.0]])).item() == pytest.approx(0, abs=1e-5)
+    assert laplace_kl_loss(shifted, points, point_weights=torch.tensor([[2.0, 1.0]])).item() == pytest.approx(
+        2 * laplace_kl_loss(shifted, points).item(), rel=1e-4)
+
+
+def test_landmark_stage_trains_with_the_laplace_kl_term(annotated_folder, tmp_path, capsys):
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=str(annotated_folder), autoencoder=None,
+                         run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=4, steps=30,
+                         checkpoint_every=10, augment=False, lr=3e-3, encoder_lr=1e-3, lr_decay_at=1.0, threads=1,
+                         laplace_kl_weight=0.5)
+    train_landmarks(cfg, progress=False)
+    assert "loading" not in capsys.readouterr().err  # no data-loading bars either without progress
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["loss"] < 0.7 * log[0]["loss"]
+    plain = LandmarkConfig(**{**cfg.model_dump(), "laplace_kl_weight": 0.0, "run_dir": str(tmp_path / "plain")})
+    train_landmarks(plain.model_copy(update={"steps": 10}), progress=False)
+    first_plain = json.loads((tmp_path / "plain" / "log.jsonl").read_text().splitlines()[0])
+    assert log[0]["loss"] > first_plain["loss"]  # the KL term is in the logged loss

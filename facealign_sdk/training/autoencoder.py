@@ -61,7 +61,7 @@ def train_autoencoder(cfg: AutoEncoderConfig, progress: bool = True) -> dict[str
     device = training_device(cfg.device)
     run = RunDir(cfg.run_dir)
     state = run.resume(cfg)
-    faces = load_faces(cfg.data, cfg.size, cfg.min_source_side)
+    faces = load_faces(cfg.data, cfg.size, cfg.min_source_side, progress)
     if not len(faces):
         raise InputError(f"no faces to learn from: the face banks of {cfg.data} hold none at least "
                          f"{cfg.min_source_side} px in their source (min_source_side)")

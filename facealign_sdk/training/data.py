@@ -72,14 +72,15 @@ def load_annotated(
     held_out: float | None = None,
     take_held_out: bool = False,
     turned_jaw_weight: float = 1.0,
+    progress: bool = True,
 ) -> list[Annotated]:
-    """Load every image + .pts pair of a folder (errors name the file).
+    """Load every image + .pts pair of a folder (errors name the file); ``progress`` shows a bar.
 
     ``turned_jaw_weight`` < 1 lowers the jaw points' loss weight on strongly turned faces
     (:func:`contour_weights`).
     """
     items = []
-    for img_path in tqdm(list_images(folder), desc=f"loading {Path(folder).name}", leave=False):
+    for img_path in tqdm(list_images(folder), desc=f"loading {Path(folder).name}", leave=False, disable=not progress):
         if held_out is not None and is_held_out(img_path, held_out) != take_held_out:
             continue
         pts_path = img_path.with_suffix(".pts")
@@ -97,7 +98,7 @@ def center_square(image: np.ndarray) -> np.ndarray:
     return image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
 
 
-def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0) -> np.ndarray:
+def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0, progress: bool = True) -> np.ndarray:
     """Unlabelled face images, resized (centre-cropped to square) to ``size``; (N, size, size, 3) uint8 BGR,
     in the order of ``folders``.
 
@@ -116,7 +117,7 @@ def load_faces(folders: list[str | Path], size: int, min_source_side: int = 0) -
             load_face_bank(source, size, min_source_side, out=out[row : row + content])
             row += content
             continue
-        for f in tqdm(content, desc=f"loading {Path(source).name}", leave=False):
+        for f in tqdm(content, desc=f"loading {Path(source).name}", leave=False, disable=not progress):
             out[row] = cv2.resize(center_square(read_image(f)), (size, size), interpolation=cv2.INTER_AREA)
             row += 1
     return out

@@ -5,7 +5,7 @@ SCAF schedule: ITLs, skips and head (``lr``) are trained jointly with the encode
 (3.5 at the 128 heatmap). The loss is MSE weighted by ``1 + foreground_weight * target``:
 plain MSE sits for hundreds of steps on the all-zero solution (the peaks are a tiny share of
 the pixels); weighting the peaks gets past it at once (ytf68/val, width 16, 200 steps: NME
-30 % vs 133 %).
+30 % vs 133 %). ``laplace_kl_weight`` adds the LaplaceKL term (:func:`.losses.laplace_kl_loss`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .autoencoder import load_autoencoder
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
+from .losses import laplace_kl_loss
 
 
 class DataSource(BaseModel):
@@ -71,6 +72,11 @@ class LandmarkConfig(BaseModel):
         "its BatchNorm statistics stay fixed either way")
     lr_decay_at: float = Field(0.75, ge=0, description="divide both lrs by 10 after this share of the steps")
     foreground_weight: float = Field(20.0, ge=0, description="extra MSE weight on the Gaussian peaks (0: plain MSE)")
+    laplace_kl_weight: float = Field(
+        0.0, ge=0, description="weight of the LaplaceKL term added to the MSE (0: off); the MSE stays because the "
+        "decoder's confidence reads the Gaussian peak height the MSE trains")
+    laplace_scale: float = Field(1.0, gt=0, description="LaplaceKL target scale (heatmap pixels)")
+    laplace_temperature: float = Field(0.1, gt=0, description="LaplaceKL softmax temperature on the heatmaps")
     checkpoint_every: int = Field(200, ge=1)
     augment: bool = True
     flip_probability: float = Field(
@@ -187,7 +193,8 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     elif state is None and cfg.autoencoder:
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
-    per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight)
+    per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight,
+                                 progress)
                   for src in cfg.train]
     for src, got in zip(cfg.train, per_source):
         if not got:
@@ -197,7 +204,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     # each source gets its share of the samples whatever its size
     shares = np.array([src.weight for src in cfg.train]) / sum(src.weight for src in cfg.train)
     sample_p = shares[source_of] / np.array([len(got) for got in per_source])[source_of]
-    val_items = load_annotated(cfg.val, cfg.net.num_landmarks)[: cfg.val_images] if cfg.val else []
+    val_items = load_annotated(cfg.val, cfg.net.num_landmarks, progress=progress)[: cfg.val_images] if cfg.val else []
     net.to(device)
     opt, base_lrs = _optimizer(net, cfg)
     step, best = 0, float("inf")
@@ -221,8 +228,13 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         samples = [landmark_sample(items[i], cfg.net.input_size, rng, augs[source_of[i]]) for i in picks]
         x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
         weights = point_weight_batch([items[i] for i in picks])
-        loss = heatmap_loss(net(x.to(device)), target.to(device), cfg.foreground_weight,
-                            None if weights is None else weights.to(device))
+        weights = None if weights is None else weights.to(device)
+        pred = net(x.to(device))
+        loss = heatmap_loss(pred, target.to(device), cfg.foreground_weight, weights)
+        if cfg.laplace_kl_weight > 0:
+            points = torch.from_numpy(codec_of(cfg.net).from_crop(np.stack([s[1] for s in samples]))).float()
+            loss = loss + cfg.laplace_kl_weight * laplace_kl_loss(
+                pred, points.to(device), cfg.laplace_scale, cfg.laplace_temperature, weights)
         check_finite_loss(loss, step, run)
         opt.zero_grad(set_to_none=True)
         loss.backward()
