@@ -1,0 +1,51 @@
+"""benchmarks/baselines.py without MediaPipe or dlib: the turn breakdown of the error table."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from facealign_sdk.meanface import MEAN_FACE_68
+
+from .conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+_spec = importlib.util.spec_from_file_location("baselines", REPO / "benchmarks" / "baselines.py")
+baselines = importlib.util.module_from_spec(_spec)
+sys.modules["baselines"] = baselines  # its dataclasses look their module up
+_spec.loader.exec_module(baselines)
+
+
+def _projected(yaw_deg: float) -> np.ndarray:
+    """The 3-D mean face turned by ``yaw_deg`` and projected orthographically (image y down)."""
+    a = math.radians(yaw_deg)
+    rot = np.array([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
+    return (np.asarray(MEAN_FACE_68, np.float64) @ rot.T)[:, :2] * 100
+
+
+def test_turn_ratio_falls_as_the_face_turns():
+    ratios = [baselines.turn_ratio(_projected(yaw)) for yaw in (0, 30, 60, 85)]
+    assert 0.5 < ratios[0] < 0.9  # frontal: in the top bin
+    assert ratios == sorted(ratios, reverse=True)
+    assert ratios[-1] < 0.35  # near-profile: in the strongly turned bin
+    # scale-free
+    assert baselines.turn_ratio(_projected(30) * 3.7) == pytest.approx(ratios[1])
+
+
+def test_turn_breakdown_counts_failures_and_box_errors_per_bin():
+    ratios = [0.2, 0.3, 0.4, 0.6, 0.7]
+    errors = {"a": [0.5, math.inf, 0.05, 0.04, 0.2], "b": [0.05, 0.08, math.inf, 0.02, 0.03]}
+    rows = baselines.turn_breakdown(errors, ratios)
+    assert [r["faces"] for r in rows] == [2, 1, 2]
+    # strongly turned: a fails both (one missed), b none; a's box NME is over its one found face
+    assert rows[0]["a"]["fr_pct"] == 100.0 and rows[0]["b"]["fr_pct"] == 0.0
+    assert rows[0]["a"]["box_nme_median_pct"] == pytest.approx(0.5 * 0.2 * 100)
+    assert rows[0]["b"]["box_nme_median_pct"] == pytest.approx(np.median([0.05 * 0.2, 0.08 * 0.3]) * 100)
+    assert rows[1]["b"]["fr_pct"] == 100.0 and math.isnan(rows[1]["b"]["box_nme_median_pct"])  # missed only
+    assert rows[2]["a"]["fr_pct"] == 50.0
+    table = baselines.turn_markdown({"set": rows}, ["a", "b"]).splitlines()
+    assert table[-3:][0].startswith("| set | 0-0.35 | 2 | 100.0 | 10.00 | 0.0 |")
