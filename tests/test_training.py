@@ -428,3 +428,33 @@ def test_landmark_stage_trains_with_the_laplace_kl_term(annotated_folder, tmp_pa
     train_landmarks(plain.model_copy(update={"steps": 10}), progress=False)
     first_plain = json.loads((tmp_path / "plain" / "log.jsonl").read_text().splitlines()[0])
     assert log[0]["loss"] > first_plain["loss"]  # the KL term is in the logged loss
+
+
+def test_max_faces_trains_on_a_fixed_few(annotated_folder, tmp_path):
+    """``max_faces`` keeps the same N faces every run (name hash), whatever order the folder lists them in."""
+    import unittest.mock
+
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training import landmarks
+    from facealign_sdk.training.data import first_by_hash, load_annotated
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    items = load_annotated(annotated_folder, progress=False)
+    two = [it.name for it in first_by_hash(items, 2)]
+    assert len(set(two)) == 2 and two == [it.name for it in first_by_hash(items[::-1], 2)]
+    assert first_by_hash(items, None) == items and first_by_hash(items, 10) == items
+    seen: list[str] = []
+    original = landmarks.landmark_sample
+
+    def spy(item, size, rng, aug=None):
+        seen.append(item.name)
+        return original(item, size, rng, aug)
+
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder), max_faces=2)], val=None, autoencoder=None,
+                         run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=8, steps=3,
+                         checkpoint_every=3, augment=False, threads=1)
+    with unittest.mock.patch.object(landmarks, "landmark_sample", spy):
+        train_landmarks(cfg, progress=False)
+    assert set(seen) == set(two)
+    with pytest.raises(ValueError):
+        DataSource(folder="x", max_faces=0)

@@ -26,6 +26,14 @@ def is_held_out(path: Path, fraction: float) -> bool:
     return digest[0] / 256.0 < fraction
 
 
+def first_by_hash(items: list["Annotated"], count: int | None) -> list["Annotated"]:
+    """``count`` of ``items`` chosen by a hash of their names (all when ``count`` is None): the same faces
+    every run, whatever the folder's order, independent of :func:`is_held_out`'s split."""
+    if count is None or count >= len(items):
+        return items
+    return sorted(items, key=lambda it: hashlib.sha1(b"subset:" + Path(it.name).stem.encode()).digest())[:count]
+
+
 @dataclass
 class Annotated:
     """One annotated face image."""

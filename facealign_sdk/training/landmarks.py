@@ -26,7 +26,7 @@ from ..nets import LandmarkNet, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .device import training_device
-from .data import Annotated, LandmarkAugment, landmark_sample, load_annotated
+from .data import Annotated, LandmarkAugment, first_by_hash, landmark_sample, load_annotated
 from .losses import laplace_kl_loss
 
 
@@ -37,6 +37,8 @@ class DataSource(BaseModel):
 
     folder: str
     held_out: float | None = Field(None, ge=0, lt=1, description="share of the folder left out (by file name hash)")
+    max_faces: int | None = Field(None, ge=1, description="train on only this many of the faces left, chosen by "
+                                  "name hash (few-label runs, e.g. 50)")
     weight: float = Field(1.0, gt=0, description="sampling share relative to the other sources (per source, not per face)")
     flip_probability: float | None = Field(
         None, ge=0, le=1, description="mirror augmentation for this source (None: the stage's flip_probability)")
@@ -193,8 +195,8 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     elif state is None and cfg.autoencoder:
         n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
-    per_source = [load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False, src.turned_jaw_weight,
-                                 progress)
+    per_source = [first_by_hash(load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False,
+                                               src.turned_jaw_weight, progress), src.max_faces)
                   for src in cfg.train]
     for src, got in zip(cfg.train, per_source):
         if not got:
