@@ -57,6 +57,7 @@ def time_backend(backend, size: int, runs: int, warmup: int = 5) -> dict[str, fl
 
 
 def make_backend(runtime: str, onnx_path: Path, size: int, threads: int):
+    """The SDK's ONNX Runtime (CPU) or OpenVINO backend for ``onnx_path``."""
     if runtime == "ort":
         from facealign_sdk.backends.ort import OrtBackend
 

@@ -125,6 +125,20 @@ def test_pseudolabel_keeps_confident_teacher_faces(tiny_model, face_folder, tmp_
         pseudo_label(cfg, progress=False)
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--data", "no-such-folder"], "no-such-folder: no such folder"),
+    (["--min-confidence", "1.5"], "min_confidence: Input should be less than or equal to 1"),
+    (["--limit", "0"], "limit: Input should be greater than or equal to 1"),
+])
+def test_pseudolabel_bad_input_is_exit_2_with_one_line(tmp_path, capsys, args, message):
+    from facealign_sdk.cli.main import main
+
+    assert main(["train", "pseudolabel", "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
 def test_lite_smoke_run_loss_falls_and_releases(tiny_model, face_folder, tmp_path):
     """The lite recipe in miniature: pseudo-labels from a teacher, a 128 -> 64 student from scratch (generator
     trained too), its loss falls, and the release runs in the Aligner. The CLI route, flags as documented."""

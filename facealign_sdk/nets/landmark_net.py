@@ -2,12 +2,12 @@
 optionally with encoder-to-generator skip connections (SCAF).
 
 ``forward(image) -> heatmaps``: image (N, 3, S, S) RGB in [0, 1], heatmaps (N, L, S/2, S/2), for
-S = 256 (the default model) or 128 (a lite model: 4x fewer pixels at every layer). The module keeps no
-state between calls, so it traces for export.
+S = 256 (the default model) or 128 (a lite model). The module keeps no state between calls, so it
+traces for export.
 
-At 128 input the encoder has no extra stage (its deeper stages run at the resolutions of the 256
-network's, 32 -> 4) and the generator feeds the head from 32 px (3 stages, so at most 3 ITLs): every
-other tensor has the shape of the same-width 256 network's, and each layer sees the same share of the face.
+At 128 input the encoder has no extra stage (its stem ends at 32 px, where the 256 network's extra stage
+ends; the deeper stages run at the same 32 -> 4 px) and the generator feeds the head from 32 px instead of
+64 (3 stages, so at most 3 ITLs and skips): every other tensor has the shape of the same-width 256 network's.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class NetConfig(BaseModel):
     width: int = Field(64, ge=8, description="channels of the first ResNet stage (64 in 3FabRec)")
     z_dim: int = 99
     num_landmarks: int = Field(IBUG68.num_points, ge=1)
-    num_itl: int = Field(4, ge=0, le=4, description="ITLs after the last generator stages")
+    num_itl: int = Field(4, ge=0, le=4, description="ITLs after the last generator stages (at most 3 at 128 px input)")
     scaf: bool = Field(True, description="encoder->generator skip connections (SCAF)")
 
     @classmethod
