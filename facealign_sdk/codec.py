@@ -17,6 +17,7 @@ Heatmaps of size ``h`` on a crop of size ``s`` cover it exactly: heatmap pixel `
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,14 +39,26 @@ class CodecSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     sigma: float = Field(decode.TARGET_SIGMA, gt=0, le=64, description=(
-        "target Gaussian sigma in heatmap pixels of a 128-pixel map (training scales it with the map size); "
-        "the confidence compares each peak's mass with that of this Gaussian"))
+        "target Gaussian sigma in heatmap pixels of a 128-pixel map (training and the confidence scale it with "
+        "the map size); the confidence compares each peak's mass with that of the target Gaussian"))
     blur_sigma: float = Field(decode.BLUR_SIGMA, ge=0, le=64, description=(
-        "peaks are sought on maps blurred with this Gaussian (decode.BLUR_SIGMA); Aligner(blur=False) skips it"))
+        "peaks are sought on maps blurred with this Gaussian (heatmap pixels of the model's map; decode.BLUR_SIGMA "
+        "at 128); Aligner(blur=False) skips it"))
     soft_window: int = Field(decode.SOFT_WINDOW, ge=1, le=255, description="soft-argmax window (heatmap pixels)")
     soft_power: float = Field(decode.SOFT_POWER, gt=0, le=64, description="soft-argmax sharpening exponent")
     confidence_window: int = Field(decode.CONFIDENCE_WINDOW, ge=1, le=255,
                                    description="window whose heatmap mass is the confidence")
+
+    @classmethod
+    def for_heatmap_size(cls, heatmap_size: int) -> CodecSpec:
+        """The default parameters scaled to a map of ``heatmap_size`` (the defaults themselves at 128): the blur
+        sigma in proportion, each window's radius in proportion rounded up, so they cover the same share of the
+        face (64-px maps: blur 1.75, windows 9 and 5)."""
+        scale = heatmap_size / REFERENCE_HEATMAP_SIZE
+        default = cls()
+        return cls(blur_sigma=default.blur_sigma * scale,
+                   soft_window=2 * math.ceil(default.soft_window // 2 * scale) + 1,
+                   confidence_window=2 * math.ceil(default.confidence_window // 2 * scale) + 1)
 
 
 class HeatmapCodec(CodecSpec):
@@ -59,9 +72,15 @@ class HeatmapCodec(CodecSpec):
         """Crop pixels per heatmap pixel."""
         return self.input_size / self.heatmap_size
 
+    @classmethod
+    def for_sizes(cls, input_size: int, heatmap_size: int) -> HeatmapCodec:
+        """The codec a network of these sizes is trained with (:meth:`CodecSpec.for_heatmap_size`)."""
+        spec = CodecSpec.for_heatmap_size(heatmap_size)
+        return cls(**spec.model_dump(), input_size=input_size, heatmap_size=heatmap_size)
+
     @property
     def target_sigma(self) -> float:
-        """The sigma of the training targets at this heatmap size."""
+        """The sigma of the training targets at this heatmap size (also the confidence's reference)."""
         return self.sigma * self.heatmap_size / REFERENCE_HEATMAP_SIZE
 
     # -- coordinates ---------------------------------------------------------------------------
@@ -86,7 +105,7 @@ class HeatmapCodec(CodecSpec):
         """(N, L, H, W) heatmaps -> points (N, L, 2) in heatmap pixels and confidence (N, L) in [0, 1]."""
         return decode.decode_heatmaps(
             heatmaps, refine, soft_window=self.soft_window, soft_power=self.soft_power,
-            confidence_window=self.confidence_window, sigma=self.sigma,
+            confidence_window=self.confidence_window, sigma=self.target_sigma,
             blur_sigma=self.blur_sigma if blur else 0.0)
 
     def decoder_module(self, num_landmarks: int) -> Any:

@@ -62,6 +62,7 @@ class ItemResult(BaseModel):
     image: str
     detected: bool
     nme: float | None = None
+    confidence: float | None = Field(None, description="the model's mean point confidence on the face")
 
 
 class Summary(BaseModel):
@@ -244,15 +245,15 @@ def _chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
         yield seq[start : start + size]
 
 
-def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]]) -> list[np.ndarray]:
-    """Landmarks of the chosen faces of a chunk of images, in one batched network call."""
+def _align_chunk(aligner, chunk: Sequence[tuple[Sample, np.ndarray, Detection]]
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Landmarks and confidences of the chosen faces of a chunk of images, in one batched network call."""
     jobs = [(image, aligner.landmarker.frame_for(det)) for _, image, det in chunk]
     try:
-        points, _ = aligner.landmarker.landmarks_in_frames(jobs)
+        return aligner.landmarker.landmarks_in_frames(jobs)
     except Exception as exc:  # noqa: BLE001 - re-raised with the items' names
         names = ", ".join(str(s.image) for s, _, _ in chunk)
         raise EvalItemError(f"landmarks failed for one of: {names}: {type(exc).__name__}: {exc}") from exc
-    return points
 
 
 def check_scheme(aligner) -> None:
@@ -287,9 +288,10 @@ def evaluate_samples(
                 results[sample.image] = ItemResult(image=sample.image.name, detected=False)
             else:
                 found.append((sample, image, det))
-        for (sample, _, _), pred in zip(found, _align_chunk(aligner, found) if found else []):
+        for (sample, _, _), pred, conf in zip(found, *(_align_chunk(aligner, found) if found else ([], []))):
             err = float(metrics.nme(pred[None], sample.points[None])[0])
-            results[sample.image] = ItemResult(image=sample.image.name, detected=True, nme=err)
+            results[sample.image] = ItemResult(image=sample.image.name, detected=True, nme=err,
+                                               confidence=float(np.mean(conf)))
         bar.update(len(chunk))
     bar.close()
     return [results[s.image] for s in samples if s.image in results]

@@ -34,7 +34,8 @@ def test_decode_is_the_decoder_with_the_codec_parameters():
     for refine in decode.REFINE_MODES:
         for blur in (True, False):
             got = codec.decode(maps, refine, blur)
-            want = decode.decode_heatmaps(maps, refine, blur_sigma=decode.BLUR_SIGMA if blur else 0.0)
+            want = decode.decode_heatmaps(maps, refine, blur_sigma=decode.BLUR_SIGMA if blur else 0.0,
+                                          sigma=decode.TARGET_SIGMA * 32 / 128)
             np.testing.assert_array_equal(got[0], want[0])
             np.testing.assert_array_equal(got[1], want[1])
     other = HeatmapCodec(input_size=64, heatmap_size=32, soft_window=5, confidence_window=3)
@@ -43,7 +44,7 @@ def test_decode_is_the_decoder_with_the_codec_parameters():
     custom = HeatmapCodec(input_size=64, heatmap_size=32, soft_window=7, soft_power=2.0, confidence_window=5,
                           sigma=2.0, blur_sigma=1.5)
     got = custom.decode(maps, "soft", True)
-    want = decode.decode_heatmaps(maps, "soft", soft_window=7, soft_power=2.0, confidence_window=5, sigma=2.0,
+    want = decode.decode_heatmaps(maps, "soft", soft_window=7, soft_power=2.0, confidence_window=5, sigma=2.0 / 4,
                                   blur_sigma=1.5)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
@@ -78,6 +79,19 @@ def test_encode_then_decode_gives_the_points_back():
 def test_target_sigma_scales_with_the_map_as_training_did():
     assert HeatmapCodec(input_size=256, heatmap_size=128).target_sigma == 3.5
     assert HeatmapCodec(input_size=256, heatmap_size=64).target_sigma == 1.75
+
+
+def test_codec_for_a_64_px_map_scales_every_pixel_parameter():
+    """A 128 -> 64 network's codec: targets, blur and windows cover the share of the face they cover at 128, and a
+    target decodes with confidence 1 (the confidence's reference Gaussian is the target's, not a 128-px map's)."""
+    pytest.importorskip("torch")
+    assert HeatmapCodec.for_sizes(256, 128) == HeatmapCodec(input_size=256, heatmap_size=128)  # the released model's
+    codec = HeatmapCodec.for_sizes(128, 64)
+    assert (codec.target_sigma, codec.blur_sigma, codec.soft_window, codec.confidence_window) == (1.75, 1.75, 9, 5)
+    points = np.array([[[20.3, 50.7], [64.0, 64.0], [100.25, 15.5]]])
+    decoded, confidence = codec.decode(codec.encode(points).numpy(), "soft")
+    np.testing.assert_allclose(codec.to_crop(decoded), points, atol=0.05)
+    assert (confidence > 0.95).all()  # against a 128-px map's sigma-3.5 Gaussian it would be about 0.66
 
 
 def test_crop_scaling_convention():

@@ -101,3 +101,29 @@ def test_missing_inputs_exit_2_with_a_message(tmp_path):
     ]:
         proc = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.returncode, proc.stderr)
+
+
+def test_a_128_px_model_gives_the_python_points(tmp_path):
+    """A 128 -> 64 model (tiny, random weights, exported): the C++ crop, decoder (the manifest's codec for a 64-px
+    map, its target sigma scaled from 128) and confidence give the Python Aligner's numbers."""
+    import shutil
+
+    torch = pytest.importorskip("torch")
+    from facealign_sdk.cli.main import main
+    from facealign_sdk.nets import LandmarkNet, NetConfig
+    from facealign_sdk.training.release import write_model_folder
+
+    torch.manual_seed(0)
+    model = tmp_path / "lite"
+    write_model_folder(LandmarkNet(NetConfig.for_input(128, width=8)).eval(), model, "lite-test", [])
+    assert main(["export", "--model", str(model), "--to", "onnx", "--no-bench", "--parity-faces", "2",
+                 "--no-progress"]) == 0
+    shutil.copytree(REPO / "models" / "yunet", tmp_path / "yunet")  # the C++ sample looks for it beside the model
+    box = (200.0, 118.0, 395.0, 398.0)
+    py = Aligner(model=model, backend="ort", device="cpu", detector=None).align(str(SAMPLES / "face.jpg"), boxes=[box])
+    for backend in _backends():
+        cpp = run_cpp(str(SAMPLES / "face.jpg"), "--model", str(model), "--backend", backend,
+                      "--box", ",".join(str(v) for v in box))["faces"]
+        err = np.linalg.norm(np.asarray(cpp[0]["points"]) - py[0].points, axis=1)
+        assert err.max() < POINT_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
+        assert np.abs(np.asarray(cpp[0]["confidence"]) - py[0].confidence).max() < 1e-3

@@ -40,6 +40,8 @@ Manifest load_manifest(const std::filesystem::path& model_dir) {
     if (m.num_landmarks <= 0 || m.input_size <= 0 || m.heatmap_size <= 0 || !(m.crop_scale > 0)) {
       throw Error(Error::Kind::InvalidArgument, path.string() + ": sizes and crop_scale must be positive");
     }
+    // codec.sigma is given for a 128-px map; the targets (and so the confidence's reference) scale with the map
+    m.decoder.target_sigma *= m.heatmap_size / 128.0;
     return m;
   } catch (const nlohmann::json::exception& e) {
     throw Error(Error::Kind::InvalidArgument, path.string() + ": invalid manifest (" + e.what() + ")");

@@ -23,7 +23,8 @@ from ..errors import InputError
 from ..export import int8_gate, parity
 from ..export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crops, noise_crops
 from ..export.tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
-from ..model import MANIFEST, Manifest, ModelError, load_manifest, record_artifacts, resolve_model_dir
+from ..model import (MANIFEST, Manifest, ModelError, describe_validation_error, load_manifest, record_artifacts,
+                     resolve_model_dir)
 from ..outputs import check_output_folder
 from .flags import add_aligner_flags
 
@@ -83,23 +84,26 @@ def parse_targets(text: str) -> list[str]:
 
 
 def check_manifest(manifest: Manifest) -> None:
-    """ModelError when the manifest asks for an input/heatmap geometry the exported graph cannot have."""
-    net_in, net_hm = manifest.net.get("input_size", 256), manifest.net.get("heatmap_size", 128)
-    if manifest.input_size != 256 or net_in != manifest.input_size:
-        raise ModelError(f"manifest input_size {manifest.input_size} (net {net_in}): the network takes 256x256 crops")
-    if manifest.heatmap_size != 128 or net_hm != manifest.heatmap_size:
-        raise ModelError(f"manifest heatmap_size {manifest.heatmap_size} (net {net_hm}): the network makes 128x128 heatmaps")
-    if manifest.net.get("num_landmarks", manifest.num_landmarks) != manifest.num_landmarks:
-        raise ModelError(f"manifest num_landmarks {manifest.num_landmarks} disagrees with its net config")
+    """ModelError when the manifest asks for a network (input / heatmap geometry) that cannot be built."""
+    from pydantic import ValidationError
+
+    from ..nets import NetConfig
+
+    sizes = {"input_size": manifest.input_size, "heatmap_size": manifest.heatmap_size,
+             "num_landmarks": manifest.num_landmarks}
+    try:
+        NetConfig.model_validate({**sizes, **manifest.net})
+    except ValidationError as exc:
+        raise ModelError(f"manifest: its network cannot be built ({describe_validation_error(exc)})") from None
 
 
-def face_crops(folder: Path, count: int, what: str) -> tuple[np.ndarray, str]:
-    """Real face crops from ``folder`` when it exists, else random noise; with a note for the report."""
+def face_crops(folder: Path, count: int, what: str, size: int) -> tuple[np.ndarray, str]:
+    """Real ``size``-px face crops from ``folder`` when it exists, else random noise; with a note for the report."""
     if folder.is_dir():
-        return load_face_crops(folder, count), f"{count} runtime crops from {folder}"
+        return load_face_crops(folder, count, size), f"{count} runtime crops from {folder}"
     note = f"random-noise crops: {folder} not found (landmark parity on noise is only a mechanics check)"
     log.warning("%s: %s", what, note)
-    return noise_crops(count), note
+    return noise_crops(count, size), note
 
 
 def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str], args: argparse.Namespace) -> list[Path]:
@@ -112,7 +116,7 @@ def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str],
         written.append(convert_fp16(out / FILES["onnx"], out / FILES["fp16"]))
         print(f"wrote {written[-1]}")
     if "int8" in targets:
-        crops, note = face_crops(args.calib, args.calib_count, "int8 calibration")
+        crops, note = face_crops(args.calib, args.calib_count, "int8 calibration", manifest.input_size)
         written.append(quantize_int8(out / FILES["onnx"], out / FILES["int8"], crops,
                                      keep_head_fp32=not args.int8_quantize_head, method=args.calib_method,
                                      activations=args.int8_activations, reduce_range=args.int8_reduce_range,
@@ -188,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {artifacts[-1]} (+ {sidecar_path(artifacts[-1]).name})")
     manifest = record_artifacts(out, artifacts)  # the runtime checks every file it loads against these
     print(f"recorded the sha256 of {len(artifacts)} artifact(s) in {out / MANIFEST}")
-    crops, note = face_crops(args.parity_data, args.parity_faces, "parity")
+    crops, note = face_crops(args.parity_data, args.parity_faces, "parity", manifest.input_size)
     report = parity.run_parity(net, manifest, artifacts, crops, note, bench=not args.no_bench, repeats=args.bench_repeats)
     if "int8" in targets:
         report = parity.apply_int8_gate(report, _run_int8_gate(out, args))

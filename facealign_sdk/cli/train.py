@@ -1,4 +1,5 @@
-"""facealign train {facebank,autoencoder,landmarks,release}: the face bank, the two training stages, the release.
+"""facealign train {facebank,pseudolabel,autoencoder,landmarks,release}: the face bank, the distillation data, the two
+training stages, the release.
 
 A run folder (``--run-dir``) holds ``last.pt``; running the same command again
 resumes from it. Options override a ``--config`` JSON file.
@@ -23,6 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     bank.add_argument("--out", required=True, type=Path, help="the .npz to write")
     bank.add_argument("--config", type=Path, help="JSON file with the bank's sources (FaceBankConfig)")
     bank.add_argument("--size", type=int, help="crop side (default 256)")
+    pseudo = sub.add_parser("pseudolabel", help="label unlabelled face images with a teacher model (distillation "
+                            "data for the landmark stage; keeps the faces it is confident about)")
+    pseudo.add_argument("--config", type=Path, help="JSON file with the stage's settings (PseudoLabelConfig)")
+    pseudo.add_argument("--data", nargs="+", help="folders of unlabelled face images")
+    pseudo.add_argument("--out", help="folder to write, one subfolder of images + .pts per data folder")
+    pseudo.add_argument("--model", help="teacher model (default: the released model)")
+    pseudo.add_argument("--min-confidence", type=float, help="keep faces whose mean point confidence reaches this")
+    pseudo.add_argument("--limit", type=int, help="at most this many images per folder (evenly spaced)")
     ae = sub.add_parser("autoencoder", help="stage 1: adversarial autoencoder on unlabelled faces")
     ae.add_argument("--data", nargs="+", help="folders of face images or face banks (.npz)")
     ae.add_argument("--init-from", help="autoencoder run or checkpoint to start from (128 px -> 256 px)")
@@ -90,6 +99,15 @@ def run(args: argparse.Namespace) -> int:
         cfg = _config(FaceBankConfig, args, {"size": args.size})
         counts = build_face_bank(cfg, args.out, progress=args.progress)
         print(f"wrote {args.out}: {sum(counts.values())} faces ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+        return 0
+    if args.stage == "pseudolabel":
+        from ..training.pseudolabel import PseudoLabelConfig, pseudo_label
+
+        cfg = _config(PseudoLabelConfig, args, {"data": args.data, "out": args.out, "teacher": args.model,
+                                                "min_confidence": args.min_confidence, "limit": args.limit})
+        report = pseudo_label(cfg, progress=args.progress)
+        kept = ", ".join(f"{Path(s.written_to)}: {s.kept} of {s.images}" for s in report.sources)
+        print(f"wrote {cfg.out}: {kept} (teacher {report.teacher}, min confidence {report.min_confidence})")
         return 0
     if args.stage == "release":
         from ..training.release import release_model

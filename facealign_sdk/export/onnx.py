@@ -206,7 +206,7 @@ def decoder_module(num_landmarks: int, codec: HeatmapCodec):
             self.soft_radius = codec.soft_window // 2
             self.conf_radius = codec.confidence_window // 2
             self.power = codec.soft_power
-            self.expected_mass = expected_mass(codec.confidence_window, codec.sigma)
+            self.expected_mass = expected_mass(codec.confidence_window, codec.target_sigma)
             blur_sigma = codec.blur_sigma
             kernel = torch.from_numpy(blur_kernel(blur_sigma)) if blur_sigma > 0 else torch.ones(1)
             # one depthwise filter per map (groups=L): ~8x faster in ONNX Runtime than L one-channel images

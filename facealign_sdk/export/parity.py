@@ -2,7 +2,8 @@
 
 Every artifact and the PyTorch fp32 network (``load_network``) run on the same
 face crops. Heatmaps are compared directly; landmarks are decoded with the one
-decoder (``decode_heatmaps(..., "soft")``) and mapped to 256-px crop pixels. The
+decoder (``decode_heatmaps(..., "soft")``) and mapped to 256-px crop pixels (a 128-px model's crop
+pixels count double, so a limit means the same share of the face for both). The
 pass/fail statistic is the 99th percentile of the per-landmark distance over all
 faces and landmarks: stricter than the mean, yet not failed by the odd landmark
 whose heatmap has two near-equal peaks (occluded points) and whose argmax a
@@ -28,6 +29,7 @@ from .int8_gate import Int8Gate, format_gate
 # max allowed p99 landmark difference (256-px crop pixels) per precision; int8 is judged by what users see
 # instead (int8_gate.py: end-to-end NME and video jitter), its shift is reported only
 THRESHOLDS_PX = {"fp32": 0.05, "fp16": 0.5}
+LIMIT_CROP_SIZE = 256
 INT8_GATE_NOTE = "judged by the int8 gate (end-to-end NME, video jitter); the shift is reported, not gated"
 STATISTIC = "p99"
 CRITERION = (
@@ -92,15 +94,14 @@ def precision_of(path: Path) -> str:
 
 
 def to_crop_px(points_hm: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """Heatmap-pixel points -> crop pixels."""
-    return manifest.heatmap_codec().to_crop(points_hm)
+    """Heatmap-pixel points -> pixels of a 256-px crop (the limits' unit, whatever the model's crop size)."""
+    return manifest.heatmap_codec().to_crop(points_hm) * (LIMIT_CROP_SIZE / manifest.input_size)
 
 
 def landmarks_px(heatmaps: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """(N, L, 2) soft-argmax landmarks in crop pixels of (N, L, H, W) heatmaps."""
-    codec = manifest.heatmap_codec()
-    points, _ = codec.decode(heatmaps, "soft")
-    return codec.to_crop(points)
+    """(N, L, 2) soft-argmax landmarks of (N, L, H, W) heatmaps in pixels of a 256-px crop."""
+    points, _ = manifest.heatmap_codec().decode(heatmaps, "soft")
+    return to_crop_px(points, manifest)
 
 
 def landmark_stats(ref_px: np.ndarray, px: np.ndarray) -> dict[str, float]:

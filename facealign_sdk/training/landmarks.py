@@ -107,7 +107,7 @@ def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetCon
 
 def codec_of(cfg: NetConfig) -> HeatmapCodec:
     """The heatmap codec training uses (the release records its parameters in the manifest)."""
-    return HeatmapCodec(input_size=cfg.input_size, heatmap_size=cfg.heatmap_size)
+    return HeatmapCodec.for_sizes(cfg.input_size, cfg.heatmap_size)
 
 
 def heatmap_loss(

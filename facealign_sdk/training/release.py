@@ -10,6 +10,7 @@ import torch
 from pydantic import ValidationError
 from safetensors.torch import save_file
 
+from ..codec import CodecSpec
 from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, describe_validation_error, sha256
 from ..nets import FACE_MEAN, FACE_STD, LandmarkNet
 from ..outputs import replacing, write_file_atomic
@@ -74,6 +75,7 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
         mean=FACE_MEAN,
         std=FACE_STD,
         crop=CropSpec(),
+        codec=CodecSpec.for_heatmap_size(cfg.heatmap_size),  # as training encoded and validated (landmarks.codec_of)
         training_data=training_data,
         mirror_symmetric=mirror_symmetric,
         weights_sha256=sha256(out / WEIGHTS),
@@ -85,7 +87,8 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
 def fp16_roundtrip_error(checkpoint: str | Path) -> float:
     """Max heatmap change from storing weights in fp16 (sanity check for the release)."""
     net = load_trained(checkpoint)
-    x = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    size = net.config.input_size
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = net(x)
         net.load_state_dict({k: v.half().float() if v.is_floating_point() else v for k, v in net.state_dict().items()})

@@ -75,7 +75,7 @@ struct DecoderSettings {
   int soft_window = 15;        ///< soft-argmax window around the peak (blurred maps, mirrored at borders)
   double soft_power = 8.0;     ///< the window is raised to this power before its centre of mass
   int confidence_window = 7;   ///< confidence: mass of the raw map in this window ...
-  double target_sigma = 3.5;   ///< ... over that of a target Gaussian of this sigma, clipped to [0, 1]
+  double target_sigma = 3.5;   ///< ... over that of a target Gaussian of this sigma (this map's pixels), clipped to [0, 1]
 };
 
 struct Peak {
