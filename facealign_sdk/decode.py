@@ -159,7 +159,9 @@ def _tile_weights(sigma: float, tile: int) -> np.ndarray:
         mass = np.zeros(2 * reach + 1)
         np.add.at(mass, (place + np.arange(-r, r + 1)) // tile + reach, k)
         w = np.maximum(w, mass)
-    return w.astype(np.float32)
+    weights = w.astype(np.float32)
+    weights.flags.writeable = False  # shared between calls
+    return weights
 
 
 def _max_along(x: np.ndarray, axis: int) -> np.ndarray:
