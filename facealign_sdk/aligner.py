@@ -22,7 +22,6 @@ from .color import ArrayOrPIL, ColorOrder, check_color, to_bgr
 from .decode import REFINE_MODES, Refine
 from .detectors.base import Detection, FaceDetector
 from .errors import InputError
-from .headpose import head_pose_or_none
 from .imageio import read_image
 from .landmarker import Landmarker
 from .model import ModelError
@@ -212,8 +211,8 @@ class Aligner:
         points, conf = self.landmarker.landmarks_in_frames([(loaded[i], frame) for i, _, frame in jobs])
         out: list[list[FaceLandmarks]] = [[] for _ in loaded]
         for (i, det, _), p, c in zip(jobs, points, conf):
-            pose = head_pose_or_none(p, (loaded[i].shape[1], loaded[i].shape[0]))
-            out[i].append(FaceLandmarks(box=det.box, score=det.score, points=p, confidence=c, pose=pose))
+            size = (loaded[i].shape[1], loaded[i].shape[0])
+            out[i].append(FaceLandmarks(box=det.box, score=det.score, points=p, confidence=c, image_size=size))
         return out
 
     # -- building blocks (used by video tracking) ------------------------------------------------

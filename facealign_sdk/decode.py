@@ -6,11 +6,13 @@ crop and the image with :mod:`facealign_sdk.geometry`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Literal, get_args
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from .errors import InputError
 
@@ -31,14 +33,31 @@ CONFIDENCE_WINDOW = 7
 BLUR_SIGMA = TARGET_SIGMA
 SOFT_WINDOW = 15
 SOFT_POWER = 8.0
+# The peak search blurs a window around each map's likely peak instead of the whole map when a bound proves
+# that no pixel outside the window can beat the best blurred pixel inside (``_peaks_in_windows``); the other
+# maps are blurred whole. Same values, same argmax: the window's blur does the same arithmetic per pixel.
+# Bounds are kept per PEAK_TILE x PEAK_TILE tile; the window is searched over at least PEAK_SEARCH px a side
+# and its width is a multiple of SIMD_PIXELS (OpenCV's filter loops then run no scalar tail, whose rounding
+# could differ from the vector body's).
+PEAK_TILE = 4
+PEAK_SEARCH = 28
+SIMD_PIXELS = 16
+PEAK_CHUNK = 1024  # maps whose windows are blurred in one call (work arrays of 20 MB at most)
+
+
+@functools.lru_cache(maxsize=16)
+def _kernel(sigma: float) -> np.ndarray:
+    radius = max(1, int(np.ceil(3 * sigma)))
+    r = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-(r**2) / (2 * sigma**2))
+    kernel = (g / g.sum()).astype(np.float32)
+    kernel.flags.writeable = False  # shared between calls
+    return kernel
 
 
 def blur_kernel(sigma: float) -> np.ndarray:
     """The 1-D Gaussian (sum 1, truncated at 3 sigma) that ``blur_heatmaps`` applies along x and y."""
-    radius = max(1, int(np.ceil(3 * sigma)))
-    r = np.arange(-radius, radius + 1, dtype=np.float64)
-    g = np.exp(-(r**2) / (2 * sigma**2))
-    return (g / g.sum()).astype(np.float32)
+    return _kernel(float(sigma)).copy()
 
 
 def blur_heatmaps(heatmaps: np.ndarray, sigma: float = BLUR_SIGMA) -> np.ndarray:
@@ -79,7 +98,7 @@ def scratch_bytes() -> int:
 def _blur_padded(maps: np.ndarray, sigma: float) -> np.ndarray:
     """Blur (M, H, W) float32 maps into a reused (M, H + gap, W) array whose gap rows hold -inf (so an
     argmax over a whole padded map lands inside it). Valid until the next call in this thread."""
-    k = blur_kernel(sigma)
+    k = _kernel(float(sigma))
     m, h, w = maps.shape
     gap = len(k) // 2  # zero rows between maps: one filter call for all maps, none bleeding into the next
     tall = _scratch_array("tall", (m, h + gap, w))
@@ -92,6 +111,7 @@ def _blur_padded(maps: np.ndarray, sigma: float) -> np.ndarray:
     return padded
 
 
+@functools.lru_cache(maxsize=16)
 def expected_mass(window: int, sigma: float) -> float:
     """Mass of a peak-1 target Gaussian of ``sigma`` in a ``window`` square: the mass of a confidence of 1."""
     r = np.arange(window) - window // 2
@@ -99,24 +119,150 @@ def expected_mass(window: int, sigma: float) -> float:
     return float(g.sum() ** 2)
 
 
-def _window_values(hm: np.ndarray, ix: np.ndarray, iy: np.ndarray, radius: int, edge: bool = False) -> np.ndarray:
-    """(M, 2r+1, 2r+1) values around (ix, iy) of (M, H, W) maps; outside the map counts as 0,
-    or is mirrored about the border pixel when ``edge`` (refinement then errs by at most the
-    distance to that pixel's centre instead of being pulled inwards)."""
-    m, h, w = hm.shape
+def _window_indices(ix: np.ndarray, iy: np.ndarray, radius: int, size: tuple[int, int],
+                    edge: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (M, k) and columns (M, k) of the k = 2r+1 square around each (ix, iy) in (H, W) maps, kept inside
+    the map (mirrored about the border pixel when ``edge``, else clipped), and which pixels are in it (M, k, k)."""
+    h, w = size
     offs = np.arange(-radius, radius + 1)
     xs = ix[:, None] + offs[None, :]
     ys = iy[:, None] + offs[None, :]
     valid = ((xs >= 0) & (xs < w))[:, None, :] & ((ys >= 0) & (ys < h))[:, :, None]
     if edge:
         xs, ys = _mirror(xs, w), _mirror(ys, h)
-    vals = hm[np.arange(m)[:, None, None], np.clip(ys, 0, h - 1)[:, :, None], np.clip(xs, 0, w - 1)[:, None, :]]
+    return np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1), valid
+
+
+def _window_values(hm: np.ndarray, ix: np.ndarray, iy: np.ndarray, radius: int, edge: bool = False) -> np.ndarray:
+    """(M, 2r+1, 2r+1) values around (ix, iy) of (M, H, W) maps; outside the map counts as 0,
+    or is mirrored about the border pixel when ``edge`` (refinement then errs by at most the
+    distance to that pixel's centre instead of being pulled inwards)."""
+    ys, xs, valid = _window_indices(ix, iy, radius, hm.shape[1:], edge)
+    vals = hm[np.arange(hm.shape[0])[:, None, None], ys[:, :, None], xs[:, None, :]]
     return vals if edge else np.where(valid, vals, 0.0)
 
 
 def _mirror(idx: np.ndarray, n: int) -> np.ndarray:
     idx = np.abs(idx)
     return np.where(idx > n - 1, 2 * (n - 1) - idx, idx)
+
+
+@functools.lru_cache(maxsize=16)
+def _tile_weights(sigma: float, tile: int) -> np.ndarray:
+    """``w[reach + d]``: the most blur-kernel mass (over a pixel's place in its tile) that falls into the tile
+    ``d`` tiles away. A blurred pixel is then at most ``sum w[dy] w[dx] tilemax+`` over the tiles around its own."""
+    k = _kernel(sigma).astype(np.float64)
+    r = len(k) // 2
+    reach = -(-r // tile)
+    w = np.zeros(2 * reach + 1)
+    for place in range(tile):
+        mass = np.zeros(2 * reach + 1)
+        np.add.at(mass, (place + np.arange(-r, r + 1)) // tile + reach, k)
+        w = np.maximum(w, mass)
+    weights = w.astype(np.float32)
+    weights.flags.writeable = False  # shared between calls
+    return weights
+
+
+def _max_along(x: np.ndarray, axis: int) -> np.ndarray:
+    """The maximum over a short axis, as elementwise maxima of its slices (numpy's reduction over a short
+    axis costs several times more)."""
+    parts = np.moveaxis(x, axis, 0)
+    out = parts[0].copy()
+    for part in parts[1:]:
+        np.maximum(out, part, out=out)
+    return out
+
+
+def _tile_bounds(maps: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds (M, H/t, W/t) of the blurred (M, H, W) maps in each PEAK_TILE square tile (up to float32
+    rounding), and which maps are finite (the bounds of the others mean nothing)."""
+    m, h, w = maps.shape
+    t = PEAK_TILE
+    th, tw = -(-h // t), -(-w // t)
+    if h % t or w % t:  # partial tiles at the far edges: outside the map counts as 0
+        whole = np.zeros((m, th * t, tw * t), np.float32)
+        whole[:, :h, :w] = maps
+        maps = whole
+    tiles = _max_along(_max_along(maps.reshape(m, th, t, tw * t), 2).reshape(m, th, tw, t), 3)
+    finite = np.isfinite(tiles).all(axis=(1, 2))
+    weights = _tile_weights(sigma, t)
+    reach = len(weights) // 2
+    stack = np.zeros((m, th + reach, tw), np.float32)  # zero rows between maps: none bleeds into the next
+    stack[:, :th] = np.where(finite[:, None, None], np.maximum(tiles, 0.0), 0.0)
+    bounds = cv2.sepFilter2D(stack.reshape(-1, tw), -1, weights, weights, borderType=cv2.BORDER_CONSTANT)
+    return bounds.reshape(m, th + reach, tw)[:, :th], finite
+
+
+def _peaks_in_windows(maps: np.ndarray, sigma: float, radius: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What ``_blurred_peaks`` returns for those (M, H, W) maps whose blur around the likely peak decides it,
+    and which maps those are: (done (M,), ix (M,), iy (M,), patches of the done maps).
+
+    Each map's blur is at most its tile bound (``_tile_bounds``) anywhere. A window is blurred around the tile
+    of the highest bound; its best pixel in the searched middle is the map's blurred argmax when every tile
+    whose bound reaches that value lies in the searched middle (pixels elsewhere are then lower)."""
+    m, h, w = maps.shape
+    k = _kernel(sigma)
+    r, t = len(k) // 2, PEAK_TILE
+    side = -(-(PEAK_SEARCH + 2 * radius + 2 * r) // SIMD_PIXELS) * SIMD_PIXELS  # the window, input pixels
+    inner = side - 2 * r  # the pixels of it blurred as in the whole map
+    n = (inner - 2 * radius) // t  # the tiles searched, each way
+    if side > min(h, w) or 2 * side * side > h * w:  # a small map: the whole map costs little more
+        none = np.zeros(m, np.int64)
+        return np.zeros(m, bool), none, none, np.empty((0, 2 * radius + 1, 2 * radius + 1), np.float32)
+    bounds, finite = _tile_bounds(maps, sigma)
+    th, tw = bounds.shape[1:]
+    cy, cx = np.divmod(bounds.reshape(m, -1).argmax(axis=1), tw)
+    ty0, tx0 = np.clip(cy - n // 2, 0, h // t - n), np.clip(cx - n // 2, 0, w // t - n)  # the searched tiles
+    sy0, sx0 = ty0 * t, tx0 * t
+    # the blurred pixels: the searched ones and ``radius`` around them (refinement), inside the map
+    by0, bx0 = np.clip(sy0 - radius, 0, h - inner), np.clip(sx0 - radius, 0, w - inner)
+    oy, ox = np.clip(by0 - r, 0, h - side), np.clip(bx0 - r, 0, w - side)  # the window
+    rows = np.arange(m)
+    windows = _scratch_array("tall", (m, side + r, side))  # zero rows between windows, as outside a map
+    windows[:, :side] = sliding_window_view(maps, (side, side), axis=(1, 2))[rows, oy, ox]
+    windows[:, side:] = 0.0
+    blurred = _scratch_array("blurred", (m, side + r, side))
+    cv2.sepFilter2D(windows.reshape(-1, side), -1, k, k, dst=blurred.reshape(-1, side), borderType=cv2.BORDER_CONSTANT)
+    searched = sliding_window_view(blurred, (n * t, n * t), axis=(1, 2))[rows, sy0 - oy, sx0 - ox].reshape(m, -1)
+    best = searched.argmax(axis=1)  # the first of equal values in raster order, as over the whole map
+    top = searched[rows, best]
+    ly, lx = np.divmod(best, n * t)
+    iy, ix = sy0 + ly, sx0 + lx
+    # float32 rounding of the blur and the bounds (a rival within it would be a tie in the whole map's blur too)
+    margin = 1e-3 * (np.abs(top) + bounds.max(axis=(1, 2)))
+    rival = bounds >= (top - margin)[:, None, None]
+    ty, tx = np.arange(th)[None, :, None], np.arange(tw)[None, None, :]
+    searched_tiles = ((ty >= ty0[:, None, None]) & (ty < (ty0 + n)[:, None, None])
+                      & (tx >= tx0[:, None, None]) & (tx < (tx0 + n)[:, None, None]))
+    done = finite & ~(rival & ~searched_tiles).any(axis=(1, 2))
+    pick = np.flatnonzero(done)
+    ys, xs, _ = _window_indices(ix[pick], iy[pick], radius, (h, w), edge=True)
+    patches = blurred[pick[:, None, None], (ys - oy[pick, None])[:, :, None], (xs - ox[pick, None])[:, None, :]]
+    return done, ix, iy, patches
+
+
+def _blurred_peaks(maps: np.ndarray, sigma: float, radius: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The argmax (ix, iy) of each (M, H, W) map blurred with ``sigma`` (zero outside) and the blurred values
+    within ``radius`` of it (M, 2 radius + 1, 2 radius + 1; mirrored about the border pixel).
+
+    Most maps are decided by a window around their peak (``_peaks_in_windows``, PEAK_CHUNK maps at a time),
+    the rest blurred whole: the same values either way."""
+    m, h, w = maps.shape
+    ix, iy = np.zeros(m, np.int64), np.zeros(m, np.int64)
+    patches = np.empty((m, 2 * radius + 1, 2 * radius + 1), np.float32)
+    done = np.zeros(m, bool)
+    for start in range(0, m, PEAK_CHUNK):
+        part = slice(start, start + PEAK_CHUNK)
+        done[part], ix[part], iy[part], found = _peaks_in_windows(maps[part], sigma, radius)
+        patches[start + np.flatnonzero(done[part])] = found
+    rest = np.flatnonzero(~done)
+    if rest.size:
+        padded = _blur_padded(maps[rest], sigma)
+        iy[rest], ix[rest] = np.divmod(padded.reshape(len(rest), -1).argmax(axis=1), w)
+        patches[rest] = _window_values(padded[:, :h], ix[rest], iy[rest], radius, edge=True)
+    return ix, iy, patches
 
 
 def _quadratic_offset(patch: np.ndarray) -> np.ndarray:
@@ -177,18 +323,17 @@ def decode_heatmaps(
         raise InputError(f"refine must be one of {REFINE_MODES}, got {refine!r}")
     n, lm, h, w = hm.shape
     flat = np.ascontiguousarray(hm.reshape(n * lm, h, w))
+    radius = {"none": 0, "quadratic": 1, "soft": soft_window // 2}[refine]
     if blur_sigma > 0 and flat.size:
-        padded = _blur_padded(flat, blur_sigma)
-        iy, ix = np.divmod(padded.reshape(n * lm, -1).argmax(axis=1), w)
-        blurred = padded[:, :h]
+        ix, iy, patches = _blurred_peaks(flat, blur_sigma, radius)
     else:
-        blurred = flat
         iy, ix = np.divmod(flat.reshape(n * lm, -1).argmax(axis=1), w)
+        patches = _window_values(flat, ix, iy, radius, edge=True)
     points = np.stack([ix, iy], axis=-1).astype(np.float64)
     if refine == "quadratic":
-        points += _quadratic_offset(_window_values(blurred, ix, iy, 1, edge=True))
+        points += _quadratic_offset(patches)
     elif refine == "soft":
-        points += _soft_offset(_window_values(blurred, ix, iy, soft_window // 2, edge=True), soft_power)
+        points += _soft_offset(patches, soft_power)
     mass = _window_values(flat, ix, iy, confidence_window // 2).sum(axis=(1, 2))
     confidence = np.clip(mass / expected_mass(confidence_window, sigma), 0.0, 1.0)
     return points.reshape(n, lm, 2), confidence.reshape(n, lm).astype(np.float32)

@@ -6,14 +6,18 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, field_serializer
 
 from .drawing import draw_contours, drawable
-from .headpose import HeadPose
+from .headpose import HeadPose, head_pose_or_none
 
 
 class FaceLandmarks(BaseModel):
-    """Landmarks of one face, in image pixel coordinates (0-based pixel centres)."""
+    """Landmarks of one face, in image pixel coordinates (0-based pixel centres).
+
+    ``pose`` is estimated from the points when first read (most callers never read it: it costs a
+    ``cv2.solvePnP``), in an image of ``image_size``; ``FaceLandmarks(..., pose=...)`` gives it instead.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
 
@@ -21,7 +25,25 @@ class FaceLandmarks(BaseModel):
     score: float
     points: np.ndarray  # (L, 2) float
     confidence: np.ndarray  # (L,) in [0, 1]
-    pose: HeadPose | None = None  # head pose of a 68-point face (facealign_sdk.headpose), None if unknown
+    image_size: tuple[int, int] | None = Field(None, exclude=True, description=(
+        "(width, height) of the image: the camera of the head pose (facealign_sdk.headpose); None: no pose"))
+
+    _pose: tuple[HeadPose | None, ...] = PrivateAttr(default=())  # () until estimated (or given)
+
+    def __init__(self, **data: Any) -> None:
+        given = "pose" in data
+        pose = data.pop("pose", None)
+        super().__init__(**data)
+        if given:
+            self._pose = (pose if pose is None else HeadPose.model_validate(pose),)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def pose(self) -> HeadPose | None:
+        """Head pose of a 68-point face (:mod:`facealign_sdk.headpose`), None if unknown."""
+        if not self._pose:
+            self._pose = (None if self.image_size is None else head_pose_or_none(self.points, self.image_size),)
+        return self._pose[0]
 
     @property
     def mean_confidence(self) -> float:

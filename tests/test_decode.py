@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from facealign_sdk.decode import TARGET_SIGMA, decode_heatmaps
+from facealign_sdk.decode import SOFT_WINDOW, TARGET_SIGMA, decode_heatmaps
+
+SOFT_WINDOW_RADIUS = SOFT_WINDOW // 2
 
 
 def gaussians(points: np.ndarray, size: int = 128, sigma: float = TARGET_SIGMA, peak: float = 1.0) -> np.ndarray:
@@ -115,3 +117,79 @@ def test_work_arrays_are_not_shared_between_results_or_threads(subpixel_points):
     with ThreadPoolExecutor(4) as pool:
         threaded = list(pool.map(lambda hm: decode_heatmaps(hm, "soft")[0], batches))
     assert all(np.array_equal(s, t) for s, t in zip(serial, threaded))
+
+
+def whole_map_decode(hm: np.ndarray, refine: str) -> tuple[np.ndarray, np.ndarray]:
+    """The decoder as it reads on paper: blur every whole map, argmax, refine on the blurred window."""
+    from facealign_sdk.decode import (CONFIDENCE_WINDOW, SOFT_POWER, SOFT_WINDOW, _quadratic_offset,
+                                      _soft_offset, _window_values, blur_heatmaps, expected_mass)
+
+    n, lm, h, w = hm.shape
+    flat = hm.reshape(n * lm, h, w)
+    blurred = blur_heatmaps(flat)
+    iy, ix = np.divmod(blurred.reshape(n * lm, -1).argmax(axis=1), w)
+    points = np.stack([ix, iy], axis=-1).astype(np.float64)
+    if refine == "soft":
+        points += _soft_offset(_window_values(blurred, ix, iy, SOFT_WINDOW // 2, edge=True), SOFT_POWER)
+    elif refine == "quadratic":
+        points += _quadratic_offset(_window_values(blurred, ix, iy, 1, edge=True))
+    mass = _window_values(flat, ix, iy, CONFIDENCE_WINDOW // 2).sum(axis=(1, 2))
+    conf = np.clip(mass / expected_mass(CONFIDENCE_WINDOW, TARGET_SIGMA), 0.0, 1.0)
+    return points.reshape(n, lm, 2), conf.reshape(n, lm).astype(np.float32)
+
+
+def awkward_maps(size: tuple[int, int] = (128, 128)) -> np.ndarray:
+    """Maps that test the window search: peaks at borders and corners, two equal or nearly equal modes far
+    apart or close, a broad mode beside a taller narrow one, negative and flat maps, noise."""
+    rng = np.random.default_rng(5)
+    h, w = size
+    maps = []
+    for x, y in [(0, 0), (w - 1, h - 1), (0.4, h - 1.3), (w - 1, 3), (5, 60), (64, 1), (40.5, 70.2)]:
+        maps.append(gaussians(np.array([[[x, y]]]), max(h, w))[0, 0, :h, :w])
+    two = gaussians(np.array([[[20.0, 30.0], [100.0, 90.0]]]), max(h, w))[0, :, :h, :w]
+    maps += [two.sum(0), two[0] + 0.999 * two[1], 0.999 * two[0] + two[1], two[0] + 0.5 * two[1]]
+    near = gaussians(np.array([[[50.0, 50.0], [63.0, 55.0]]]), max(h, w))[0, :, :h, :w]
+    maps += [near.sum(0), near[0] + 0.97 * near[1]]
+    broad = gaussians(np.array([[[30.0, 40.0]]]), max(h, w), sigma=8.0)[0, 0, :h, :w]
+    spike = np.zeros((h, w), np.float32)
+    spike[h * 7 // 10, w * 4 // 5] = 3.0
+    maps += [broad + spike, -broad, np.zeros((h, w), np.float32), np.full((h, w), -0.2, np.float32)]
+    noisy = [gaussians(rng.uniform(0, 127, (1, 1, 2)), max(h, w))[0, 0, :h, :w] + rng.normal(0, s, (h, w))
+             for s in (0.01, 0.05, 0.2, 1.0)]
+    maps += noisy + [rng.random((h, w)) for _ in range(3)]
+    return np.stack(maps).astype(np.float32)[None]
+
+
+@pytest.mark.parametrize("refine", ["soft", "quadratic", "none"])
+@pytest.mark.parametrize("size", [(128, 128), (130, 126), (64, 64)])
+def test_the_window_search_gives_the_whole_map_result(refine, size):
+    """Peaks sought in a window around each map's likely peak (where a bound allows it) give exactly the
+    points and confidences of blurring the whole maps, for every kind of map (the rest are blurred whole)."""
+    hm = awkward_maps(size)
+    points, conf = decode_heatmaps(hm, refine)
+    ref_points, ref_conf = whole_map_decode(hm, refine)
+    assert np.array_equal(points, ref_points) and np.array_equal(conf, ref_conf)
+
+
+def test_most_network_like_maps_are_decided_in_their_window():
+    """The saving is real: single noisy peaks (what a face's maps mostly are) need no whole-map blur, while
+    maps whose second mode could win do."""
+    from facealign_sdk.decode import _peaks_in_windows
+
+    rng = np.random.default_rng(2)
+    pts = rng.uniform(0, 127, (1, 200, 2))
+    hm = gaussians(pts) + rng.normal(0, 0.02, (1, 200, 128, 128)).astype(np.float32)
+    assert _peaks_in_windows(hm[0], TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0].mean() > 0.95
+    two = gaussians(np.array([[[20.0, 30.0], [100.0, 90.0]]]))[0].sum(0, keepdims=True)
+    assert not _peaks_in_windows(two, TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0].any()
+
+
+def test_maps_with_nan_are_left_to_the_whole_map_decode():
+    hm = gaussians(np.array([[[40.0, 50.0], [80.0, 20.0]]]))
+    hm[0, 1, 100, 100] = np.nan
+    from facealign_sdk.decode import _peaks_in_windows
+
+    assert _peaks_in_windows(hm[0], TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0].tolist() == [True, False]
+    points, _ = decode_heatmaps(hm, "soft")
+    ref, _ = whole_map_decode(hm, "soft")
+    assert np.array_equal(points, ref, equal_nan=True)

@@ -122,6 +122,30 @@ def test_aligner_results_carry_their_pose(face_image):
     np.testing.assert_allclose(doc["pose"]["translation_vector"], face.pose.translation_vector, atol=1e-5)
 
 
+def test_the_pose_is_estimated_when_first_read_and_then_kept(face_image, monkeypatch):
+    """Results estimate their head pose (a cv2.solvePnP) only when it is read, once; a given pose is kept."""
+    from facealign_sdk import results
+
+    calls = []
+
+    def counted(points, size):
+        calls.append(size)
+        return head_pose_or_none(points, size)
+
+    monkeypatch.setattr(results, "head_pose_or_none", counted)
+    face = Aligner().align(face_image)[0]
+    assert calls == []
+    height, width = face_image.shape[:2]
+    first = face.pose
+    assert face.pose is first and first == estimate_head_pose(face.points, (width, height))
+    assert face.to_dict()["pose"] == first.model_dump() and calls == [(width, height)]
+    given = results.FaceLandmarks(box=face.box, score=face.score, points=face.points, confidence=face.confidence,
+                                  image_size=(width, height), pose=None)
+    assert given.pose is None and given.to_dict()["pose"] is None and len(calls) == 1
+    assert results.FaceLandmarks(box=face.box, score=face.score, points=face.points,
+                                 confidence=face.confidence).pose is None  # no image size: no camera, no pose
+
+
 def test_tracked_faces_carry_their_pose():
     results = list(Aligner().track(REPO / "samples" / "clip.mp4", max_frames=3))
     faces = [(r, f) for r in results for f in r.faces]

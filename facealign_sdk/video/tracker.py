@@ -24,7 +24,6 @@ from ..boxes import centre_distance
 from ..detectors.base import Detection
 from ..color import ColorOrder
 from ..errors import InputError
-from ..headpose import head_pose_or_none
 from ..imageio import to_bgr8
 from ..results import FaceLandmarks
 from .reader import MAX_FPS, VideoFrame, VideoReader
@@ -366,7 +365,7 @@ class FaceTracker:
         points = tr.smoother(raw, frame.timestamp) if self.options.smooth else raw
         size = (frame.image.shape[1], frame.image.shape[0])
         lm = FaceLandmarks(box=geometry.box_from_points(points), score=job.score, points=points, confidence=job.conf,
-                           pose=head_pose_or_none(points, size))
+                           image_size=size)
         return TrackedFace(face_id=tr.face_id, detected=job.det is not None, success=not weak, landmarks=lm)
 
 
