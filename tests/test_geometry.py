@@ -42,8 +42,11 @@ def test_heatmap_crop_mapping_inverse_and_convention():
 
 
 def test_frame_from_box_rejects_bad_boxes():
-    with pytest.raises(ValueError, match="invalid face box"):
-        geometry.frame_from_box((10, 10, 5, 20))
+    for box in [(10, 10, 5, 20), (10, 10, 10, 20), (10, 10, 20, 10)]:  # negative width, zero width, zero height
+        with pytest.raises(ValueError, match="invalid face box"):
+            geometry.frame_from_box(box)
+    # any positive width and height is a box, even below a pixel
+    assert geometry.frame_from_box((10, 10, 10.5, 10.5)).side == pytest.approx(0.5 * geometry.CROP_SCALE)
     with pytest.raises(ValueError):
         geometry.frame_from_box((0, 0, float("nan"), 10))
 
@@ -122,6 +125,15 @@ def test_crop_matrix_values():
     np.testing.assert_allclose(geometry.invert_matrix(m) @ [127.5, 127.5, 1.0], [50.0, 40.0], atol=1e-12)
     with pytest.raises(ValueError, match="positive"):
         geometry.crop_matrix(geometry.CropFrame(0.0, 0.0, 0.0), 256)
+    # any positive side is a crop, even below a pixel (a face seen from far away, upsampled)
+    assert geometry.crop_matrix(geometry.CropFrame(0.0, 0.0, 0.5), 256)[0, 0] == pytest.approx(512.0)
+
+
+def test_warp_crop_fills_outside_the_image_with_black():
+    """A crop reaching past the image border: exactly 0 there, the image's own pixels inside."""
+    image = np.full((100, 100, 3), 255, np.uint8)
+    crop = geometry.warp_crop(image, geometry.CropFrame(0.0, 50.0, 64.0), 64)  # centred on the left edge
+    assert (crop[:, :30] == 0).all() and (crop[:, 34:] == 255).all()
 
 
 def test_box_from_points_values_and_collapsed_shapes():
