@@ -206,6 +206,7 @@ def test_large_batches_leave_no_work_arrays_behind(monkeypatch):
 
     monkeypatch.setattr(decode, "_scratch", threading.local())  # none kept from earlier tests
     monkeypatch.setattr(decode, "SCRATCH_KEEP_BYTES", 1 << 20)  # 1 MB: one 3-landmark 64x64 map set is ~0.06 MB
+    assert decode.scratch_bytes() == 0  # a thread that has not decoded yet holds nothing
     small = np.random.default_rng(5).random((1, 3, 64, 64), dtype=np.float32)
     decode.decode_heatmaps(small, "soft")
     kept = decode.scratch_bytes()
