@@ -10,7 +10,8 @@ out. Not part of CI: on 2 cores a full run takes a long while.
     python benchmarks/mutation.py --only 'facealign_sdk.geometry.*' 'facealign_sdk.results.*'   # some modules
     python benchmarks/mutation.py --report-only       # kill rate and survivors of the last run
 
-Writes ``runs/mutation/summary.json`` (counts, kill rate, surviving mutants).
+Writes ``runs/mutation/summary.json``: per module, the mutants generated, checked, killed and surviving
+(by name), and the kill rate over the modules checked so far.
 """
 
 from __future__ import annotations
@@ -27,17 +28,26 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "runs" / "mutation"
 
 
-def mutmut(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    exe = shutil.which("mutmut")
-    if exe is None:
-        sys.exit('mutmut is not installed: pip install -e ".[mutation]"')
-    return subprocess.run([exe, *args], cwd=REPO, env=env, capture_output=True, text=True)
+def module_counts(mutants_dir: Path) -> dict[str, dict]:
+    """Per mutated module: mutants generated, checked, killed (a failing or timed-out test), survived and
+    not covered by the selection, from mutmut's per-file results (``mutants/**/*.py.meta``). Mutants not
+    checked yet (modules left out with ``--only``) count in ``generated`` only."""
+    from mutmut.stats import status_by_exit_code  # mutmut's own reading of its exit codes
 
-
-def survivors(env: dict[str, str]) -> list[str]:
-    """Names of surviving mutants (``mutmut results`` lists those not killed)."""
-    out = mutmut("results", env=env).stdout
-    return [line.split(":")[0].strip() for line in out.splitlines() if line.strip().endswith("survived")]
+    counts: dict[str, dict] = {}
+    for meta in sorted(mutants_dir.rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        status = [status_by_exit_code[code] for code in codes.values()]
+        killed = sum(s in ("killed", "timeout") for s in status)
+        survivors = sorted(name for name, code in codes.items() if status_by_exit_code[code] == "survived")
+        tested = killed + len(survivors)
+        module = meta.relative_to(mutants_dir).as_posix().removesuffix(".py.meta").replace("/", ".")
+        counts[module] = {"generated": len(codes), "checked": sum(s != "not checked" for s in status),
+                          "killed": killed, "survived": len(survivors),
+                          "no_tests": sum(s == "no tests" for s in status),
+                          "kill_rate_pct": round(100 * killed / tested, 1) if tested else None,
+                          "survivors": survivors}
+    return counts
 
 
 def main() -> int:
@@ -49,27 +59,32 @@ def main() -> int:
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FACEALIGN_SHARED": str(REPO.parent / "shared")}
     if not args.report_only:
-        run = subprocess.run([shutil.which("mutmut") or "mutmut", "run", "--max-children", str(args.children),
-                              *args.only], cwd=REPO, env=env)
+        exe = shutil.which("mutmut")
+        if exe is None:
+            sys.exit('mutmut is not installed: pip install -e ".[mutation]"')
+        run = subprocess.run([exe, "run", "--max-children", str(args.children), *args.only], cwd=REPO, env=env)
         if run.returncode != 0:  # mutmut exits 0 with survivors; non-zero: its clean or forced-fail run failed
             print(f"mutmut run failed (exit {run.returncode})", file=sys.stderr)
             return 2
-    stats_run = mutmut("export-cicd-stats", env=env)
-    stats_path = REPO / "mutants" / "mutmut-cicd-stats.json"
-    if stats_run.returncode != 0 or not stats_path.is_file():
-        print(f"no mutation results: {stats_run.stdout.strip()} {stats_run.stderr.strip()}", file=sys.stderr)
+    counts = module_counts(REPO / "mutants")
+    checked = {m: c for m, c in counts.items() if c["killed"] + c["survived"]}
+    if not checked:
+        print("no mutation results: run without --report-only first", file=sys.stderr)
         return 2
-    stats = json.loads(stats_path.read_text())
-    tested = stats["total"] - stats["skipped"] - stats["no_tests"]
-    killed = stats["killed"] + stats["timeout"]
-    summary = {**stats, "tested": tested, "kill_rate_pct": round(100 * killed / max(tested, 1), 1),
-               "survivors": survivors(env)}
+    killed = sum(c["killed"] for c in checked.values())
+    tested = killed + sum(c["survived"] for c in checked.values())
+    summary = {"modules": counts, "killed": killed, "tested": tested,
+               "kill_rate_pct": round(100 * killed / tested, 1),
+               "not_run": [m for m, c in counts.items() if m not in checked]}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "summary.json").write_text(json.dumps(summary, indent=1))
-    print(f"mutants {stats['total']}: killed {killed} of {tested} tested ({summary['kill_rate_pct']} %), "
-          f"{stats['no_tests']} not covered by the selection, {len(summary['survivors'])} survived")
-    for name in summary["survivors"]:
-        print(f"  survived: {name}")
+    for module, c in checked.items():
+        print(f"{module}: killed {c['killed']} of {c['killed'] + c['survived']} ({c['kill_rate_pct']} %), "
+              f"{c['generated'] - c['checked']} of {c['generated']} not checked, {c['no_tests']} not covered")
+        for name in c["survivors"]:
+            print(f"  survived: {name}")
+    print(f"all checked modules: killed {killed} of {tested} ({summary['kill_rate_pct']} %); "
+          f"not run: {', '.join(summary['not_run']) or 'none'}")
     return 0
 
 

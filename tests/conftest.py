@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import json
+import os
+
 import numpy as np
 import pytest
-
-import os
 
 REPO = Path(__file__).resolve().parents[1]
 # FACEALIGN_SHARED: where ../shared is when the tests run from a copy of the repo (mutation testing)
 SHARED = Path(os.environ.get("FACEALIGN_SHARED", REPO.parent / "shared"))
 SAMPLES = REPO / "samples"
+# test files that load no model: under mutmut they run before the others
+UNIT_TEST_FILES = ("test_geometry.py", "test_codec.py", "test_decode.py", "test_tracker_logic.py", "test_drawing.py")
 
 
 def has_module(name: str) -> bool:
@@ -59,3 +62,19 @@ def face_image() -> np.ndarray:
     from facealign_sdk.imageio import read_image
 
     return read_image(SAMPLES / "face.jpg")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under mutmut (benchmarks/mutation.py, which runs from ``mutants/``) a mutant's covering tests come in
+    no useful order and ``-x`` stops at the first failure: run them file by file, the files that load no
+    model first, then the others by their recorded duration, so a killed mutant costs little."""
+    stats = REPO / "mutmut-stats.json"
+    if not os.environ.get("MUTANT_UNDER_TEST") or not stats.is_file():
+        return
+    duration = json.loads(stats.read_text()).get("duration_by_test", {})
+    per_file: dict[str, float] = {}
+    for item in items:
+        per_file[item.path.name] = per_file.get(item.path.name, 0.0) + duration.get(item.nodeid, 0.0)
+    order = {id(item): i for i, item in enumerate(items)}
+    items.sort(key=lambda it: (it.path.name not in UNIT_TEST_FILES, per_file[it.path.name], it.path.name,
+                               order[id(it)]))

@@ -193,3 +193,105 @@ def test_maps_with_nan_are_left_to_the_whole_map_decode():
     points, _ = decode_heatmaps(hm, "soft")
     ref, _ = whole_map_decode(hm, "soft")
     assert np.array_equal(points, ref, equal_nan=True)
+
+def rotated_gaussian(centre: tuple[float, float], sigmas: tuple[float, float], angle: float, size: int = 64) -> np.ndarray:
+    """One (1, 1, size, size) anisotropic Gaussian of peak 1, its axes turned by ``angle``."""
+    y, x = np.mgrid[:size, :size].astype(np.float64)
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = c * (x - centre[0]) + s * (y - centre[1]), -s * (x - centre[0]) + c * (y - centre[1])
+    return np.exp(-0.5 * ((u / sigmas[0]) ** 2 + (v / sigmas[1]) ** 2))[None, None].astype(np.float32)
+
+
+@pytest.mark.parametrize("angle", [0.0, 0.6, -1.0])
+def test_quadratic_refinement_is_exact_for_any_gaussian(angle):
+    """The Newton step on the log map, with its cross term, recovers the centre of a tilted, elongated
+    Gaussian (DARK's premise) to float32 precision; blurring keeps it a Gaussian."""
+    centre = (30.37, 27.81)
+    hm = rotated_gaussian(centre, (4.0, 2.0), angle)
+    for blur_sigma in (0.0, TARGET_SIGMA):
+        pts, _ = decode_heatmaps(hm, "quadratic", blur_sigma=blur_sigma)
+        np.testing.assert_allclose(pts[0, 0], centre, atol=2e-3)
+
+
+def test_quadratic_refinement_leaves_a_flat_or_tiny_peak_on_its_pixel():
+    """No proper maximum (a ridge along a whole row, or a map of zeros): the integer argmax stands, nothing
+    is NaN."""
+    hm = np.zeros((1, 2, 32, 32), np.float32)
+    hm[0, 0, 10, :] = 0.5  # argmax: the row's first pixel, where the log map has no curvature along x
+    pts, conf = decode_heatmaps(hm, "quadratic", blur_sigma=0)
+    np.testing.assert_array_equal(pts[0, 0], [0.0, 10.0])
+    np.testing.assert_array_equal(pts[0, 1], [0.0, 0.0])
+    assert np.isfinite(conf).all()
+
+
+@pytest.mark.parametrize("refine", ["quadratic", "soft"])
+def test_peak_on_a_border_pixel_is_not_pulled_inwards(refine):
+    """At the border the window is mirrored about the border pixel: a peak exactly on a border pixel's
+    centre comes back exactly there (zeros outside would pull it inwards)."""
+    pts = np.array([[[0.0, 50.0], [127.0, 60.0], [40.0, 0.0], [70.0, 127.0], [0.0, 127.0]]])
+    out, _ = decode_heatmaps(gaussians(pts), refine, blur_sigma=0)
+    np.testing.assert_allclose(out, pts, atol=1e-3)
+
+
+def test_confidence_is_the_mass_near_the_peak_over_a_full_targets():
+    """Confidence: the mass of the maps as given in the confidence window around the peak, over that of a
+    peak-1 target Gaussian; outside the map counts as nothing (a target centred on a corner pixel keeps
+    a quarter-plus of it)."""
+    from facealign_sdk.decode import CONFIDENCE_WINDOW, expected_mass
+
+    r = np.arange(CONFIDENCE_WINDOW) - CONFIDENCE_WINDOW // 2
+    assert expected_mass(CONFIDENCE_WINDOW, TARGET_SIGMA) == pytest.approx(np.exp(-r**2 / (2 * TARGET_SIGMA**2)).sum() ** 2)
+    g = np.exp(-np.arange(4) ** 2 / (2 * TARGET_SIGMA**2))
+    corner = g.sum() ** 2 / expected_mass(CONFIDENCE_WINDOW, TARGET_SIGMA)
+    pts = np.array([[[64.0, 64.0], [0.0, 0.0], [127.0, 127.0]]])
+    for peak in (1.0, 0.4):  # not blurred: the blur would move a corner peak's argmax inwards
+        _, conf = decode_heatmaps(gaussians(pts, peak=peak), "soft", blur_sigma=0)
+        np.testing.assert_allclose(conf[0], [peak, peak * corner, peak * corner], rtol=1e-4)
+    # a wider window with a target of the same sigma: still 1; a sharper target of peak 1: less
+    _, conf9 = decode_heatmaps(gaussians(pts[:, :1]), "soft", confidence_window=9)
+    _, sharp = decode_heatmaps(gaussians(pts[:, :1], sigma=1.5), "soft")
+    assert conf9[0, 0] == pytest.approx(1.0, abs=1e-4) and sharp[0, 0] < 0.5
+
+
+def test_blur_kernel_and_blur_values():
+    """A normalised Gaussian truncated at 3 sigma (at least 1 px each side), applied along x and y with
+    zeros outside: map by map, nothing bleeds from one map into the next."""
+    import cv2
+
+    from facealign_sdk.decode import blur_heatmaps, blur_kernel
+
+    k = blur_kernel(2.0)
+    r = np.arange(-6, 7)
+    np.testing.assert_allclose(k, np.exp(-r**2 / 8.0) / np.exp(-r**2 / 8.0).sum(), rtol=1e-6)
+    assert k.dtype == np.float32 and len(blur_kernel(0.2)) == 3
+    rng = np.random.default_rng(4)
+    maps = rng.random((2, 3, 20, 16)).astype(np.float32)
+    maps[0, 0, -1, :] = 50.0  # a bright bottom row: must not reach the top of the next map
+    out = blur_heatmaps(maps, 2.0)
+    for m, o in zip(maps.reshape(-1, 20, 16), out.reshape(-1, 20, 16)):
+        want = cv2.sepFilter2D(m, -1, k, k, borderType=cv2.BORDER_CONSTANT)
+        np.testing.assert_allclose(o, want, atol=1e-5)
+    assert blur_heatmaps(np.zeros((0, 4, 8, 8)), 2.0).shape == (0, 4, 8, 8)
+
+
+def test_large_batches_leave_no_work_arrays_behind(monkeypatch):
+    """Work arrays up to SCRATCH_KEEP_BYTES are kept and reused; a batch above it gets fresh ones that go
+    with it, and its results equal those of the same maps decoded one by one."""
+    import threading
+
+    from facealign_sdk import decode
+
+    monkeypatch.setattr(decode, "_scratch", threading.local())  # none kept from earlier tests
+    monkeypatch.setattr(decode, "SCRATCH_KEEP_BYTES", 1 << 20)  # 1 MB: one 3-landmark 64x64 map set is ~0.06 MB
+    assert decode.scratch_bytes() == 0  # a thread that has not decoded yet holds nothing
+    small = np.random.default_rng(5).random((1, 3, 64, 64), dtype=np.float32)
+    decode.decode_heatmaps(small, "soft")
+    kept = decode.scratch_bytes()
+    assert 0 < kept <= 2 * (1 << 20)
+    decode.decode_heatmaps(small[:, :2], "soft")  # smaller: the kept arrays serve it
+    assert decode.scratch_bytes() == kept
+    crowd = np.repeat(small, 20, axis=0)  # ~1.6 MB of work per array: above the limit
+    pts, conf = decode.decode_heatmaps(crowd, "soft")
+    assert decode.scratch_bytes() == kept
+    ref_pts, ref_conf = decode.decode_heatmaps(small, "soft")
+    assert np.array_equal(pts[13], ref_pts[0]) and np.array_equal(conf[13], ref_conf[0])

@@ -42,8 +42,11 @@ def test_heatmap_crop_mapping_inverse_and_convention():
 
 
 def test_frame_from_box_rejects_bad_boxes():
-    with pytest.raises(ValueError, match="invalid face box"):
-        geometry.frame_from_box((10, 10, 5, 20))
+    for box in [(10, 10, 5, 20), (10, 10, 10, 20), (10, 10, 20, 10)]:  # negative width, zero width, zero height
+        with pytest.raises(ValueError, match="invalid face box"):
+            geometry.frame_from_box(box)
+    # any positive width and height is a box, even below a pixel
+    assert geometry.frame_from_box((10, 10, 10.5, 10.5)).side == pytest.approx(0.5 * geometry.CROP_SCALE)
     with pytest.raises(ValueError):
         geometry.frame_from_box((0, 0, float("nan"), 10))
 
@@ -98,3 +101,77 @@ def test_crop_centre_moves_towards_the_chin_of_a_rolled_face(roll_deg):
     in_crop = geometry.image_to_crop(np.array([right_eye, left_eye, mouth]), frame, 256)
     assert in_crop[0, 1] == pytest.approx(in_crop[1, 1], abs=1e-6) and in_crop[0, 0] < in_crop[1, 0]
     assert in_crop[2, 0] == pytest.approx(in_crop[:2, 0].mean(), abs=1e-6) and in_crop[2, 1] > in_crop[0, 1]
+
+
+def test_frame_from_box_values():
+    """Side ``CROP_SCALE`` x the box's geometric-mean size, centre ``CENTER_SHIFT`` sizes below the box
+    centre, or along the face's own 'down' when it is rolled (a quarter turn: towards -x)."""
+    box = (10.0, 20.0, 110.0, 70.0)  # 100 x 50: size sqrt(5000)
+    size = math.sqrt(5000.0)
+    upright = geometry.frame_from_box(box)
+    assert (upright.center_x, upright.center_y) == pytest.approx((60.0, 45.0 + geometry.CENTER_SHIFT * size))
+    assert upright.side == pytest.approx(geometry.CROP_SCALE * size) and upright.roll == 0.0
+    turned = geometry.frame_from_box(box, math.pi / 2, crop_scale=2.0, center_shift=0.1)
+    assert (turned.center_x, turned.center_y) == pytest.approx((60.0 - 0.1 * size, 45.0))
+    assert turned.side == pytest.approx(2.0 * size) and turned.roll == math.pi / 2
+
+
+def test_crop_matrix_values():
+    """``crop = s * R(-roll) @ (p - c) + (crop_size - 1) / 2`` with s = crop_size / side."""
+    frame = geometry.CropFrame(50.0, 40.0, 128.0, math.pi / 2)
+    m = geometry.crop_matrix(frame, 256)
+    # s = 2; R(-90 deg) maps the image's +y to the crop's +x (a face rolled by +90 deg turned upright)
+    np.testing.assert_allclose(m, [[0.0, 2.0, 127.5 - 80.0], [-2.0, 0.0, 127.5 + 100.0]], atol=1e-12)
+    np.testing.assert_allclose(geometry.invert_matrix(m) @ [127.5, 127.5, 1.0], [50.0, 40.0], atol=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        geometry.crop_matrix(geometry.CropFrame(0.0, 0.0, 0.0), 256)
+    # any positive side is a crop, even below a pixel (a face seen from far away, upsampled)
+    assert geometry.crop_matrix(geometry.CropFrame(0.0, 0.0, 0.5), 256)[0, 0] == pytest.approx(512.0)
+
+
+def test_warp_crop_fills_outside_the_image_with_black():
+    """A crop reaching past the image border: exactly 0 there, the image's own pixels inside."""
+    image = np.full((100, 100, 3), 255, np.uint8)
+    crop = geometry.warp_crop(image, geometry.CropFrame(0.0, 50.0, 64.0), 64)  # centred on the left edge
+    assert (crop[:, :30] == 0).all() and (crop[:, 34:] == 255).all()
+
+
+def test_box_from_points_values_and_collapsed_shapes():
+    """All four sides of the detector-like box, and a collapsed shape (all points on a line) gives a box
+    near zero size: the tracker ends such a ghost face by its size."""
+    pts = np.array([[10.0, 20.0], [110.0, 20.0], [10.0, 120.0], [60.0, 70.0]])  # 100 x 100 span
+    c = geometry.POINTS_TO_BOX
+    cx, cy, half = 60.0 + c["dx"] * 100, 70.0 + c["dy"] * 100, c["size"] * 50
+    assert geometry.box_from_points(pts) == pytest.approx((cx - half, cy - half, cx + half, cy + half))
+    line = np.stack([np.linspace(0, 100, 68), np.full(68, 50.0)], axis=1)
+    for shape in (line, line[:, ::-1]):  # collapsed along y, then along x
+        x1, y1, x2, y2 = geometry.box_from_points(shape)
+        assert 0 < x2 - x1 < 0.1 and 0 < y2 - y1 < 0.1
+
+
+def test_frame_change_is_the_largest_relative_change():
+    """Centre shift and side change as fractions of the old side, roll change in radians (wrapped)."""
+    old = geometry.CropFrame(100.0, 100.0, 50.0, 0.1)
+    change = geometry.frame_change
+    assert change(old, old) == 0.0
+    assert change(old, geometry.CropFrame(103.0, 104.0, 50.0, 0.1)) == pytest.approx(5 / 50)  # both axes
+    assert change(old, geometry.CropFrame(103.0, 100.0, 50.0, 0.1)) == pytest.approx(3 / 50)
+    assert change(old, geometry.CropFrame(100.0, 100.0, 45.0, 0.1)) == pytest.approx(5 / 50)
+    assert change(old, geometry.CropFrame(100.0, 100.0, 50.0, 0.17)) == pytest.approx(0.07)
+    assert change(old, geometry.CropFrame(100.0, 100.0, 50.0, 0.1 + math.tau - 0.03)) == pytest.approx(0.03)
+    assert change(old, geometry.CropFrame(101.0, 100.0, 60.0, 0.15)) == pytest.approx(10 / 50)  # the largest
+
+
+def test_frame_from_points_rolls_with_the_eyes_only_when_asked():
+    """The tracker's crop from the previous landmarks: the detector-like box of the points, rolled by the
+    eye line when ``use_roll`` (iBUG 68: points 36-41 and 42-47 are the eyes)."""
+    roll = math.radians(25)
+    rot = np.array([[math.cos(roll), -math.sin(roll)], [math.sin(roll), math.cos(roll)]])
+    upright = np.random.default_rng(2).uniform(-40, 40, (68, 2))
+    upright[36:42], upright[42:48] = [-25.0, -15.0], [25.0, -15.0]
+    pts = upright @ rot.T + [200.0, 150.0]
+    box = geometry.box_from_points(pts)
+    assert geometry.frame_from_points(pts) == geometry.frame_from_box(box)
+    rolled = geometry.frame_from_points(pts, use_roll=True, crop_scale=1.2, center_shift=0.05)
+    assert rolled == geometry.frame_from_box(box, rolled.roll, crop_scale=1.2, center_shift=0.05)
+    assert rolled.roll == pytest.approx(roll)
