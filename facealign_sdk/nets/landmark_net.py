@@ -97,6 +97,11 @@ class LandmarkNet(nn.Module):
         return self
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(image))
+
+    def features(self, image: torch.Tensor) -> torch.Tensor:
+        """The map the heatmap head reads: (N, width, S/4, S/4) (training heads such as
+        :class:`.MarginalHead` read it too)."""
         z, feats = self.encoder(image)
         x = self.generator.initial(z)
         for i in range(self.config.num_stages):
@@ -106,4 +111,4 @@ class LandmarkNet(nn.Module):
                 x = x + self.skips[key](feats[x.shape[-1]])
             if key in self.itls:
                 x = self.itls[key](x)
-        return self.head(x)
+        return x

@@ -5,7 +5,10 @@ SCAF schedule: ITLs, skips and head (``lr``) are trained jointly with the encode
 (3.5 at the 128 heatmap). The loss is MSE weighted by ``1 + foreground_weight * target``:
 plain MSE sits for hundreds of steps on the all-zero solution (the peaks are a tiny share of
 the pixels); weighting the peaks gets past it at once (ytf68/val, width 16, 200 steps: NME
-30 % vs 133 %). ``laplace_kl_weight`` adds the LaplaceKL term (:func:`.losses.laplace_kl_loss`).
+30 % vs 133 %). ``laplace_kl_weight`` adds the LaplaceKL term (:func:`.losses.laplace_kl_loss`);
+``hybrid_1d_weight`` adds HybridMatch's 1-D profiles (:func:`.losses.marginal_kl_loss`) from a training-only
+:class:`~facealign_sdk.nets.MarginalHead`, which the run's ``last.pt`` keeps (``marginal_head``) and
+``best.pt`` and a release do not.
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from .. import geometry
 from ..codec import HeatmapCodec
 from ..errors import InputError
 from ..metrics import nme
-from ..nets import LandmarkNet, NetConfig
+from ..nets import LandmarkNet, MarginalHead, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .device import training_device
 from .data import Annotated, LandmarkAugment, first_by_hash, landmark_sample, load_annotated
-from .losses import laplace_kl_loss
+from .losses import laplace_kl_loss, marginal_kl_loss
 
 
 class DataSource(BaseModel):
@@ -79,6 +82,16 @@ class LandmarkConfig(BaseModel):
         "decoder's confidence reads the Gaussian peak height the MSE trains")
     laplace_scale: float = Field(1.0, gt=0, description="LaplaceKL target scale (heatmap pixels)")
     laplace_temperature: float = Field(0.1, gt=0, description="LaplaceKL softmax temperature on the heatmaps")
+    hybrid_1d_weight: float = Field(
+        0.0, ge=0, description="weight of HybridMatch's 1-D heatmap term (0: off): per landmark an x- and a "
+        "y-profile at the crop's resolution from a training-only head on the 2-D head's features, whose finer "
+        "bins ask for sub-cell precision; the released model keeps the 2-D maps only")
+    hybrid_1d_ramp: float = Field(
+        0.5, ge=0, le=1, description="share of the steps over which the 1-D weight rises linearly from 0 to "
+        "hybrid_1d_weight (0: full weight from the first step); the 2-D maps lead early training")
+    hybrid_1d_sigma: float = Field(
+        2.5, gt=0, description="sigma of the 1-D Gaussian targets, in crop pixels (RTMPose's SimCC codec: "
+        "4.9-5.66 bins at 2 bins per pixel)")
     checkpoint_every: int = Field(200, ge=1)
     augment: bool = True
     flip_probability: float = Field(
@@ -89,6 +102,14 @@ class LandmarkConfig(BaseModel):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
+
+    def hybrid_1d_weight_at(self, step: int) -> float:
+        """The 1-D term's weight at ``step`` (steps done before it): 0 at the first step, then linearly up to
+        ``hybrid_1d_weight`` at ``hybrid_1d_ramp * steps``, constant after."""
+        ramp_steps = self.hybrid_1d_ramp * self.steps
+        if ramp_steps == 0:
+            return self.hybrid_1d_weight
+        return self.hybrid_1d_weight * min(1.0, step / ramp_steps)
 
 
 def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor]) -> int:
@@ -157,8 +178,10 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
     return float(nme(np.stack(preds), np.stack(gts)).mean() * 100)
 
 
-def _optimizer(net: LandmarkNet, cfg: LandmarkConfig) -> tuple[torch.optim.Adam, list[float]]:
-    """Adam with one parameter group per learning rate: encoder, new layers, and the generator if trained."""
+def _optimizer(net: LandmarkNet, cfg: LandmarkConfig, head: MarginalHead | None = None
+               ) -> tuple[torch.optim.Adam, list[float]]:
+    """Adam with one parameter group per learning rate: encoder, new layers (with the 1-D ``head``, if any),
+    and the generator if trained."""
     if cfg.generator_lr is not None:
         for p in net.generator.parameters():
             p.requires_grad_(True)
@@ -166,7 +189,8 @@ def _optimizer(net: LandmarkNet, cfg: LandmarkConfig) -> tuple[torch.optim.Adam,
     if cfg.generator_lr is not None:
         groups["generator"] = (list(net.generator.parameters()), cfg.generator_lr)
     taken = {id(p) for params, _ in groups.values() for p in params}
-    groups["new"] = ([p for p in net.parameters() if p.requires_grad and id(p) not in taken], cfg.lr)
+    new = [p for p in net.parameters() if p.requires_grad and id(p) not in taken]
+    groups["new"] = (new + ([] if head is None else list(head.parameters())), cfg.lr)
     opt = torch.optim.Adam([{"params": params, "lr": lr} for params, lr in groups.values()])
     return opt, [lr for _, lr in groups.values()]
 
@@ -208,10 +232,17 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     sample_p = shares[source_of] / np.array([len(got) for got in per_source])[source_of]
     val_items = load_annotated(cfg.val, cfg.net.num_landmarks, progress=progress)[: cfg.val_images] if cfg.val else []
     net.to(device)
-    opt, base_lrs = _optimizer(net, cfg)
+    # the 1-D head is the run's, never the model's: it starts fresh also from init_model or an autoencoder
+    head = MarginalHead(cfg.net).to(device) if cfg.hybrid_1d_weight > 0 else None
+    opt, base_lrs = _optimizer(net, cfg, head)
     step, best = 0, float("inf")
     if state:
         net.load_state_dict(state["net"])
+        if head is not None:
+            if "marginal_head" not in state:
+                raise CheckpointError(f"{run.checkpoint}: holds no 1-D head (marginal_head) to resume the "
+                                      "hybrid_1d_weight run with")
+            head.load_state_dict(state["marginal_head"])
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state["best_nme"]
     rng = np.random.default_rng(cfg.seed + step)
@@ -219,6 +250,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
             if cfg.augment else LandmarkAugment.none() for src in cfg.train]
     net.train()
     losses: list[float] = []
+    losses_1d: list[float] = []
     record: dict[str, float] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="landmarks", disable=not progress, dynamic_ncols=True)
     t0 = time.time()
@@ -231,12 +263,19 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
         weights = point_weight_batch([items[i] for i in picks])
         weights = None if weights is None else weights.to(device)
-        pred = net(x.to(device))
+        features = net.features(x.to(device))
+        pred = net.head(features)
         loss = heatmap_loss(pred, target.to(device), cfg.foreground_weight, weights)
+        crop_points = np.stack([s[1] for s in samples])
         if cfg.laplace_kl_weight > 0:
-            points = torch.from_numpy(codec_of(cfg.net).from_crop(np.stack([s[1] for s in samples]))).float()
+            points = torch.from_numpy(codec_of(cfg.net).from_crop(crop_points)).float()
             loss = loss + cfg.laplace_kl_weight * laplace_kl_loss(
                 pred, points.to(device), cfg.laplace_scale, cfg.laplace_temperature, weights)
+        if head is not None:
+            loss_1d = marginal_kl_loss(head(features), torch.from_numpy(crop_points).float().to(device),
+                                       cfg.hybrid_1d_sigma, weights)
+            loss = loss + cfg.hybrid_1d_weight_at(step) * loss_1d
+            losses_1d.append(float(loss_1d.detach()))
         check_finite_loss(loss, step, run)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -251,15 +290,17 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
                       "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
                       "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
+            if head is not None:  # the unweighted 1-D term: is the head learning while its weight ramps up?
+                record["loss_1d"] = round(float(np.mean(losses_1d)), 5)
             run.log(record)
             bar.write(str(record))
-            losses = []
+            losses, losses_1d = [], []
             if val_nme is not None and val_nme < best:
                 best = val_nme
                 save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
                                  "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
-                      "config": cfg.model_dump()})
+                      "config": cfg.model_dump(), **({} if head is None else {"marginal_head": head.state_dict()})})
     bar.close()
     return record
 

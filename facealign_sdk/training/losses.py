@@ -1,4 +1,5 @@
-"""Losses: 3FabRec structural (contrast x correlation) SSIM term, GAN terms, LaplaceKL (targets: facealign_sdk.codec)."""
+"""Losses: 3FabRec structural (contrast x correlation) SSIM term, GAN terms, LaplaceKL, HybridMatch 1-D profiles
+(2-D heatmap targets: facealign_sdk.codec)."""
 
 from __future__ import annotations
 
@@ -75,8 +76,31 @@ def laplace_kl_loss(
     py = points[..., 1].to(pred)[:, :, None, None]
     dist = torch.sqrt((xs[None, None, None, :] - px) ** 2 + (ys[None, None, :, None] - py) ** 2)
     log_target = torch.log_softmax((-dist / scale).reshape(n, l, h * w), dim=-1)
-    log_pred = torch.log_softmax(pred.reshape(n, l, h * w) / temperature, dim=-1)
-    kl = (log_target.exp() * (log_target - log_pred)).sum(dim=-1)
+    return _mean_kl(log_target, pred.reshape(n, l, h * w) / temperature, point_weights)
+
+
+def marginal_kl_loss(
+    profiles: torch.Tensor, points: torch.Tensor, sigma: float = 2.5, point_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """HybridMatch's 1-D heatmap loss (Kang et al., IEEE Access 2023): KL(target || softmax(profile)) per
+    landmark and axis, mean.
+
+    ``profiles`` (N, L, 2, S): x- and y-profile logits (:class:`facealign_sdk.nets.MarginalHead`), bin ``i``
+    = crop pixel ``i``; ``points`` (N, L, 2) crop-pixel coordinates (pixel centres, as the crops'). The
+    target of each axis is the marginal of a 2-D Gaussian of ``sigma`` crop pixels at the point: a 1-D
+    Gaussian sampled at the bins and normalised, so a point between bins moves the target and the loss is
+    least for a profile centred at the exact sub-pixel coordinate. ``point_weights`` (N, L) scale each
+    landmark's term.
+    """
+    bins = torch.arange(profiles.shape[-1], dtype=profiles.dtype, device=profiles.device)
+    offset = bins - points.to(profiles)[..., None]
+    return _mean_kl(torch.log_softmax(-0.5 * (offset / sigma) ** 2, dim=-1), profiles, point_weights)
+
+
+def _mean_kl(log_target: torch.Tensor, logits: torch.Tensor, point_weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of KL(target || softmax(logits)) over the last axis of (N, L, ..., K) tensors; ``point_weights``
+    (N, L) scale each landmark's terms."""
+    kl = (log_target.exp() * (log_target - torch.log_softmax(logits, dim=-1))).sum(dim=-1)
     if point_weights is not None:
-        kl = kl * point_weights
+        kl = kl * point_weights.reshape(point_weights.shape + (1,) * (kl.dim() - 2))
     return kl.mean()
