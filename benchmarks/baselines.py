@@ -232,7 +232,10 @@ def turn_markdown(breakdowns: dict[str, list[dict]], methods: list[str]) -> str:
              "| --- | --- | ---: | " + " | ".join("---: | ---:" for _ in methods) + " |"]
     for name, rows in breakdowns.items():
         for row in rows:
-            cells = " | ".join(f"{row[m]['fr_pct']:.1f} | {row[m]['box_nme_median_pct']:.2f}" for m in methods)
+            if not row["faces"]:  # an empty bin has no rates: say so rather than print nan
+                cells = " | ".join("- | -" for _ in methods)
+            else:
+                cells = " | ".join(f"{row[m]['fr_pct']:.1f} | {row[m]['box_nme_median_pct']:.2f}" for m in methods)
             lines.append(f"| {name} | {row['bin']} | {row['faces']} | {cells} |")
     return "\n".join(lines)
 

@@ -49,3 +49,10 @@ def test_turn_breakdown_counts_failures_and_box_errors_per_bin():
     assert rows[2]["a"]["fr_pct"] == 50.0
     table = baselines.turn_markdown({"set": rows}, ["a", "b"]).splitlines()
     assert table[-3:][0].startswith("| set | 0-0.35 | 2 | 100.0 | 10.00 | 0.0 |")
+
+
+def test_turn_table_marks_an_empty_bin_instead_of_printing_nan():
+    rows = baselines.turn_breakdown({"a": [0.05, 0.04]}, [0.6, 0.7])
+    table = baselines.turn_markdown({"set": rows}, ["a"])
+    assert "nan" not in table
+    assert "| set | 0-0.35 | 0 | - | - |" in table.splitlines()
