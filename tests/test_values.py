@@ -87,10 +87,11 @@ def test_image_drawing_shows_the_points(released, tmp_path):
     assert np.median(at_points_drawn) > 80 and np.median(at_points_original) < 30
 
 
-@pytest.mark.parametrize("side", [200, 800])
+@pytest.mark.parametrize("side", [200, 600, 800])
 def test_draw_faces_pixels(side):
     """Points in green where confident (from 0.3 up), red where not, the box in its colour; dots and lines
-    grow with the image (radius 2 and line 1 px up to 600 px, radius 3 and 2 px at 800); the input untouched."""
+    grow with the image (radius 2 and line 1 px below 600 px, radius 3 and 2 px from 600 to 1000 px); the
+    input untouched."""
     k = side // 200
     image = np.full((side, side, 3), 40, np.uint8)
     points = np.array([[50.0, 60.0], [150.0, 140.0], [100.0, 60.0]]) * k
