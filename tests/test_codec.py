@@ -99,6 +99,10 @@ def test_crop_scaling_convention():
     assert np.allclose(codec.to_crop([[0.0, 0.0]]), [[0.5, 0.5]])  # heatmap pixel 0 covers crop pixels 0 and 1
     pts = np.array([[3.0, 7.5], [127.0, 0.0]])
     np.testing.assert_allclose(codec.from_crop(codec.to_crop(pts)), pts)
+    small = HeatmapCodec.for_sizes(128, 64)
+    assert (small.input_size, small.heatmap_size, small.scale) == (128, 64, 2.0)
+    assert codec.from_crop(np.float32([[100.3, 7.1]])).dtype == np.float64  # float32 input loses no precision
+    np.testing.assert_allclose(codec.from_crop([[100.3, 7.1]]), [[49.9, 3.3]])
 
 
 def test_manifest_codec_is_read_strictly(tmp_path):

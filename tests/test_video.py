@@ -654,3 +654,108 @@ def test_cli_disk_full_keeps_complete_outputs(tiny_model, face_image, tmp_path, 
     assert [int(r["frame"]) for r in rows] == list(range(1, len(rows) + 1))
     doc = json.loads(js.read_text())
     assert [f["frame"] for f in doc["frames"]] == list(range(len(doc["frames"])))
+
+
+# -- writers by value (no model) ---------------------------------------------------------------------
+def _synthetic_result(frame: int = 0, box=(100.0, 120.0, 220.0, 260.0), points=None) -> FrameResult:
+    from facealign_sdk.results import FaceLandmarks
+    from facealign_sdk.video import TrackedFace
+
+    if points is None:
+        points = np.column_stack([np.linspace(box[0], box[2], 68), np.linspace(box[1], box[3], 68)]) + 1 / 3
+    lm = FaceLandmarks(box=box, score=0.9, points=points, confidence=np.full(len(points), 0.8))
+    return FrameResult(frame=frame, timestamp=frame / FPS, width=SIZE, height=SIZE,
+                       faces=[TrackedFace(face_id=3, detected=True, success=True, landmarks=lm)])
+
+
+def test_csv_row_of_a_frame_without_faces():
+    from facealign_sdk.video.writers import csv_rows
+
+    empty = FrameResult(frame=4, timestamp=0.25, width=SIZE, height=SIZE, faces=[])
+    assert csv_rows(empty, 68) == [["5", "-1", "0.250", "0", "0"] + [""] * 204]
+    assert len(csv_rows(empty, 68)[0]) == len(csv_header(68)) == len(csv_rows(_synthetic_result(), 68)[0])
+
+
+def test_json_output_is_one_document_with_source_frames_and_report():
+    import io
+
+    from facealign_sdk.video import JsonWriter, SourceInfo, TrackReport
+
+    info = SourceInfo(source="clip.mp4", kind="file", width=SIZE, height=SIZE, fps=FPS, frame_count=2)
+    stream = io.StringIO()
+    writer = JsonWriter(stream, info, 68)
+    assert json.loads(stream.getvalue()) == {"source": info.model_dump(), "num_landmarks": 68, "frames": [],
+                                             "report": None}
+    for k in range(2):
+        writer.write(_synthetic_result(k))
+        assert [f["frame"] for f in json.loads(stream.getvalue())["frames"]] == list(range(k + 1))
+    stream.close = lambda: None  # keep the text readable after close
+    report = TrackReport(source="clip.mp4", frames_decoded=2, frames_with_face=2, face_rows=2, faces_seen=1)
+    writer.close(report)
+    doc = json.loads(stream.getvalue())
+    assert doc["report"] == report.model_dump() and doc["source"]["source"] == "clip.mp4"
+    np.testing.assert_allclose(doc["frames"][1]["faces"][0]["landmarks"]["points"],
+                               _synthetic_result(1).faces[0].landmarks.points, atol=5e-4)  # 3 decimals
+
+
+def test_json_writers_never_write_a_bare_nan():
+    import io
+
+    from facealign_sdk.video import JsonWriter, SourceInfo
+
+    info = SourceInfo(source="x", kind="folder", width=10, height=10, fps=30.0, frame_count=1)
+    stream = io.StringIO()
+    writer = JsonWriter(stream, info, 2)
+    with pytest.raises(ValueError):
+        writer.write(_synthetic_result(points=np.full((2, 2), np.nan)))
+    assert "NaN" not in stream.getvalue()
+
+
+def test_writers_keep_only_complete_records_when_the_disk_fills():
+    """A stream that takes part of a write and then refuses the rest: CSV and JSON keep complete records."""
+    import errno
+    import io
+
+    from facealign_sdk.video import CsvWriter, JsonWriter, SourceInfo
+
+    class FullDisk(io.StringIO):
+        def __init__(self, budget: int) -> None:
+            super().__init__()
+            self.budget = budget
+
+        def write(self, text: str) -> int:
+            size, pos = len(self.getvalue()), self.tell()
+            room = max(size - pos, 0) + self.budget  # overwriting its own bytes needs no new space
+            n = super().write(text[:room])
+            self.budget -= max(pos + n - size, 0)
+            if n < len(text):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return n
+
+        def close(self) -> None:  # keep the text readable after close
+            pass
+
+    info = SourceInfo(source="x", kind="folder", width=1, height=1, fps=30.0, frame_count=3)
+    for make in (lambda s: CsvWriter(s, 68), lambda s: JsonWriter(s, info, 68)):
+        stream = FullDisk(3500)  # the header and one frame fit, the second frame does not
+        writer = make(stream)
+        with pytest.raises(OSError):
+            for k in range(3):
+                writer.write(_synthetic_result(k))
+        text = stream.getvalue()
+        if isinstance(writer, JsonWriter):
+            assert [f["frame"] for f in json.loads(text)["frames"]] == [0]
+        else:
+            assert len(text.splitlines()) == 2 and text.endswith("\n")  # header and one complete frame row
+
+
+def test_drawing_of_a_resized_frame_scales_box_and_points():
+    """Images of another size than the video are resized; their faces scale with them, x and y apart."""
+    from facealign_sdk.video.writers import _scaled
+
+    result = _synthetic_result()
+    lm = result.faces[0].landmarks
+    scaled = _scaled(result, (0.5, 2.0)).faces[0].landmarks
+    assert scaled.box == (50.0, 240.0, 110.0, 520.0)
+    np.testing.assert_allclose(scaled.points, lm.points * [0.5, 2.0])
+    np.testing.assert_array_equal(scaled.confidence, lm.confidence)
