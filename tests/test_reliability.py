@@ -485,22 +485,3 @@ def test_image_output_is_whole_or_absent_when_the_disk_fills(tiny_model, tmp_pat
     assert _image_cli(tiny_model, SAMPLES / "face.jpg", "--out", out) == 1
     assert "disk full" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither half a file nor a temporary one
-
-
-def test_video_outputs_never_overwrite_the_images_of_an_input_folder(tmp_path, face_image):
-    """`facealign video FOLDER --out FOLDER/a.jpg --overwrite` must not replace an input image with CSV."""
-    from facealign_sdk.errors import InputError
-    from facealign_sdk.video.writers import check_outputs
-
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for name in ("a.jpg", "b.jpg"):
-        cv2.imwrite(str(folder / name), face_image)
-    with pytest.raises(InputError, match="must end in .csv"):
-        check_outputs([folder / "a.jpg", None, None], True, folder)
-    with pytest.raises(InputError, match="must end in .json"):
-        check_outputs([None, folder / "b.csv", None], True, folder)
-    (folder / "c.csv").write_text("not really an image, but a file of the input folder")
-    with pytest.raises(InputError, match="overwrite an input"):
-        check_outputs([folder / "c.csv", None, None], True, folder)
-    assert check_outputs([tmp_path / "out.csv", tmp_path / "out.json", None], True, folder)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -759,3 +760,63 @@ def test_drawing_of_a_resized_frame_scales_box_and_points():
     assert scaled.box == (50.0, 240.0, 110.0, 520.0)
     np.testing.assert_allclose(scaled.points, lm.points * [0.5, 2.0])
     np.testing.assert_array_equal(scaled.confidence, lm.confidence)
+
+
+def test_video_outputs_never_overwrite_the_images_of_an_input_folder(tmp_path, face_image):
+    """`facealign video FOLDER --out FOLDER/a.jpg --overwrite` must not replace an input image with CSV."""
+    from facealign_sdk.errors import InputError
+    from facealign_sdk.video.writers import check_outputs
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(folder / name), face_image)
+    with pytest.raises(InputError, match="must end in .csv"):
+        check_outputs([folder / "a.jpg", None, None], True, folder)
+    with pytest.raises(InputError, match="must end in .json"):
+        check_outputs([None, folder / "b.csv", None], True, folder)
+    (folder / "c.csv").write_text("not really an image, but a file of the input folder")
+    with pytest.raises(InputError, match="overwrite an input"):
+        check_outputs([folder / "c.csv", None, None], True, folder)
+    assert check_outputs([tmp_path / "out.csv", tmp_path / "out.json", None], True, folder)
+    # each output is checked, named by its flag, also after one that is not wanted
+    (tmp_path / "old.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="old.json exists"):
+        check_outputs([None, tmp_path / "old.json", None], False, folder)
+    for outputs, flag in (([tmp_path / "x.txt", None, None], "CSV output (--out)"),
+                          ([None, tmp_path / "x.txt", None], "JSON output (--json)"),
+                          ([None, None, tmp_path / "x.txt"], "annotated video (--draw)")):
+        with pytest.raises(InputError, match=re.escape(f"x.txt: the {flag} must end in")):
+            check_outputs(outputs, True, folder)
+
+
+def test_csv_face_rows_have_2_decimals_for_points_and_3_for_confidence():
+    from facealign_sdk.video.writers import csv_rows
+
+    row = dict(zip(csv_header(68), csv_rows(_synthetic_result(), 68)[0]))
+    lm = _synthetic_result().faces[0].landmarks
+    assert (row["x_0"], row["y_67"], row["c_5"]) == (f"{lm.points[0, 0]:.2f}", f"{lm.points[67, 1]:.2f}", "0.800")
+    assert row["frame"] == "1" and row["face_id"] == "3" and row["success"] == "1"
+
+
+def test_text_outputs_refuse_an_existing_file_and_are_not_executable(tmp_path):
+    import os
+
+    from facealign_sdk.video.writers import open_text_output
+
+    old = tmp_path / "old.csv"
+    old.write_text("keep")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        open_text_output(old, False)
+    assert old.read_text() == "keep"
+    out = open_text_output(tmp_path / "new.csv", False)
+    assert out.name == str(tmp_path / "new.csv")
+    out.write("x,y\n")
+    out.close()
+    out.close()  # a second close does nothing: it must not close a descriptor the number now belongs to
+    os.fstat(1)
+    assert (tmp_path / "new.csv").read_text() == "x,y\n"
+    assert os.stat(tmp_path / "new.csv").st_mode & 0o111 == 0
+    replaced = open_text_output(old, True)
+    replaced.close()
+    assert old.read_text() == ""
