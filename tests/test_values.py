@@ -349,3 +349,18 @@ def test_csv_text_ends_lines_as_asked_and_quotes_where_needed():
     rows = [["frame", "x_0"], [1, 'a,"b"']]
     assert csv_text(rows) == 'frame,x_0\n1,"a,""b"""\n'  # the video CSV's line ends
     assert csv_text(rows, "\r\n") == 'frame,x_0\r\n1,"a,""b"""\r\n'  # the image CSV's
+
+
+def test_a_given_pose_is_kept_and_none_means_unknown():
+    """``FaceLandmarks(..., pose=...)`` (a HeadPose or its dict, as JSON gives it back) is not re-estimated."""
+    from facealign_sdk.facecrop import template_points
+    from facealign_sdk.headpose import HeadPose
+
+    args = dict(box=(100.0, 100.0, 300.0, 300.0), score=0.9, points=template_points("68", 200) + 100,
+                confidence=np.ones(68), image_size=(400, 400))
+    estimated = FaceLandmarks(**args).pose
+    assert isinstance(estimated, HeadPose)
+    given = HeadPose(yaw=10.0, pitch=-5.0, roll=2.0, rotation_vector=(0.1, 0.2, 0.0),
+                     translation_vector=(0.0, 0.0, 500.0))
+    assert FaceLandmarks(**args, pose=given.model_dump()).pose == given
+    assert FaceLandmarks(**args, pose=None).pose is None
