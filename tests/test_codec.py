@@ -101,7 +101,8 @@ def test_crop_scaling_convention():
     np.testing.assert_allclose(codec.from_crop(codec.to_crop(pts)), pts)
     small = HeatmapCodec.for_sizes(128, 64)
     assert (small.input_size, small.heatmap_size, small.scale) == (128, 64, 2.0)
-    assert codec.from_crop(np.float32([[100.3, 7.1]])).dtype == np.float64  # float32 input loses no precision
+    for convert in (codec.from_crop, codec.to_crop):  # float32 input loses no precision
+        assert convert(np.float32([[100.3, 7.1]])).dtype == np.float64
     np.testing.assert_allclose(codec.from_crop([[100.3, 7.1]]), [[49.9, 3.3]])
 
 
