@@ -191,14 +191,14 @@ def test_results_serialise(aligner):
 
 
 # -- Landmarker: the part after the detector ---------------------------------------------------------
-def test_landmarker_defaults_are_the_aligners():
-    """Landmarker documents its arguments as the Aligner's: the same defaults, so both behave alike."""
-    import inspect
-
+def test_landmarker_defaults_are_the_aligners(tiny_model):
+    """Landmarker documents its arguments as the Aligner's: with none given it decodes and runs alike."""
     from facealign_sdk.landmarker import Landmarker
 
-    own, aligner = inspect.signature(Landmarker).parameters, inspect.signature(Aligner).parameters
-    assert {name: p.default for name, p in own.items()} == {name: aligner[name].default for name in own}
+    own, aligner = Landmarker(tiny_model), Aligner(tiny_model, detector=None).landmarker
+    assert own.backend.name == aligner.backend.name
+    for lm in (own, aligner):
+        assert (lm.refine, lm.blur, lm.flip, lm.batch_size) == ("soft", True, False, 32)
 
 
 def test_landmarker_crops_as_its_manifest_says(tiny_model, tmp_path):
