@@ -321,3 +321,30 @@ def test_track_reads_frames_in_the_aligners_colour_order():
     faces = [len(r.faces) for r in track_video(ScriptedRgbApp(ScriptedAligner(world)), rgb)]
     assert faces == [1, 1, 1]  # frame i seen as BGR i, not as frame 250
     assert [len(r.faces) for r in track_video(ScriptedApp(ScriptedAligner(world)), _frames(3))] == [1, 1, 1]
+
+
+def test_a_face_that_jumps_out_of_its_crop_is_found_again_in_the_same_frame():
+    """The crop from the last landmarks misses it (the network sees nothing there), the detector's box of that
+    frame still overlaps where it was: the crop is redone from the detection, the face keeps its id."""
+    world = {i: [Face((100 + 33 * (i >= 3), 120)), Face((260, 60))] for i in range(5)}
+    results = list(track(ScriptedAligner(world), 5, redetect_every=0))
+    assert [[f.face_id for f in r.faces] for r in results] == [[0, 1]] * 5
+    face = results[3].faces[0]
+    assert face.success and face.detected
+    np.testing.assert_allclose(face.landmarks.points.mean(axis=0), world[3][0].points.mean(axis=0), atol=2.0)  # smoothed
+
+
+def test_a_tracked_face_matches_detections_by_overlap_only():
+    """``match_iou`` decides for a tracked face: a detection 0.7 face sizes away (IoU 0.2) is another face."""
+    world = {i: [Face((100 + 45 * (i >= 2), 120))] for i in range(4)}
+    assert run(ScriptedAligner(world), 4, redetect_every=1) == [[0], [0], [1], [1]]
+
+
+def test_the_tracks_smooth_with_the_given_smoothing():
+    from facealign_sdk.video import OneEuroConfig, SmoothingConfig
+
+    world = {i: [Face((100 + 4 * i, 120))] for i in range(6)}
+    strong = SmoothingConfig(pose=OneEuroConfig(min_cutoff=0.05, beta=0.0))
+    default, smoothed = (list(track(ScriptedAligner(world), 6, **options)) for options in ({}, {"smoothing": strong}))
+    lag = [world[5][0].points[:, 0].mean() - r[5].faces[0].landmarks.points[:, 0].mean() for r in (default, smoothed)]
+    assert lag[1] > lag[0] + 1.0
