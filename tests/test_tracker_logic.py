@@ -348,3 +348,41 @@ def test_the_tracks_smooth_with_the_given_smoothing():
     default, smoothed = (list(track(ScriptedAligner(world), 6, **options)) for options in ({}, {"smoothing": strong}))
     lag = [world[5][0].points[:, 0].mean() - r[5].faces[0].landmarks.points[:, 0].mean() for r in (default, smoothed)]
     assert lag[1] > lag[0] + 1.0
+
+
+def test_default_options_and_the_frame_size_for_the_pose():
+    aligner = ScriptedAligner({0: [Face((160, 120))]})
+    tracker = FaceTracker(aligner, aligner.detect)
+    assert tracker.options == TrackOptions()
+    face = tracker.update(np.full((240, 320, 3), 0, np.uint8), 0.0).faces[0]
+    assert face.landmarks.image_size == (320, 240)  # the head pose's camera
+
+
+def test_a_face_that_ends_does_not_hide_the_others():
+    world = {i: [Face((60, 60), score=0.9)] * (i < 2) + [Face((250, 170), score=0.8)] for i in range(4)}
+    assert run(ScriptedAligner(world), 4, redetect_every=0) == [[0, 1], [0, 1], [1], [1]]
+
+
+def test_a_face_lost_within_a_group_of_frames_stays_lost_in_it():
+    """Frames processed together (``batch_frames``) have their crops planned before any runs: a face lost in
+    the group's 2nd frame is not reported in its 3rd, though it is in its crop there again."""
+    world = {i: [Face((60, 60), score=0.9)] * (i != 1) + [Face((250, 170), score=0.8)] for i in range(3)}
+    aligner = ScriptedAligner(world)
+    tracker = FaceTracker(aligner, aligner.detect, TrackOptions(redetect_every=0))
+    group = [VideoFrame(i, i / FPS, np.full((240, 320, 3), i, np.uint8)) for i in range(3)]
+    assert [[f.face_id for f in r.faces] for r in tracker.process(group)] == [[0, 1], [1], [1]]
+
+
+def test_one_face_tracked_twice_keeps_the_most_recently_confirmed_track():
+    """B's crop latches onto A when B leaves: two tracks on A. The one the detector confirmed last (A's) is
+    kept, B's ends; C, tracked but not confirmed since frame 0, is not a duplicate and stays."""
+    c = [Face((260, 60), score=0.9, detectable=False)]
+    world = {0: [Face((100, 120), score=0.8), Face((260, 60), score=0.9)],
+             1: [Face((100, 120), score=0.8), Face((125, 120), score=0.7)] + c,
+             2: [Face((100, 120), score=0.8), Face((125, 120), score=0.7)] + c,
+             3: [Face((125, 120), score=0.7)] + c}
+    assert run(ScriptedAligner(world), 4, redetect_every=1) == [[0, 1], [0, 1, 2], [0, 1, 2], [0, 2]]
+    # B confirmed only in the first frame (t = 0), A confirmed since, comes close when B leaves: A's track is kept
+    b = Face((100, 120), score=0.8, detectable=False)
+    world = {0: [Face((100, 120), score=0.8)], 1: [b, Face((140, 120), score=0.7)], 2: [Face((125, 120), score=0.7)]}
+    assert run(ScriptedAligner(world), 3, redetect_every=1) == [[0], [0, 1], [1]]
