@@ -191,7 +191,7 @@ def test_results_serialise(aligner):
 
 
 # -- Landmarker: the part after the detector ---------------------------------------------------------
-def test_landmarker_defaults_are_the_aligners(tiny_model):
+def test_landmarker_without_arguments_runs_as_the_aligner(tiny_model):
     """Landmarker documents its arguments as the Aligner's: with none given it decodes and runs alike."""
     from facealign_sdk.landmarker import Landmarker
 
