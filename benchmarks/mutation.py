@@ -11,7 +11,13 @@ out. Not part of CI: on 2 cores a full run takes a long while.
     python benchmarks/mutation.py --report-only       # kill rate and survivors of the last run
 
 Writes ``runs/mutation/summary.json``: per module, the mutants generated, checked, killed and surviving
-(by name), and the kill rate over the modules checked so far.
+(by name), and the kill rate over the modules checked so far. Survivors explained:
+``benchmarks/mutation_survivors.md``.
+
+mutmut keeps its verdicts: a killed mutant is not re-run, a survivor only when named (``--only NAME``) after
+new tests. It maps each test to the functions it calls once, by the test's name: a test changed in place
+to call another function needs a new name. Changing the test selection in ``pyproject.toml`` makes it
+re-run everything.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEALIGN_SHARED", REPO.parent / "shared"))
 SAMPLES = REPO / "samples"
 # test files that load no model: under mutmut they run before the others
-UNIT_TEST_FILES = ("test_geometry.py", "test_codec.py", "test_decode.py", "test_tracker_logic.py", "test_drawing.py")
+UNIT_TEST_FILES = ("test_geometry.py", "test_codec.py", "test_decode.py", "test_tracker_logic.py", "test_drawing.py",
+                   "test_imageio.py")
 
 
 def has_module(name: str) -> bool:
@@ -53,6 +55,26 @@ def tiny_model(tmp_path_factory) -> Path:
     net = LandmarkNet(NetConfig(width=8)).eval()
     out = tmp_path_factory.mktemp("tiny_model")
     write_model_folder(net, out, "tiny-test", ["random init"])
+    return out
+
+
+def model_copy(tiny_model, tmp_path, edit=None, weights=None):
+    """A copy of the tiny model with its manifest edited and/or its weights replaced (hash updated)."""
+    from facealign_sdk.model import sha256
+
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    if weights is not None:
+        from safetensors.numpy import load_file, save_file
+
+        state = load_file(str(out / "model.safetensors"))
+        weights(state)
+        save_file(state, str(out / "model.safetensors"))
+        manifest["weights_sha256"] = sha256(out / "model.safetensors")
+    if edit is not None:
+        edit(manifest)
+    (out / "manifest.json").write_text(json.dumps(manifest, allow_nan=True))
     return out
 
 

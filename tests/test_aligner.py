@@ -13,7 +13,7 @@ from facealign_sdk.detectors.base import Detection
 from facealign_sdk.imageio import ImageError
 from facealign_sdk.model import ModelError
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, model_copy
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,96 @@ def test_results_serialise(aligner):
     d = aligner.align(SAMPLES / "face.jpg")[0].to_dict()
     assert len(d["points"]) == 68 and len(d["confidence"]) == 68 and len(d["box"]) == 4
     json.dumps(d)
+
+
+# -- Landmarker: the part after the detector ---------------------------------------------------------
+def test_landmarker_without_arguments_runs_as_the_aligner(tiny_model):
+    """Landmarker documents its arguments as the Aligner's: with none given it decodes and runs alike."""
+    from facealign_sdk.landmarker import Landmarker
+
+    own, aligner = Landmarker(tiny_model), Aligner(tiny_model, detector=None).landmarker
+    assert own.backend.name == aligner.backend.name
+    for lm in (own, aligner):
+        assert (lm.refine, lm.blur, lm.flip, lm.batch_size) == ("soft", True, False, 32)
+
+
+def test_landmarker_crops_as_its_manifest_says(tiny_model, tmp_path):
+    from facealign_sdk import geometry
+    from facealign_sdk.facecrop import template_points
+    from facealign_sdk.landmarker import Landmarker
+
+    crop = {"crop_scale": 1.7, "center_shift": 0.05, "use_roll": True}
+    lm = Landmarker(model_copy(tiny_model, tmp_path, lambda m: m["crop"].update(crop)), backend="torch")
+    box = (100.0, 80.0, 220.0, 200.0)
+    assert lm.frame_for(Detection(box=box)) == geometry.frame_from_box(box, 0.0, crop_scale=1.7, center_shift=0.05)
+    tilted = template_points("68", 200) @ np.array([[0.94, 0.34], [-0.34, 0.94]])  # turned by 20 degrees
+    frame = lm.frame_from_landmarks(tilted)
+    assert frame == geometry.frame_from_points(tilted, True, crop_scale=1.7, center_shift=0.05)
+    assert abs(frame.roll) > 0.3
+
+
+def test_flip_averages_the_mirrored_heatmaps(tiny_model):
+    from facealign_sdk.landmarker import Landmarker
+    from facealign_sdk.schemes import FLIP_68
+
+    lm = Landmarker(tiny_model, backend="torch", flip=True)
+    batch = np.random.default_rng(0).random((2, 3, lm.manifest.input_size, lm.manifest.input_size), np.float32)
+    plain, mirrored = lm.backend.run(batch), lm.backend.run(np.ascontiguousarray(batch[..., ::-1]))
+    np.testing.assert_allclose(lm.heatmaps(batch), (plain + mirrored[:, FLIP_68, :, ::-1]) / 2, rtol=1e-6)
+
+
+def test_landmarker_decodes_with_its_blur_setting(tiny_model):
+    from facealign_sdk.landmarker import Landmarker
+
+    lm = Landmarker(tiny_model, backend="torch", blur=False)
+    size = lm.manifest.input_size
+    heat = lm.heatmaps(np.random.default_rng(1).random((1, 3, size, size), np.float32))
+    points, _ = lm.decode(heat)
+    np.testing.assert_array_equal(points, lm.codec.decode(heat, "soft", False)[0])
+    assert np.abs(points - lm.codec.decode(heat, "soft", True)[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("symmetric, flip, warns", [(False, True, True), (False, False, False), (True, True, False)])
+def test_flip_on_a_model_trained_without_mirroring_warns(tiny_model, tmp_path, caplog, symmetric, flip, warns):
+    from facealign_sdk.landmarker import Landmarker
+
+    edited = model_copy(tiny_model, tmp_path, lambda m: m.update(mirror_symmetric=symmetric))
+    Landmarker(edited, backend="torch", flip=flip)
+    assert ("trained without mirror augmentation" in caplog.text) is warns
+
+
+class _FakeBackend:
+    """A backend whose network has ``num_landmarks`` outputs and fails with ``message`` when run."""
+
+    def __init__(self, num_landmarks: int, message: str) -> None:
+        self.num_landmarks, self.message = num_landmarks, message
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        raise RuntimeError(self.message)
+
+
+@pytest.mark.parametrize("message, shown", [("first line\nsecond line", "first line"), ("", "")])
+def test_a_network_that_cannot_run_is_a_model_error_with_the_first_line(tiny_model, monkeypatch, message, shown):
+    import re
+
+    from facealign_sdk import landmarker
+
+    monkeypatch.setattr(landmarker, "load_backend", lambda *args, **kwargs: _FakeBackend(68, message))
+    with pytest.raises(ModelError, match=re.escape(f"as the manifest says (RuntimeError: {shown})")):
+        landmarker.Landmarker(tiny_model)
+    monkeypatch.setattr(landmarker, "load_backend", lambda *args, **kwargs: _FakeBackend(5, message))
+    with pytest.raises(ModelError, match="network outputs 5 landmarks but the manifest says 68"):
+        landmarker.Landmarker(tiny_model)
+
+
+def test_nan_confidence_alone_is_refused_too(aligner, face_image, monkeypatch):
+    lm = aligner.landmarker
+    real_decode = lm.decode
+
+    def nan_confidence(heat):
+        points, confidence = real_decode(heat)
+        return points, np.full_like(confidence, np.nan)
+
+    monkeypatch.setattr(lm, "decode", nan_confidence)
+    with pytest.raises(ModelError, match="NaN or inf for a face crop"):
+        aligner.align(face_image, boxes=[(150.0, 90.0, 330.0, 300.0)])

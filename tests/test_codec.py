@@ -101,6 +101,15 @@ def test_crop_scaling_convention():
     np.testing.assert_allclose(codec.from_crop(codec.to_crop(pts)), pts)
 
 
+def test_codec_sizes_and_float64_coordinates():
+    small = HeatmapCodec.for_sizes(128, 64)
+    assert (small.input_size, small.heatmap_size, small.scale) == (128, 64, 2.0)
+    codec = HeatmapCodec(input_size=256, heatmap_size=128)
+    for convert in (codec.from_crop, codec.to_crop):  # float32 input loses no precision
+        assert convert(np.float32([[100.3, 7.1]])).dtype == np.float64
+    np.testing.assert_allclose(codec.from_crop([[100.3, 7.1]]), [[49.9, 3.3]])
+
+
 def test_manifest_codec_is_read_strictly(tmp_path):
     from facealign_sdk.model import ModelError
 

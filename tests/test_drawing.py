@@ -92,3 +92,26 @@ def test_points_far_outside_the_image_draw_towards_where_they_are():
     points[3] = np.nan
     wild = FaceLandmarks(box=(-1e10, 0, 1e10, 5), score=0.9, points=points, confidence=face.confidence)
     assert draw_faces(np.full((SIDE, SIDE, 3), BACKGROUND, np.uint8), [wild]).shape == (SIDE, SIDE, 3)
+
+
+def _line_width(image: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Contour colour summed across the middle of the near-horizontal line a-b: about its width in px."""
+    x, y = (int(round(v)) for v in (a + b) / 2)
+    return sum(_contour_likeness(image[yy, x]) for yy in range(y - 4, y + 5))
+
+
+@pytest.mark.parametrize("side, thin", [(SIDE, True), (1600, False)])
+def test_contour_lines_grow_with_the_image(side, thin):
+    """1 px lines up to 1400 px images, 2 px from 1400 px (4x the dot and box scale of 400 px steps)."""
+    points = template_points("68", side)
+    face = FaceLandmarks(box=(0, 0, 1, 1), score=0.9, points=points, confidence=np.full(68, 0.9))
+    width = _line_width(draw_faces(np.full((side, side, 3), BACKGROUND, np.uint8), [face]), points[63], points[64])
+    assert (width < 2.2) if thin else (2.5 < width < 4.5), width
+
+
+def test_a_point_that_cannot_be_drawn_does_not_stop_the_others():
+    points = np.array([[np.nan, np.nan], [100.0, 100.0], [300.0, 200.0]])
+    face = FaceLandmarks(box=(0, 0, 1, 1), score=0.9, points=points, confidence=np.array([0.9, 0.9, 0.1]))
+    out = draw_faces(np.full((SIDE, SIDE, 3), BACKGROUND, np.uint8), [face])
+    np.testing.assert_array_equal(out[100, 100], [0, 255, 0])
+    np.testing.assert_array_equal(out[200, 300], [0, 0, 255])

@@ -10,7 +10,8 @@ import pytest
 
 from facealign_sdk.aligner import Aligner
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, model_copy
+from .test_imageio import png_header_only, with_exif_orientation
 
 
 # -- one Aligner shared by threads ----------------------------------------------------------------
@@ -201,29 +202,6 @@ def test_ctrl_c_soon_after_start_exits_130_without_traceback(delay, tiny_model, 
 
 
 # -- broken model folders ------------------------------------------------------------------------
-def _model_copy(tiny_model, tmp_path, edit=None, weights=None):
-    """A copy of the tiny model with its manifest edited and/or its weights replaced (hash updated)."""
-    import json
-    import shutil
-
-    from facealign_sdk.model import sha256
-
-    out = tmp_path / "model"
-    shutil.copytree(tiny_model, out)
-    manifest = json.loads((out / "manifest.json").read_text())
-    if weights is not None:
-        from safetensors.numpy import load_file, save_file
-
-        state = load_file(str(out / "model.safetensors"))
-        weights(state)
-        save_file(state, str(out / "model.safetensors"))
-        manifest["weights_sha256"] = sha256(out / "model.safetensors")
-    if edit is not None:
-        edit(manifest)
-    (out / "manifest.json").write_text(json.dumps(manifest, allow_nan=True))
-    return out
-
-
 def _set(path: str, value):
     def edit(manifest):
         *parents, key = path.split(".")
@@ -255,7 +233,7 @@ def _set(path: str, value):
 def test_broken_manifest_is_refused_at_load_time(tiny_model, tmp_path, edit, message):
     from facealign_sdk.model import ModelError
 
-    broken = _model_copy(tiny_model, tmp_path, edit)
+    broken = model_copy(tiny_model, tmp_path, edit)
     with pytest.raises(ModelError, match=message):
         Aligner(broken, backend="torch")
 
@@ -269,7 +247,7 @@ def test_manifest_disagreeing_with_the_network_is_refused(tiny_model, tmp_path):
         del manifest["net"]["heatmap_size"]
 
     with pytest.raises(ModelError, match=r"outputs shape \(1, 68, 128, 128\).*heatmap_size 64"):
-        Aligner(_model_copy(tiny_model, tmp_path, edit), backend="torch")
+        Aligner(model_copy(tiny_model, tmp_path, edit), backend="torch")
 
 
 def test_nan_weights_are_refused_at_load_time(tiny_model, tmp_path):
@@ -281,7 +259,7 @@ def test_nan_weights_are_refused_at_load_time(tiny_model, tmp_path):
         state[name].flat[0] = np.nan
 
     with pytest.raises(ModelError, match="NaN or inf"):
-        Aligner(_model_copy(tiny_model, tmp_path, weights=poison), backend="torch")
+        Aligner(model_copy(tiny_model, tmp_path, weights=poison), backend="torch")
 
 
 def test_nan_network_output_never_becomes_points(tiny_model, face_image, monkeypatch):
@@ -291,23 +269,6 @@ def test_nan_network_output_never_becomes_points(tiny_model, face_image, monkeyp
     monkeypatch.setattr(aligner.backend, "run", lambda batch: np.full((len(batch), 68, 128, 128), np.nan, np.float32))
     with pytest.raises(ModelError, match="NaN"):
         aligner.align(face_image)
-
-
-def test_json_writers_never_write_a_bare_nan(tmp_path):
-    import io
-
-    from facealign_sdk.results import FaceLandmarks
-    from facealign_sdk.video import FrameResult, JsonWriter, SourceInfo, TrackedFace
-
-    info = SourceInfo(source="x", kind="folder", width=10, height=10, fps=30.0, frame_count=1)
-    stream = io.StringIO()
-    writer = JsonWriter(stream, info, 2)
-    lm = FaceLandmarks(box=(0, 0, 1, 1), score=1.0, points=np.full((2, 2), np.nan), confidence=np.ones(2))
-    bad = FrameResult(frame=0, timestamp=0.0, width=10, height=10,
-                      faces=[TrackedFace(face_id=0, detected=True, success=True, landmarks=lm)])
-    with pytest.raises(ValueError):
-        writer.write(bad)
-    assert "NaN" not in stream.getvalue()
 
 
 # -- options out of range -------------------------------------------------------------------------
@@ -347,34 +308,12 @@ def test_absurd_fps_is_refused(tiny_model, tmp_path, fps, capsys, face_image):
         VideoReader(tmp_path, fps=float(fps))
 
 
-# -- hostile image files: EXIF orientation, decompression bombs -----------------------------------
-def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """A JPEG with an APP1 Exif segment holding only the orientation tag (little-endian TIFF)."""
-    import struct
-
-    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
-    tiff += struct.pack("<HHII", 0x0112, 3, 1, orientation) + struct.pack("<I", 0)
-    body = b"Exif\x00\x00" + tiff
-    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
-
-
-@pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_is_applied_like_image_viewers(tmp_path, orientation):
-    from facealign_sdk.imageio import read_image
-
-    pixels = (np.random.default_rng(orientation).random((24, 40, 3)) * 255).astype(np.uint8)
-    path = tmp_path / f"o{orientation}.jpg"
-    path.write_bytes(_with_exif_orientation(cv2.imencode(".jpg", pixels)[1].tobytes(), orientation))
-    upright = cv2.imread(str(path), cv2.IMREAD_COLOR)  # OpenCV's own EXIF handling: the reference
-    got = read_image(path)
-    assert got.shape == upright.shape and np.array_equal(got, upright)
-
-
+# -- hostile image files (tests/test_imageio.py has the reading itself) ---------------------------
 def test_sideways_phone_photo_gives_points_in_the_upright_image(tiny_model, face_image, tmp_path):
     """A photo stored sideways (pixels turned 90 deg counter-clockwise) with orientation 6 (turn clockwise)."""
     stored = cv2.rotate(face_image, cv2.ROTATE_90_COUNTERCLOCKWISE)
     path = tmp_path / "phone.jpg"
-    path.write_bytes(_with_exif_orientation(cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes(), 6))
+    path.write_bytes(with_exif_orientation(cv2.imencode(".jpg", stored, [cv2.IMWRITE_JPEG_QUALITY, 98])[1].tobytes(), 6))
     aligner = Aligner(tiny_model, backend="torch")
     upright = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert upright.shape == face_image.shape
@@ -384,47 +323,13 @@ def test_sideways_phone_photo_gives_points_in_the_upright_image(tiny_model, face
     assert np.array_equal(faces[0].points, expected[0].points)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """The first bytes of a PNG claiming width x height pixels (what a bomb looks like to the header)."""
-    import struct
-    import zlib
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    idat = zlib.compress(b"\x00" * 1000)
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
-            + struct.pack(">I", len(idat)) + b"IDAT" + idat + struct.pack(">I", zlib.crc32(b"IDAT" + idat)))
-
-
-def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch, capsys, tiny_model):
+def test_decompression_bomb_exits_2_naming_the_setting(tmp_path, capsys, tiny_model):
     from facealign_sdk.cli.main import main
-    from facealign_sdk.imageio import ImageError, read_image
 
     bomb = tmp_path / "bomb.png"
-    bomb.write_bytes(_png_header_only(20000, 20000))
-
-    def no_decode(*args, **kwargs):
-        raise AssertionError("decoded an image above the pixel limit")
-
-    monkeypatch.setattr(cv2, "imdecode", no_decode)
-    with pytest.raises(ImageError, match=r"20000 x 20000 px \(400.0 MP\) is above the limit of 100 MP"):
-        read_image(bomb)
+    bomb.write_bytes(png_header_only(20000, 20000))
     assert main(["image", str(bomb), "--model", str(tiny_model), "--backend", "torch"]) == 2
     assert "FACEALIGN_MAX_PIXELS" in capsys.readouterr().err
-
-
-def test_pixel_limit_is_configurable(tmp_path, monkeypatch, face_image):
-    from facealign_sdk.imageio import ImageError, read_image
-
-    path = tmp_path / "face.png"
-    cv2.imwrite(str(path), face_image)
-    h, w = face_image.shape[:2]
-    monkeypatch.setenv("FACEALIGN_MAX_PIXELS", str(h * w - 1))
-    with pytest.raises(ImageError, match="above the limit"):
-        read_image(path)
-    monkeypatch.setenv("FACEALIGN_MAX_PIXELS", str(h * w))
-    assert read_image(path).shape == face_image.shape
-    assert read_image(path, limit=10**9).shape == face_image.shape
 
 
 # -- output paths ----------------------------------------------------------------------------------
@@ -564,50 +469,6 @@ def test_replaced_detector_model_is_refused(tmp_path, monkeypatch):
 
 
 # -- a full disk ------------------------------------------------------------------------------------
-def test_writers_keep_only_complete_records_when_the_disk_fills(tiny_model, face_image):
-    """A stream that takes part of a write and then refuses the rest: CSV and JSON keep complete records."""
-    import errno
-    import io
-    import json
-
-    from facealign_sdk.video import CsvWriter, FrameResult, JsonWriter, SourceInfo, TrackedFace
-
-    class FullDisk(io.StringIO):
-        def __init__(self, budget: int) -> None:
-            super().__init__()
-            self.budget = budget
-
-        def write(self, text: str) -> int:
-            size, pos = len(self.getvalue()), self.tell()
-            room = max(size - pos, 0) + self.budget  # overwriting its own bytes needs no new space
-            n = super().write(text[:room])
-            self.budget -= max(pos + n - size, 0)
-            if n < len(text):
-                raise OSError(errno.ENOSPC, "No space left on device")
-            return n
-
-        def close(self) -> None:  # keep the text readable after close
-            pass
-
-    faces = Aligner(tiny_model, backend="torch").align(face_image)
-    result = FrameResult(frame=0, timestamp=0.0, width=face_image.shape[1], height=face_image.shape[0],
-                         faces=[TrackedFace(face_id=0, detected=True, success=True, landmarks=faces[0])])
-    info = SourceInfo(source="x", kind="folder", width=1, height=1, fps=30.0, frame_count=3)
-    for make, parse in ((lambda s: CsvWriter(s, 68), lambda t: t.splitlines()),
-                        (lambda s: JsonWriter(s, info, 68), json.loads)):
-        stream = FullDisk(3500)
-        writer = make(stream)
-        with pytest.raises(OSError):
-            for k in range(3):
-                writer.write(result.model_copy(update={"frame": k}))
-        text = stream.getvalue()
-        if parse is json.loads:
-            assert [f["frame"] for f in json.loads(text)["frames"]] == [0]
-        else:
-            lines = parse(text)
-            assert len(lines) == 2 and text.endswith("\n")  # header and one complete frame row
-
-
 @pytest.mark.parametrize("out_name", ["r.json", "r.csv"])
 def test_image_output_is_whole_or_absent_when_the_disk_fills(tiny_model, tmp_path, monkeypatch, capsys, out_name):
     import errno
@@ -624,45 +485,3 @@ def test_image_output_is_whole_or_absent_when_the_disk_fills(tiny_model, tmp_pat
     assert _image_cli(tiny_model, SAMPLES / "face.jpg", "--out", out) == 1
     assert "disk full" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither half a file nor a temporary one
-
-
-@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
-def test_tiff_orientation_is_applied_once(tmp_path, orientation):
-    """OpenCV's TIFF decoder turns the image upright itself: the tag must not be applied a second time."""
-    pil = pytest.importorskip("PIL.Image")
-    from facealign_sdk.imageio import apply_orientation, read_image
-
-    pixels = (np.random.default_rng(orientation).random((24, 40, 3)) * 255).astype(np.uint8)
-    path = tmp_path / f"o{orientation}.tif"
-    pil.fromarray(pixels[..., ::-1]).save(path, tiffinfo={0x0112: orientation})
-    assert np.array_equal(read_image(path), apply_orientation(pixels, orientation))
-
-
-def test_pixel_limit_inf_means_no_limit(monkeypatch):
-    from facealign_sdk.imageio import ImageError, max_pixels
-
-    monkeypatch.setenv("FACEALIGN_MAX_PIXELS", "inf")
-    assert max_pixels() > 10**15
-    for bad in ("nan", "-inf", "0.5"):
-        monkeypatch.setenv("FACEALIGN_MAX_PIXELS", bad)
-        with pytest.raises(ImageError, match="FACEALIGN_MAX_PIXELS"):
-            max_pixels()
-
-
-def test_video_outputs_never_overwrite_the_images_of_an_input_folder(tmp_path, face_image):
-    """`facealign video FOLDER --out FOLDER/a.jpg --overwrite` must not replace an input image with CSV."""
-    from facealign_sdk.errors import InputError
-    from facealign_sdk.video.writers import check_outputs
-
-    folder = tmp_path / "frames"
-    folder.mkdir()
-    for name in ("a.jpg", "b.jpg"):
-        cv2.imwrite(str(folder / name), face_image)
-    with pytest.raises(InputError, match="must end in .csv"):
-        check_outputs([folder / "a.jpg", None, None], True, folder)
-    with pytest.raises(InputError, match="must end in .json"):
-        check_outputs([None, folder / "b.csv", None], True, folder)
-    (folder / "c.csv").write_text("not really an image, but a file of the input folder")
-    with pytest.raises(InputError, match="overwrite an input"):
-        check_outputs([folder / "c.csv", None, None], True, folder)
-    assert check_outputs([tmp_path / "out.csv", tmp_path / "out.json", None], True, folder)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -654,3 +655,168 @@ def test_cli_disk_full_keeps_complete_outputs(tiny_model, face_image, tmp_path, 
     assert [int(r["frame"]) for r in rows] == list(range(1, len(rows) + 1))
     doc = json.loads(js.read_text())
     assert [f["frame"] for f in doc["frames"]] == list(range(len(doc["frames"])))
+
+
+# -- writers by value (no model) ---------------------------------------------------------------------
+def _synthetic_result(frame: int = 0, box=(100.0, 120.0, 220.0, 260.0), points=None) -> FrameResult:
+    from facealign_sdk.results import FaceLandmarks
+    from facealign_sdk.video import TrackedFace
+
+    if points is None:
+        points = np.column_stack([np.linspace(box[0], box[2], 68), np.linspace(box[1], box[3], 68)]) + 1 / 3
+    lm = FaceLandmarks(box=box, score=0.9, points=points, confidence=np.full(len(points), 0.8))
+    return FrameResult(frame=frame, timestamp=frame / FPS, width=SIZE, height=SIZE,
+                       faces=[TrackedFace(face_id=3, detected=True, success=True, landmarks=lm)])
+
+
+def test_csv_row_of_a_frame_without_faces():
+    from facealign_sdk.video.writers import csv_rows
+
+    empty = FrameResult(frame=4, timestamp=0.25, width=SIZE, height=SIZE, faces=[])
+    assert csv_rows(empty, 68) == [["5", "-1", "0.250", "0", "0"] + [""] * 204]
+    assert len(csv_rows(empty, 68)[0]) == len(csv_header(68)) == len(csv_rows(_synthetic_result(), 68)[0])
+
+
+def test_json_output_is_one_document_with_source_frames_and_report():
+    import io
+
+    from facealign_sdk.video import JsonWriter, SourceInfo, TrackReport
+
+    info = SourceInfo(source="clip.mp4", kind="file", width=SIZE, height=SIZE, fps=FPS, frame_count=2)
+    stream = io.StringIO()
+    writer = JsonWriter(stream, info, 68)
+    assert json.loads(stream.getvalue()) == {"source": info.model_dump(), "num_landmarks": 68, "frames": [],
+                                             "report": None}
+    for k in range(2):
+        writer.write(_synthetic_result(k))
+        assert [f["frame"] for f in json.loads(stream.getvalue())["frames"]] == list(range(k + 1))
+    stream.close = lambda: None  # keep the text readable after close
+    report = TrackReport(source="clip.mp4", frames_decoded=2, frames_with_face=2, face_rows=2, faces_seen=1)
+    writer.close(report)
+    doc = json.loads(stream.getvalue())
+    assert doc["report"] == report.model_dump() and doc["source"]["source"] == "clip.mp4"
+    np.testing.assert_allclose(doc["frames"][1]["faces"][0]["landmarks"]["points"],
+                               _synthetic_result(1).faces[0].landmarks.points, atol=5e-4)  # 3 decimals
+
+
+def test_json_writers_never_write_a_bare_nan():
+    import io
+
+    from facealign_sdk.video import JsonWriter, SourceInfo
+
+    info = SourceInfo(source="x", kind="folder", width=10, height=10, fps=30.0, frame_count=1)
+    stream = io.StringIO()
+    writer = JsonWriter(stream, info, 2)
+    with pytest.raises(ValueError):
+        writer.write(_synthetic_result(points=np.full((2, 2), np.nan)))
+    assert "NaN" not in stream.getvalue()
+
+
+def test_writers_keep_only_complete_records_when_the_disk_fills():
+    """A stream that takes part of a write and then refuses the rest: CSV and JSON keep complete records."""
+    import errno
+    import io
+
+    from facealign_sdk.video import CsvWriter, JsonWriter, SourceInfo
+
+    class FullDisk(io.StringIO):
+        def __init__(self, budget: int) -> None:
+            super().__init__()
+            self.budget = budget
+
+        def write(self, text: str) -> int:
+            size, pos = len(self.getvalue()), self.tell()
+            room = max(size - pos, 0) + self.budget  # overwriting its own bytes needs no new space
+            n = super().write(text[:room])
+            self.budget -= max(pos + n - size, 0)
+            if n < len(text):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return n
+
+        def close(self) -> None:  # keep the text readable after close
+            pass
+
+    info = SourceInfo(source="x", kind="folder", width=1, height=1, fps=30.0, frame_count=3)
+    for make in (lambda s: CsvWriter(s, 68), lambda s: JsonWriter(s, info, 68)):
+        stream = FullDisk(3500)  # the header and one frame fit, the second frame does not
+        writer = make(stream)
+        with pytest.raises(OSError):
+            for k in range(3):
+                writer.write(_synthetic_result(k))
+        text = stream.getvalue()
+        if isinstance(writer, JsonWriter):
+            assert [f["frame"] for f in json.loads(text)["frames"]] == [0]
+        else:
+            assert len(text.splitlines()) == 2 and text.endswith("\n")  # header and one complete frame row
+
+
+def test_drawing_of_a_resized_frame_scales_box_and_points():
+    """Images of another size than the video are resized; their faces scale with them, x and y apart."""
+    from facealign_sdk.video.writers import _scaled
+
+    result = _synthetic_result()
+    lm = result.faces[0].landmarks
+    scaled = _scaled(result, (0.5, 2.0)).faces[0].landmarks
+    assert scaled.box == (50.0, 240.0, 110.0, 520.0)
+    np.testing.assert_allclose(scaled.points, lm.points * [0.5, 2.0])
+    np.testing.assert_array_equal(scaled.confidence, lm.confidence)
+
+
+def test_video_outputs_never_overwrite_the_images_of_an_input_folder(tmp_path, face_image):
+    """`facealign video FOLDER --out FOLDER/a.jpg --overwrite` must not replace an input image with CSV."""
+    from facealign_sdk.errors import InputError
+    from facealign_sdk.video.writers import check_outputs
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        cv2.imwrite(str(folder / name), face_image)
+    with pytest.raises(InputError, match="must end in .csv"):
+        check_outputs([folder / "a.jpg", None, None], True, folder)
+    with pytest.raises(InputError, match="must end in .json"):
+        check_outputs([None, folder / "b.csv", None], True, folder)
+    (folder / "c.csv").write_text("not really an image, but a file of the input folder")
+    with pytest.raises(InputError, match="overwrite an input"):
+        check_outputs([folder / "c.csv", None, None], True, folder)
+    assert check_outputs([tmp_path / "out.csv", tmp_path / "out.json", None], True, folder)
+    # each output is checked, named by its flag, also after one that is not wanted
+    (tmp_path / "old.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="old.json exists"):
+        check_outputs([None, tmp_path / "old.json", None], False, folder)
+    for outputs, flag in (([tmp_path / "x.txt", None, None], "CSV output (--out)"),
+                          ([None, tmp_path / "x.txt", None], "JSON output (--json)"),
+                          ([None, None, tmp_path / "x.txt"], "annotated video (--draw)")):
+        with pytest.raises(InputError, match=re.escape(f"x.txt: the {flag} must end in")):
+            check_outputs(outputs, True, folder)
+
+
+def test_csv_face_rows_have_2_decimals_for_points_and_3_for_confidence():
+    from facealign_sdk.video.writers import csv_rows
+
+    row = dict(zip(csv_header(68), csv_rows(_synthetic_result(), 68)[0]))
+    lm = _synthetic_result().faces[0].landmarks
+    assert (row["x_0"], row["y_67"], row["c_5"]) == (f"{lm.points[0, 0]:.2f}", f"{lm.points[67, 1]:.2f}", "0.800")
+    assert row["frame"] == "1" and row["face_id"] == "3" and row["success"] == "1"
+
+
+def test_text_outputs_refuse_an_existing_file_and_are_not_executable(tmp_path):
+    import os
+
+    from facealign_sdk.video.writers import open_text_output
+
+    old = tmp_path / "old.csv"
+    old.write_text("keep")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        open_text_output(old, False)
+    assert old.read_text() == "keep"
+    out = open_text_output(tmp_path / "new.csv", False)
+    assert out.name == str(tmp_path / "new.csv")
+    out.write("x,y\n")
+    out.close()
+    out.close()  # a second close does nothing: it must not close a descriptor the number now belongs to
+    os.fstat(1)
+    assert (tmp_path / "new.csv").read_text() == "x,y\n"
+    assert os.stat(tmp_path / "new.csv").st_mode & 0o111 == 0
+    replaced = open_text_output(old, True)
+    replaced.close()
+    assert old.read_text() == ""

@@ -321,12 +321,12 @@ class FaceTracker:
                     tr.lost_at, tr.weak, tr.missed_since = now, False, None
                 continue
             faces.append(self._face(frame, job, self._weak(job)))
-        faces = self._without_duplicates(faces, jobs, now)
+        faces = self._without_duplicates(faces, jobs)
         faces.sort(key=lambda f: f.face_id)
         return FrameResult(frame=frame.index, timestamp=frame.timestamp, width=frame.image.shape[1],
                            height=frame.image.shape[0], faces=faces)
 
-    def _without_duplicates(self, faces: list[TrackedFace], jobs: list[_Job], now: float) -> list[TrackedFace]:
+    def _without_duplicates(self, faces: list[TrackedFace], jobs: list[_Job]) -> list[TrackedFace]:
         """One face tracked twice (a drifting track and a new one on the same face): keep the track the
         detector confirmed most recently (then the older id); the other ends."""
         tracks = {j.track.face_id: j.track for j in jobs}
