@@ -458,3 +458,20 @@ def test_max_faces_trains_on_a_fixed_few(annotated_folder, tmp_path):
     assert set(seen) == set(two)
     with pytest.raises(ValueError):
         DataSource(folder="x", max_faces=0)
+
+
+def test_autoencoder_parts_choose_what_is_initialised():
+    """``autoencoder_parts=["encoder"]`` copies the encoder and leaves the generator at its own init."""
+    from facealign_sdk.nets import AutoEncoder, LandmarkNet, NetConfig
+    from facealign_sdk.training.landmarks import LandmarkConfig, init_from_autoencoder
+
+    ae = AutoEncoder(128, width=8)
+    net = LandmarkNet(NetConfig(width=8))
+    before = net.generator.stages[0][0].conv1.weight.clone()
+    n = init_from_autoencoder(net, ae.state_dict(), ("encoder",))
+    assert n == sum(k.startswith("encoder.") and k in net.state_dict() for k in ae.state_dict())
+    assert torch.equal(net.encoder.layer4[0].conv1.weight, ae.encoder.layer4[0].conv1.weight)
+    assert torch.equal(net.generator.stages[0][0].conv1.weight, before)
+    assert LandmarkConfig().autoencoder_parts == ["encoder", "generator"]
+    with pytest.raises(ValueError):
+        LandmarkConfig(autoencoder_parts=["decoder"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -65,6 +66,9 @@ class LandmarkConfig(BaseModel):
     val: str | None = "../shared/data/ytf68/val"
     val_images: int = Field(128, ge=1)
     autoencoder: str | None = "runs/ae128"
+    autoencoder_parts: list[Literal["encoder", "generator"]] = Field(
+        default_factory=lambda: ["encoder", "generator"],
+        description="what the autoencoder initialises (the lite ablation: its encoder alone starts better)")
     init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
     run_dir: str = "runs/lm"
     net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
@@ -112,10 +116,13 @@ class LandmarkConfig(BaseModel):
         return self.hybrid_1d_weight * min(1.0, step / ramp_steps)
 
 
-def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor]) -> int:
-    """Copy matching encoder/generator weights from an autoencoder (e.g. trained at 128); returns count."""
+def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor],
+                          parts: tuple[str, ...] = ("encoder", "generator")) -> int:
+    """Copy matching weights of the named parts (``encoder``, ``generator``) from an autoencoder (e.g. trained
+    at 128); returns how many tensors were copied."""
     own = net.state_dict()
-    matched = {k: v for k, v in ae_state.items() if k in own and own[k].shape == v.shape}
+    matched = {k: v for k, v in ae_state.items()
+               if k.split(".", 1)[0] in parts and k in own and own[k].shape == v.shape}
     net.load_state_dict(matched, strict=False)
     return len(matched)
 
@@ -217,7 +224,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         net.load_state_dict(model.state_dict())
         print(f"initialised from model {model_dir}")
     elif state is None and cfg.autoencoder:
-        n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder))
+        n = init_from_autoencoder(net, load_autoencoder(cfg.autoencoder), tuple(cfg.autoencoder_parts))
         print(f"initialised {n} tensors from autoencoder {cfg.autoencoder}")
     per_source = [first_by_hash(load_annotated(src.folder, cfg.net.num_landmarks, src.held_out, False,
                                                src.turned_jaw_weight, progress), src.max_faces)
