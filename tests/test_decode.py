@@ -295,3 +295,27 @@ def test_large_batches_leave_no_work_arrays_behind(monkeypatch):
     assert decode.scratch_bytes() == kept
     ref_pts, ref_conf = decode.decode_heatmaps(small, "soft")
     assert np.array_equal(pts[13], ref_pts[0]) and np.array_equal(conf[13], ref_conf[0])
+
+
+def _log_quadratic_patch(fx: float, fy: float, cx: float, cy: float, fxy: float = 0.0) -> np.ndarray:
+    """(1, 3, 3) patch whose log is ``fx (x - cx)^2 + fy (y - cy)^2 + fxy x y`` at x, y in {-1, 0, 1}."""
+    y, x = np.mgrid[-1:2, -1:2].astype(np.float64)
+    return np.exp(fx * (x - cx) ** 2 + fy * (y - cy) ** 2 + fxy * x * y)[None]
+
+
+def test_quadratic_step_is_clipped_to_one_pixel_each_way():
+    """A Newton step that lands beyond the patch (a vertex 3 px away) stops at +-1 px in each direction."""
+    from facealign_sdk.decode import _quadratic_offset
+
+    for cx, cy in [(3.0, -3.0), (-3.0, 3.0), (0.4, -0.25)]:
+        want = np.clip([cx, cy], -1.0, 1.0)
+        np.testing.assert_allclose(_quadratic_offset(_log_quadratic_patch(-0.3, -0.3, cx, cy))[0], want, atol=1e-9)
+
+
+def test_quadratic_step_is_zero_without_a_proper_maximum():
+    """A saddle (a maximum along x, a minimum along y) and a minimum have no peak to step to: offset 0."""
+    from facealign_sdk.decode import _quadratic_offset
+
+    saddle = _log_quadratic_patch(-0.5, 0.5, 0.3, 0.2)
+    minimum = _log_quadratic_patch(0.25, 0.25, 0.3, 0.2)
+    np.testing.assert_array_equal(_quadratic_offset(np.concatenate([saddle, minimum])), np.zeros((2, 2)))
