@@ -232,12 +232,14 @@ def turn_markdown(breakdowns: dict[str, list[dict]], methods: list[str]) -> str:
              "| --- | --- | ---: | " + " | ".join("---: | ---:" for _ in methods) + " |"]
     for name, rows in breakdowns.items():
         for row in rows:
-            if not row["faces"]:  # an empty bin has no rates: say so rather than print nan
-                cells = " | ".join("- | -" for _ in methods)
-            else:
-                cells = " | ".join(f"{row[m]['fr_pct']:.1f} | {row[m]['box_nme_median_pct']:.2f}" for m in methods)
+            cells = " | ".join(f"{_rate(row[m]['fr_pct'], 1)} | {_rate(row[m]['box_nme_median_pct'], 2)}" for m in methods)
             lines.append(f"| {name} | {row['bin']} | {row['faces']} | {cells} |")
     return "\n".join(lines)
+
+
+def _rate(value: float, decimals: int) -> str:
+    """A table cell: '-' where there is nothing to rate (an empty bin, or no face found), never 'nan'."""
+    return "-" if math.isnan(value) else f"{value:.{decimals}f}"
 
 
 def evaluate_set(runners: dict, folder: Path, held_out: float | None, modes: list[str], limit: int | None):
