@@ -68,7 +68,7 @@ class LandmarkConfig(BaseModel):
     autoencoder: str | None = "runs/ae128"
     autoencoder_parts: list[Literal["encoder", "generator"]] = Field(
         default_factory=lambda: ["encoder", "generator"],
-        description="what the autoencoder initialises (the lite ablation: its encoder alone starts better)")
+        description="what the autoencoder initialises (compared in the model card's pretraining ablation)")
     init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
     run_dir: str = "runs/lm"
     net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
