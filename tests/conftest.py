@@ -26,11 +26,54 @@ def has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``-n auto``) each worker runs on one thread: the workers already fill the cores,
+    and every runtime's own thread pool on top of them only spins against the other worker. Set before any
+    test imports torch or starts a subprocess, so both inherit it; a test that sets its own count still can."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        for name in ("FACEALIGN_THREADS", "OMP_NUM_THREADS"):
+            os.environ.setdefault(name, "1")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_cache(tmp_path_factory):
     """The tests' backend choices and engines go to a temporary $FACEALIGN_CACHE, not the user's."""
     patch = pytest.MonkeyPatch()
     patch.setenv("FACEALIGN_CACHE", str(tmp_path_factory.mktemp("facealign_cache")))
+    yield
+    patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _export_each_network_once(tmp_path_factory):
+    """torch's ONNX exporter takes ~10 s even for the tiny network and writes the same file for the same
+    network: within one test process, each distinct network (class, weights, attributes, input shape,
+    names) is exported once and later exports copy that file. The export code after it runs as usual."""
+    try:
+        from facealign_sdk.export import onnx as onnx_export
+    except ImportError:
+        yield
+        return
+    import hashlib
+
+    real, store = onnx_export._torch_export, tmp_path_factory.mktemp("exported_networks")
+
+    def key(module, example, output_names, input_name) -> str:
+        h = hashlib.sha256(f"{type(module).__qualname__}|{module!r}|{tuple(example.shape)}|{output_names}|{input_name}".encode())
+        h.update(repr(sorted((k, v) for k, v in vars(module).items() if isinstance(v, (int, float, str, bool, tuple)))).encode())
+        for name, tensor in module.state_dict().items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    def export_once(module, example, path, output_names, input_name=onnx_export.INPUT_NAME):
+        cached = store / f"{key(module, example, output_names, input_name)}.onnx"
+        if not cached.is_file():
+            real(module, example, cached, output_names, input_name)
+        shutil.copyfile(cached, path)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(onnx_export, "_torch_export", export_once)
     yield
     patch.undo()
 

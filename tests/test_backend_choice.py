@@ -66,6 +66,7 @@ def test_the_fastest_wins_and_is_cached(onnx, tmp_path):
 
 
 def test_the_key_follows_model_threads_and_runtimes(onnx, monkeypatch):
+    monkeypatch.delenv("FACEALIGN_THREADS", raising=False)  # conftest sets it under pytest-xdist
     key = choice_key(onnx, ["ort", "openvino"])
     assert key == choice_key(onnx, ["openvino", "ort"])
     assert choice.cpu_model() in key
