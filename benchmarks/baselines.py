@@ -304,6 +304,17 @@ def _json_errors(errors: list[float]) -> list[float | None]:
     return [None if math.isinf(e) else round(e, 6) for e in errors]
 
 
+def json_safe(value):
+    """``value`` with every NaN float (a summary with nothing to rate) as None: results.json stays strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def calibrate(folder: str, limit: int) -> None:
     """Fit DLIB_POINTS_TO_BOX: median offset and size of dlib's HOG box vs the tight box of the inner GT points."""
     landmarker = DlibLandmarker()
@@ -384,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "results.md").write_text(table + "\n")
     report = {"facealign_model": model, "methods": list(runners), "dlib_points_to_box": DLIB_POINTS_TO_BOX,
               "summaries": summaries, "turn_breakdown": turns,
-              "per_image_nme": per_image, "note": "nme null = face missed by that method's detector"}
-    (args.out / "results.json").write_text(json.dumps(report, indent=1))
+              "per_image_nme": per_image,
+              "note": "per-image nme null = face missed by that method's detector; a summary null = nothing to rate"}
+    (args.out / "results.json").write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     if not args.no_ced and importlib.util.find_spec("matplotlib") is not None:
         evaluate.plot_ced(curves, args.out / "ced.png")
     print(f"wrote {args.out}/results.md, results.json" + ("" if args.no_ced else ", ced.png"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 
@@ -56,3 +57,10 @@ def test_turn_table_marks_an_empty_bin_instead_of_printing_nan():
     table = baselines.turn_markdown({"set": rows}, ["a"])
     assert "nan" not in table
     assert "| set | 0-0.35 | 0 | - | - |" in table.splitlines()
+
+
+def test_results_json_has_null_where_a_summary_has_nothing_to_rate():
+    report = {"a": math.nan, "b": [1.0, math.nan, {"c": math.nan, "d": "x"}], "e": (2, math.nan)}
+    safe = baselines.json_safe(report)
+    assert safe == {"a": None, "b": [1.0, None, {"c": None, "d": "x"}], "e": [2, None]}
+    assert json.loads(json.dumps(safe, allow_nan=False)) == safe
