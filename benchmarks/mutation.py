@@ -63,7 +63,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", default=[], metavar="PATTERN",
                         help="mutant name patterns (fnmatch), e.g. 'facealign_sdk.geometry.*'")
     args = parser.parse_args()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FACEALIGN_SHARED": str(REPO.parent / "shared")}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FACEALIGN_SHARED": str(REPO.parent / "shared"),
+           "FACEALIGN_TEST_EXPORT_CACHE": str(OUT / "exported_networks")}  # tests/conftest.py
     if not args.report_only:
         exe = shutil.which("mutmut")
         if exe is None:

@@ -8,6 +8,7 @@ first, so a wheel never picks up a stray ``models/`` folder beside site-packages
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def sample_image(name: str = "face.jpg") -> Path:
 
 
 def shared_data(*parts: str) -> Path:
-    """A folder of the shared data sets beside the checkout (``../shared/data/...``; may not exist)."""
+    """A folder of the shared data sets (``$FACEALIGN_SHARED/data/...``, default ``../shared`` beside the
+    checkout; may not exist): where ``facealign export`` takes its default calibration and parity faces."""
+    if os.environ.get("FACEALIGN_SHARED"):
+        return Path(os.environ["FACEALIGN_SHARED"]).joinpath("data", *parts)
     root = checkout_root()
     return (root.parent if root is not None else Path("..")).joinpath("shared", "data", *parts)

@@ -48,7 +48,9 @@ def _own_cache(tmp_path_factory):
 def _export_each_network_once(tmp_path_factory):
     """torch's ONNX exporter takes ~10 s even for the tiny network and writes the same file for the same
     network: within one test process, each distinct network (class, weights, attributes, input shape,
-    names) is exported once and later exports copy that file. The export code after it runs as usual."""
+    names) is exported once and later exports copy that file. The export code after it runs as usual.
+    ``$FACEALIGN_TEST_EXPORT_CACHE`` keeps the files across test processes (benchmarks/mutation.py: one
+    pytest run per mutant, none of them mutating the exporter)."""
     try:
         from facealign_sdk.export import onnx as onnx_export
     except ImportError:
@@ -56,7 +58,10 @@ def _export_each_network_once(tmp_path_factory):
         return
     import hashlib
 
-    real, store = onnx_export._torch_export, tmp_path_factory.mktemp("exported_networks")
+    real = onnx_export._torch_export
+    shared_store = os.environ.get("FACEALIGN_TEST_EXPORT_CACHE")
+    store = Path(shared_store) if shared_store else tmp_path_factory.mktemp("exported_networks")
+    store.mkdir(parents=True, exist_ok=True)
 
     def key(module, example, output_names, input_name) -> str:
         h = hashlib.sha256(f"{type(module).__qualname__}|{module!r}|{tuple(example.shape)}|{output_names}|{input_name}".encode())
@@ -69,7 +74,9 @@ def _export_each_network_once(tmp_path_factory):
     def export_once(module, example, path, output_names, input_name=onnx_export.INPUT_NAME):
         cached = store / f"{key(module, example, output_names, input_name)}.onnx"
         if not cached.is_file():
-            real(module, example, cached, output_names, input_name)
+            partial = cached.with_name(f"{cached.stem}.{os.getpid()}.part.onnx")
+            real(module, example, partial, output_names, input_name)
+            os.replace(partial, cached)  # whole files only, for the next process that looks
         shutil.copyfile(cached, path)
 
     patch = pytest.MonkeyPatch()

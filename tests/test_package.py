@@ -192,6 +192,15 @@ def test_bench_uses_the_bundled_image_without_a_checkout(tiny_model, tmp_path, m
     assert "end_to_end_ms_per_image" in capsys.readouterr().out
 
 
+def test_shared_data_is_beside_the_checkout_unless_facealign_shared_says(tmp_path, monkeypatch):
+    from facealign_sdk import resources
+
+    monkeypatch.delenv("FACEALIGN_SHARED", raising=False)
+    assert resources.shared_data("300w", "val") == REPO.parent / "shared" / "data" / "300w" / "val"
+    monkeypatch.setenv("FACEALIGN_SHARED", str(tmp_path))
+    assert resources.shared_data("300w", "val") == tmp_path / "data" / "300w" / "val"
+
+
 def test_broken_pipe_ends_quietly():
     """``facealign image ... | head -c 20``: the reader goes away; no traceback, exit 141."""
     # ~20 faces of JSON: more than a pipe holds (64 KiB), so the writer meets the closed pipe
