@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -25,8 +27,9 @@ import onnx  # noqa: E402
 from facealign_sdk.cli import export as export_cli  # noqa: E402
 from facealign_sdk.export.onnx import METADATA_KEY, OPSET, downgrade_to_opset17, read_metadata  # noqa: E402
 from facealign_sdk.export.parity import ParityReport, landmark_stats, precision_of  # noqa: E402
+from facealign_sdk.export import int8_gate, quantize  # noqa: E402
 from facealign_sdk.export.quantize import load_face_crops, noise_crops, pick_evenly, sort_nodes  # noqa: E402
-from facealign_sdk.model import Manifest, ModelError, load_manifest, sha256  # noqa: E402
+from facealign_sdk.model import Manifest, ModelError, load_manifest, resolve_model_dir, sha256  # noqa: E402
 
 
 def _args(model: Path, **overrides) -> argparse.Namespace:
@@ -330,3 +333,101 @@ def test_ort_worker_threads_do_not_spin_unless_asked(exported: Path, monkeypatch
     assert OrtBackend(exported / "model.onnx", 256, "cpu").session.get_session_options().get_session_config_entry(key) == "0"
     monkeypatch.setenv("FACEALIGN_ORT_SPIN", "1")
     assert OrtBackend(exported / "model.onnx", 256, "cpu").session.get_session_options().get_session_config_entry(key) == "1"
+
+
+# -- the command's wiring, without exporting: every flag reaches the function that uses it, the calibration /
+# parity faces come from the named folder (or noise, said so), the int8 gate gets its sets, limits and threads
+
+MANIFEST = load_manifest(resolve_model_dir(None))  # the released model's
+
+
+def _parsed(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    export_cli.add_arguments(parser)
+    return parser.parse_args(["--model", "unused", *argv])
+
+
+def test_missing_face_folder_gives_noise_crops_and_says_so(tmp_path, caplog):
+    missing = tmp_path / "no_faces"
+    with caplog.at_level(logging.WARNING, logger="facealign_sdk"):
+        crops, note = export_cli.face_crops(missing, 3, "parity", 64)
+    assert np.array_equal(crops, quantize.noise_crops(3, 64))
+    assert note.startswith(f"random-noise crops: {missing} not found")
+    assert f"parity: random-noise crops: {missing} not found" in caplog.text
+
+
+def test_face_folder_gives_its_runtime_crops(shared_data):
+    folder = shared_data / "ytf68" / "val"
+    crops, note = export_cli.face_crops(folder, 2, "parity", 128)
+    assert crops.shape == (2, 3, 128, 128)
+    assert np.array_equal(crops, quantize.load_face_crops(folder, 2, 128))
+    assert note == f"2 runtime crops from {folder}"
+
+
+class Recorder:
+    """Stands in for the export functions: records each call and writes nothing but a marker file."""
+
+    def __init__(self, monkeypatch):
+        from facealign_sdk.export import onnx as onnx_export
+
+        self.calls: dict[str, tuple] = {}
+        for module, name, out_index in ((onnx_export, "export_onnx", 2), (quantize, "convert_fp16", 1),
+                                        (quantize, "quantize_int8", 1), (onnx_export, "export_decode_onnx", 2)):
+            monkeypatch.setattr(module, name, self._fake(name, out_index))
+
+    def _fake(self, name: str, out_index: int):
+        def fake(*args, **kwargs):
+            self.calls[name] = (args, kwargs)
+            return Path(args[out_index])
+        return fake
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ([], {"keep_head_fp32": True, "method": "MinMax", "activations": "uint8", "reduce_range": False, "subpixel": True}),
+    (["--int8-quantize-head", "--calib-method", "Entropy", "--int8-activations", "int8", "--int8-reduce-range",
+      "--int8-no-subpixel"],
+     {"keep_head_fp32": False, "method": "Entropy", "activations": "int8", "reduce_range": True, "subpixel": False}),
+])
+def test_every_int8_flag_reaches_the_quantizer(flags, expected, monkeypatch, tmp_path, caplog):
+    calls = Recorder(monkeypatch).calls
+    args = _parsed("--to", "onnx,fp16,int8,decode", "--calib", str(tmp_path / "no_calib"), "--calib-count", "3", *flags)
+    manifest = MANIFEST
+    with caplog.at_level(logging.WARNING, logger="facealign_sdk"):
+        written = export_cli._export_onnx_targets("net", manifest, tmp_path, ["onnx", "fp16", "int8", "decode"], args)
+    names = ("model.onnx", "model_fp16.onnx", "model_int8.onnx", "model_decode.onnx")
+    assert written == [tmp_path / n for n in names]
+    assert calls["export_onnx"][0] == ("net", manifest, tmp_path / "model.onnx")
+    assert calls["convert_fp16"][0] == (tmp_path / "model.onnx", tmp_path / "model_fp16.onnx")
+    assert calls["export_decode_onnx"][0] == (tmp_path / "model.onnx", manifest, tmp_path / "model_decode.onnx")
+    (source, target, crops), options = calls["quantize_int8"]
+    assert (source, target) == (tmp_path / "model.onnx", tmp_path / "model_int8.onnx")
+    assert np.array_equal(crops, quantize.noise_crops(3, manifest.input_size)) and options == expected
+    assert "int8 calibration: random-noise crops" in caplog.text
+
+
+def test_only_the_named_targets_are_written(monkeypatch, tmp_path):
+    calls = Recorder(monkeypatch).calls
+    written = export_cli._export_onnx_targets("net", MANIFEST, tmp_path, ["onnx"],
+                                              _parsed("--to", "onnx"))
+    assert written == [tmp_path / "model.onnx"] and set(calls) == {"export_onnx"}
+
+
+def test_the_gate_gets_its_sets_limits_and_threads(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr(int8_gate, "run_gate", lambda *a: seen.append(a) or int8_gate.Int8Gate(note="ran"))
+    args = _parsed("--int8-gate-sets", " a/val , b/val ,,", "--int8-gate-limit", "5", "--int8-gate-stills", "2",
+                 "--int8-gate-seconds", "0.5")
+    monkeypatch.setenv("FACEALIGN_THREADS", "3")
+    assert export_cli._run_int8_gate(tmp_path, args).note == "ran"
+    assert seen[-1] == (tmp_path / "model.onnx", tmp_path / "model_int8.onnx", [Path("a/val"), Path("b/val")], 5, 2,
+                        3, 0.5)
+    monkeypatch.delenv("FACEALIGN_THREADS")
+    export_cli._run_int8_gate(tmp_path, _parsed())
+    assert seen[-1][3:] == (None, int8_gate.DEFAULT_STILLS, os.cpu_count() or 1, 3.0)
+    assert seen[-1][2] == [Path(s) for s in int8_gate.DEFAULT_GATE_SETS]
+
+
+def test_no_int8_gate_runs_no_gate(monkeypatch, tmp_path):
+    monkeypatch.setattr(int8_gate, "run_gate", lambda *a: pytest.fail("the gate ran"))
+    gate = export_cli._run_int8_gate(tmp_path, _parsed("--no-int8-gate"))
+    assert gate.note == "not judged: --no-int8-gate" and not gate.passed and not gate.rows
