@@ -431,3 +431,139 @@ def test_no_int8_gate_runs_no_gate(monkeypatch, tmp_path):
     monkeypatch.setattr(int8_gate, "run_gate", lambda *a: pytest.fail("the gate ran"))
     gate = export_cli._run_int8_gate(tmp_path, _parsed("--no-int8-gate"))
     assert gate.note == "not judged: --no-int8-gate" and not gate.passed and not gate.rows
+
+
+class FakeExport:
+    """``facealign export`` with its heavy steps faked (network loading, the exports, parity, the int8 gate,
+    TensorRT): each writes a small file and records what it was given; ``fail`` names the artifacts whose
+    parity row fails."""
+
+    def __init__(self, monkeypatch, fail: tuple[str, ...] = ()):
+        from facealign_sdk.backends import torch_backend
+        from facealign_sdk.export import tensorrt
+
+        self.seen: dict[str, object] = {}
+        self.fail = fail
+        monkeypatch.setattr(torch_backend, "load_network", lambda model_dir, manifest: "net")
+        monkeypatch.setattr(export_cli, "_export_onnx_targets", self._targets)
+        monkeypatch.setattr(export_cli.parity, "run_parity", self._parity)
+        monkeypatch.setattr(export_cli, "_run_int8_gate", self._gate)
+        monkeypatch.setattr(tensorrt, "require_tensorrt", lambda: None)
+        monkeypatch.setattr(tensorrt, "build_engine", self._engine)
+
+    def _targets(self, net, manifest, out, targets, args):
+        self.seen["out"] = out
+        written = [out / export_cli.FILES[t] for t in targets if t in export_cli.FILES]
+        for path in written:
+            path.write_bytes(path.name.encode())
+        return written
+
+    def _parity(self, net, manifest, artifacts, crops, note, bench=True, repeats=5):
+        from facealign_sdk.export.parity import ArtifactParity
+
+        self.seen.update(crops=crops, note=note, bench=bench, repeats=repeats)
+        rows = [ArtifactParity(artifact=p.name, precision=precision_of(p), runtime="fake", landmark_mean_px=0.5,
+                               landmark_p99_px=1.0, landmark_max_px=1.5,
+                               limit_px=None if precision_of(p) == "int8" else 0.5, passed=p.name not in self.fail)
+                for p in artifacts]
+        return ParityReport(model=manifest.name, weights_sha256=manifest.weights_sha256, faces=len(crops), data=note,
+                            rows=rows, passed=all(r.passed for r in rows))
+
+    def _gate(self, out, args):
+        self.seen["gate_out"] = out
+        return int8_gate.Int8Gate(passed="model_int8.onnx" not in self.fail, note="fake gate")
+
+    def _engine(self, out, manifest, profile, workspace_gb):
+        self.seen["engine"] = (out, manifest.name, profile, workspace_gb)
+        path = out / "model.engine"
+        path.write_bytes(b"engine")
+        return path
+
+
+@pytest.fixture
+def manifest_only_model(tmp_path) -> Path:
+    """A model folder holding only the released model's manifest (the fakes need nothing else)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy2(resolve_model_dir(None) / "manifest.json", folder / "manifest.json")
+    return folder
+
+
+def _export(model: Path, *argv: str) -> int:
+    return export_cli.run(_parsed(*argv, "--model", str(model), "--no-bench"))
+
+
+def test_export_exit_code_follows_the_parity_verdict(manifest_only_model, tmp_path, monkeypatch, capsys):
+    FakeExport(monkeypatch)
+    assert _export(manifest_only_model, "--to", "onnx,fp16", "--out", str(tmp_path / "a")) == 0
+    assert "parity check failed" not in capsys.readouterr().err
+    FakeExport(monkeypatch, fail=("model_fp16.onnx", "model_int8.onnx"))
+    assert _export(manifest_only_model, "--to", "fp16,int8", "--out", str(tmp_path / "b")) == 1
+    err = capsys.readouterr().err
+    assert ("parity check failed: model_fp16.onnx (p99 1.000 px > 0.5 px), model_int8.onnx (int8 gate);" in err
+            and "model.onnx (" not in err)
+    assert _export(manifest_only_model, "--to", "fp16,int8", "--out", str(tmp_path / "c"), "--warn-only") == 0
+    assert ("warning: parity limits exceeded (--warn-only): model_fp16.onnx (p99 1.000 px > 0.5 px), "
+            "model_int8.onnx (int8 gate)") in capsys.readouterr().out
+
+
+def test_export_hands_its_options_on(manifest_only_model, tmp_path, monkeypatch, caplog):
+    fake = FakeExport(monkeypatch)
+    missing_default = tmp_path / "default_parity_faces"
+    monkeypatch.setattr(export_cli, "DEFAULT_PARITY_DATA", missing_default)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING, logger="facealign_sdk"):
+        rc = export_cli.run(_parsed("--model", str(manifest_only_model), "--to", "int8", "--out", str(out),
+                                    "--parity-data", str(missing_default), "--parity-faces", "3", "--bench-repeats", "2",
+                                    "--calib", str(tmp_path)))
+    assert rc == 0 and fake.seen["out"] == out and fake.seen["gate_out"] == out
+    assert fake.seen["bench"] is True and fake.seen["repeats"] == 2
+    assert np.array_equal(fake.seen["crops"], noise_crops(3, MANIFEST.input_size))
+    assert f"parity: random-noise crops: {missing_default} not found" in caplog.text
+    recorded = load_manifest(out).artifacts_sha256
+    assert all(recorded[name] == sha256(out / name) for name in ("model.onnx", "model_int8.onnx"))
+    _export(manifest_only_model, "--to", "onnx", "--out", str(tmp_path / "o2"))
+    assert fake.seen["bench"] is False
+
+
+def test_export_trt_builds_with_the_profile_and_prints_trtexec_for_the_output_folder(
+        manifest_only_model, tmp_path, monkeypatch, capsys):
+    from facealign_sdk.export.tensorrt import Profile
+
+    fake = FakeExport(monkeypatch)
+    assert _export(manifest_only_model, "--to", "trt", "--profile", "1,4,16", "--workspace-gb", "2") == 0
+    out = capsys.readouterr().out
+    assert fake.seen["engine"] == (manifest_only_model, MANIFEST.name, Profile(min=1, opt=4, max=16), 2.0)
+    assert f"{manifest_only_model / 'model_fp16_b1-4-16.engine'}" in out
+    assert load_manifest(manifest_only_model).artifacts_sha256["model.engine"] == sha256(manifest_only_model / "model.engine")
+    elsewhere = tmp_path / "elsewhere"
+    assert _export(manifest_only_model, "--to", "trt", "--out", str(elsewhere)) == 0
+    assert f"{elsewhere / 'model_fp16_b1-8-64.engine'}" in capsys.readouterr().out
+
+
+def test_trt_target_brings_the_fp16_graph():
+    assert export_cli.parse_targets("trt") == ["onnx", "fp16", "trt"]
+    assert export_cli.parse_targets("TRT, fp16") == ["onnx", "fp16", "trt"]
+
+
+@pytest.mark.parametrize("option, value, accepted", [
+    ("--int8-gate-limit", "1", True), ("--int8-gate-limit", "0", False),
+    ("--int8-gate-seconds", "0.5", True), ("--int8-gate-seconds", "0", False),
+])
+def test_int8_gate_option_bounds(option, value, accepted, manifest_only_model, tmp_path, monkeypatch):
+    from facealign_sdk.errors import InputError
+
+    FakeExport(monkeypatch)
+    argv = ("--to", "int8", "--out", str(tmp_path / "o"), option, value)
+    if accepted:
+        assert _export(manifest_only_model, *argv) == 0
+    else:
+        with pytest.raises(InputError, match=option):
+            _export(manifest_only_model, *argv)
+
+
+@pytest.mark.parametrize("option", ["--parity-data", "--calib"])
+def test_a_missing_named_face_folder_is_named(option, manifest_only_model, tmp_path, monkeypatch):
+    FakeExport(monkeypatch)
+    with pytest.raises(FileNotFoundError, match=f"^{option} {tmp_path / 'nope'}: no such folder"):
+        _export(manifest_only_model, "--to", "int8", "--out", str(tmp_path / "o"), option, str(tmp_path / "nope"))
