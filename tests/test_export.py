@@ -567,3 +567,11 @@ def test_a_missing_named_face_folder_is_named(option, manifest_only_model, tmp_p
     FakeExport(monkeypatch)
     with pytest.raises(FileNotFoundError, match=f"^{option} {tmp_path / 'nope'}: no such folder"):
         _export(manifest_only_model, "--to", "int8", "--out", str(tmp_path / "o"), option, str(tmp_path / "nope"))
+
+
+def test_export_takes_only_its_own_flags():
+    """``--model`` yes; the aligner's runtime flags (backend, decoding) would be silently ignored: refused."""
+    assert _parsed().model == "unused"
+    for flag in (["--backend", "ort"], ["--refine", "soft"]):
+        with pytest.raises(SystemExit):
+            _parsed(*flag)
