@@ -234,8 +234,9 @@ def test_wheel_carries_one_copy_of_the_weights_and_the_bench_image(wheel):
     assert "facealign_sdk/_samples/face.jpg" in names
     assert "facealign_sdk/_models/fabrec-scaf-w32/model.onnx" in names
     assert "facealign_sdk/_models/yunet/face_detection_yunet_2023mar_int8bq.onnx" in names
-    weights = [n for n in names if n.endswith((".onnx", ".safetensors")) and "fabrec" in n]
-    assert weights == ["facealign_sdk/_models/fabrec-scaf-w32/model.onnx"]
+    released = sorted(p.name for p in (REPO / "models").iterdir() if (p / "manifest.json").is_file())
+    weights = sorted(n for n in names if n.endswith((".onnx", ".safetensors")) and "/yunet/" not in n)
+    assert weights == [f"facealign_sdk/_models/{name}/model.onnx" for name in released]  # one copy per model
     assert not [n for n in names if n.split("/")[0] in ("export", "models", "samples")]
 
 
