@@ -1,4 +1,4 @@
-"""Accuracy regression: the released model, end to end with its own detector, on fixed real subsets.
+"""Accuracy regression: the released models, end to end with their own detector, on fixed real subsets.
 
 Bounds sit a little above the figures measured when they were set (see ``BOUNDS``), so that a change
 that costs accuracy anywhere in the pipeline (crop geometry, colour order, decoding, detector
@@ -29,6 +29,9 @@ BOUNDS = {
     "ytf68": (4.65, 1.3),
     "300w": (4.70, 1.3),
     "ytf68-rotated": (5.15, 5.0),
+    # fabrec-scaf-w16-lite, session 10 release: 300w 4.83 / 0.0, ytf68 4.93 / 0.0 (same subsets)
+    "lite 300w": (5.10, 1.3),
+    "lite ytf68": (5.20, 1.3),
 }
 
 
@@ -91,3 +94,11 @@ def test_rotated_faces_end_to_end(released, shared_data, tmp_path):
     base = _samples(shared_data, "ytf68", ROTATED_FACES)
     rotated = [rotate_sample(s, ROTATION_DEG if i % 2 else -ROTATION_DEG, tmp_path) for i, s in enumerate(base)]
     _check(released, rotated, "ytf68-rotated")
+
+
+@pytest.mark.parametrize("name", ["300w", "ytf68"])
+def test_lite_model_end_to_end(name, shared_data):
+    """The lite model, found by its released name."""
+    lite = Aligner(model="fabrec-scaf-w16-lite")
+    assert lite.manifest.input_size == 128
+    _check(lite, _samples(shared_data, name, FACES_PER_SET), f"lite {name}")
