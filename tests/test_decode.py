@@ -319,3 +319,147 @@ def test_quadratic_step_is_zero_without_a_proper_maximum():
     saddle = _log_quadratic_patch(-0.5, 0.5, 0.3, 0.2)
     minimum = _log_quadratic_patch(0.25, 0.25, 0.3, 0.2)
     np.testing.assert_array_equal(_quadratic_offset(np.concatenate([saddle, minimum])), np.zeros((2, 2)))
+
+
+def test_default_refinement_and_result_types():
+    """``refine`` defaults to the quadratic step; points come back as float64, confidences as float32, whatever
+    the maps' dtype; a blur under 1 px still blurs."""
+    from facealign_sdk.decode import blur_heatmaps
+
+    hm = gaussians(np.array([[[30.3, 41.7], [90.6, 20.2]]]))
+    pts, conf = decode_heatmaps(hm)
+    ref_pts, ref_conf = decode_heatmaps(hm, "quadratic")
+    assert np.array_equal(pts, ref_pts) and np.array_equal(conf, ref_conf)
+    pts64, conf64 = decode_heatmaps(hm.astype(np.float64), "soft")
+    assert pts64.dtype == np.float64 and conf64.dtype == np.float32
+    assert blur_heatmaps(hm.astype(np.float64), 0).dtype == np.float32
+    assert blur_heatmaps(hm.astype(np.float64)).dtype == np.float32
+    spike = np.zeros((1, 1, 16, 16), np.float32)
+    spike[0, 0, 8, 8] = 1.0
+    assert blur_heatmaps(spike, 0.5)[0, 0, 8, 8] < 0.9  # sigma 0.5: the spike spreads to its neighbours
+    # the decoder blurs with a small sigma too: a one-pixel spike beside a 2 x 2 block of nearly its height loses
+    pair = np.zeros((1, 1, 16, 16), np.float32)
+    pair[0, 0, 3, 3] = 1.0
+    pair[0, 0, 10:12, 10:12] = 0.9
+    pts, _ = decode_heatmaps(pair, "none", blur_sigma=0.8)
+    assert pts[0, 0].tolist() in ([10.0, 10.0], [11.0, 10.0], [10.0, 11.0], [11.0, 11.0])
+
+
+def test_scratch_arrays_up_to_the_limit_are_kept_and_reused(monkeypatch):
+    """A work array of exactly SCRATCH_KEEP_BYTES is kept, one byte-step above is not; a request that fits the
+    kept array reuses its memory instead of allocating again."""
+    import threading
+
+    from facealign_sdk import decode
+
+    monkeypatch.setattr(decode, "_scratch", threading.local())
+    monkeypatch.setattr(decode, "SCRATCH_KEEP_BYTES", 4 * 100)
+    a = decode._scratch_array("a", (10, 10))
+    assert decode.scratch_bytes() == 400
+    assert np.shares_memory(decode._scratch_array("a", (10, 10)), a)
+    assert np.shares_memory(decode._scratch_array("a", (5, 4)), a)
+    decode._scratch_array("b", (101,))
+    assert decode.scratch_bytes() == 400
+
+
+def test_window_search_and_whole_map_blur_share_two_work_arrays(monkeypatch):
+    """The windowed search and the whole-map blur draw on the same two per-thread work arrays (the bound of
+    ``scratch_bytes``), not two each."""
+    import threading
+
+    from facealign_sdk import decode
+
+    monkeypatch.setattr(decode, "_scratch", threading.local())
+    hm = awkward_maps()
+    assert 0 < decode._peaks_in_windows(hm[0], TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0].mean() < 1  # both paths run
+    decode_heatmaps(hm, "soft")
+    decode.blur_heatmaps(hm)
+    assert sorted(decode._scratch.buffers) == ["blurred", "tall"]
+
+
+def test_tile_bounds_are_the_weighted_tile_maxima():
+    """Each tile's bound: the positive parts of the tile maxima (partial tiles padded with 0) weighted by
+    ``_tile_weights`` over the tiles around it, nothing outside the map (per map, none bleeding into the next),
+    and never below the blurred map in that tile."""
+    import cv2
+
+    from facealign_sdk.decode import PEAK_TILE as t
+    from facealign_sdk.decode import _tile_bounds, _tile_weights, blur_heatmaps
+
+    rng = np.random.default_rng(7)
+    maps = (rng.random((3, 42, 37)) ** 8 * 4 - 0.1).astype(np.float32)
+    maps[1, -1, :] = 9.0  # a bright last row: must not raise the bounds of the next map's first tiles
+    bounds, finite = _tile_bounds(maps, TARGET_SIGMA)
+    assert finite.all() and bounds.shape == (3, 11, 10)
+    padded = np.zeros((3, 44, 40), np.float32)
+    padded[:, :42, :37] = maps
+    tiles = np.maximum(padded.reshape(3, 11, t, 10, t).max(axis=(2, 4)), 0.0)
+    wt = _tile_weights(TARGET_SIGMA, t)
+    for got, tile in zip(bounds, tiles):
+        want = cv2.sepFilter2D(tile, -1, wt, wt, borderType=cv2.BORDER_CONSTANT)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    blurred = np.zeros((3, 44, 40), np.float32)
+    blurred[:, :42, :37] = blur_heatmaps(maps)
+    assert (bounds >= blurred.reshape(3, 11, t, 10, t).max(axis=(2, 4)) * (1 - 1e-5)).all()
+
+
+@pytest.mark.parametrize("size", [(128, 130), (130, 128), (48, 200)])
+def test_odd_shaped_maps_give_the_whole_map_result(size):
+    """Maps with partial tiles on one side only, or too short for the window: the whole-map result, and
+    single noisy peaks on maps with room for a window are still decided in it."""
+    from facealign_sdk.decode import _peaks_in_windows
+
+    rng = np.random.default_rng(8)
+    h, w = size
+    pts = rng.uniform(0, min(h, w) - 1, (1, 20, 2))
+    hm = gaussians(pts, max(h, w))[:, :, :h, :w] + rng.normal(0, 0.02, (1, 20, h, w)).astype(np.float32)
+    for refine in ("soft", "quadratic"):
+        points, conf = decode_heatmaps(hm, refine)
+        ref_points, ref_conf = whole_map_decode(hm, refine)
+        assert np.array_equal(points, ref_points) and np.array_equal(conf, ref_conf)
+    if h > 64:
+        assert _peaks_in_windows(hm[0], TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0].mean() > 0.9
+
+
+def test_window_search_takes_peak_chunk_maps_at_a_time(monkeypatch):
+    """Maps go to the window search PEAK_CHUNK at a time, each map once and in order."""
+    from facealign_sdk import decode
+
+    seen = []
+    real = decode._peaks_in_windows
+
+    def spy(maps, sigma, radius):
+        seen.append(maps[:, 0, 0].copy())
+        return real(maps, sigma, radius)
+
+    monkeypatch.setattr(decode, "_peaks_in_windows", spy)
+    hm = np.zeros((1, decode.PEAK_CHUNK + 6, 8, 8), np.float32)
+    hm[0, :, 0, 0] = np.arange(decode.PEAK_CHUNK + 6)
+    decode_heatmaps(hm, "soft")
+    assert [len(s) for s in seen] == [decode.PEAK_CHUNK, 6]
+    assert np.array_equal(np.concatenate(seen), hm[0, :, 0, 0])
+
+
+def test_a_peak_in_a_partial_last_tile_row_is_not_missed():
+    """A map 130 px high: its last tile row (rows 128-129) lies below every searched window, so a peak there is
+    left to the whole-map blur rather than taken as the window's best row 127."""
+    from facealign_sdk.decode import _peaks_in_windows
+
+    hm = np.zeros((1, 1, 130, 128), np.float32)
+    hm[0, 0, 128:, 60:68] = 1.0
+    assert not _peaks_in_windows(hm[0], TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0][0]
+    points, _ = decode_heatmaps(hm, "none")
+    assert points[0, 0].tolist() == [63.0, 128.0]
+
+
+def test_one_undecided_or_louder_map_leaves_the_others_decided_in_their_window():
+    """Each map's decision is its own: a map with two far modes, or one a thousand times louder, in the same
+    batch does not send the single-peak maps to the whole-map blur."""
+    from facealign_sdk.decode import _peaks_in_windows
+
+    rng = np.random.default_rng(9)
+    hm = gaussians(rng.uniform(10, 117, (1, 10, 2)))[0] + rng.normal(0, 0.02, (10, 128, 128)).astype(np.float32)
+    two = gaussians(np.array([[[20.0, 30.0], [100.0, 90.0]]]))[0].sum(0, keepdims=True)
+    loud = 1000 * gaussians(np.array([[[64.0, 64.0]]]))[0]
+    done = _peaks_in_windows(np.concatenate([hm, two, loud]), TARGET_SIGMA, SOFT_WINDOW_RADIUS)[0]
+    assert done.tolist() == [True] * 10 + [False, True]
