@@ -300,13 +300,14 @@ def markdown(summaries: dict[str, dict[str, dict[str, dict]]], model: str) -> st
     return "\n".join(lines)
 
 
-def _json_errors(errors: list[float]) -> list[float | None]:
-    return [None if math.isinf(e) else round(e, 6) for e in errors]
+def _json_errors(errors: list[float]) -> list[float]:
+    return [round(e, 6) for e in errors]
 
 
 def json_safe(value):
-    """``value`` with every NaN float (a summary with nothing to rate) as None: results.json stays strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
+    """``value`` with every non-finite float as None (an infinite per-image error: a face that method's detector
+    missed; a NaN summary: nothing to rate), so results.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-# FACEALIGN_SHARED: where ../shared is when the tests run from a copy of the repo (mutation testing)
-SHARED = Path(os.environ.get("FACEALIGN_SHARED", REPO.parent / "shared"))
 SAMPLES = REPO / "samples"
 # test files that load no model: under mutmut they run before the others
 UNIT_TEST_FILES = ("test_geometry.py", "test_codec.py", "test_decode.py", "test_tracker_logic.py", "test_drawing.py",
@@ -88,7 +86,9 @@ def _export_each_network_once(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data``; tests using it skip when it is absent."""
-    path = SHARED / "data"
+    from facealign_sdk.resources import shared_data as shared_data_folder
+
+    path = shared_data_folder()  # $FACEALIGN_SHARED/data when the tests run from a copy of the repo (mutation testing)
     if not path.is_dir():
         pytest.skip("../shared/data is not present")
     return path

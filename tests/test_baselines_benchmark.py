@@ -59,8 +59,9 @@ def test_turn_table_marks_an_empty_bin_instead_of_printing_nan():
     assert "| set | 0-0.35 | 0 | - | - |" in table.splitlines()
 
 
-def test_results_json_has_null_where_a_summary_has_nothing_to_rate():
-    report = {"a": math.nan, "b": [1.0, math.nan, {"c": math.nan, "d": "x"}], "e": (2, math.nan)}
+def test_results_json_has_null_for_every_non_finite_value():
+    report = {"a": math.nan, "b": [1.0, math.nan, {"c": math.nan, "d": "x"}], "e": (2, math.nan),
+              "per_image": baselines._json_errors([0.0312345678, math.inf])}
     safe = baselines.json_safe(report)
-    assert safe == {"a": None, "b": [1.0, None, {"c": None, "d": "x"}], "e": [2, None]}
+    assert safe == {"a": None, "b": [1.0, None, {"c": None, "d": "x"}], "e": [2, None], "per_image": [0.031235, None]}
     assert json.loads(json.dumps(safe, allow_nan=False)) == safe

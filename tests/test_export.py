@@ -32,10 +32,11 @@ from facealign_sdk.export.quantize import load_face_crops, noise_crops, pick_eve
 from facealign_sdk.model import Manifest, ModelError, load_manifest, resolve_model_dir, sha256  # noqa: E402
 
 
-def _args(model: Path, **overrides) -> argparse.Namespace:
+def _args(model: Path | str, *argv: str, **overrides) -> argparse.Namespace:
+    """``facealign export --model MODEL ARGV...`` parsed, then ``overrides`` set on the result."""
     parser = argparse.ArgumentParser()
     export_cli.add_arguments(parser)
-    args = parser.parse_args(["--model", str(model)])
+    args = parser.parse_args(["--model", str(model), *argv])
     for key, value in overrides.items():
         setattr(args, key, value)
     return args
@@ -341,12 +342,6 @@ def test_ort_worker_threads_do_not_spin_unless_asked(exported: Path, monkeypatch
 MANIFEST = load_manifest(resolve_model_dir(None))  # the released model's
 
 
-def _parsed(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    export_cli.add_arguments(parser)
-    return parser.parse_args(["--model", "unused", *argv])
-
-
 def test_missing_face_folder_gives_noise_crops_and_says_so(tmp_path, caplog):
     missing = tmp_path / "no_faces"
     with caplog.at_level(logging.WARNING, logger="facealign_sdk"):
@@ -390,7 +385,7 @@ class Recorder:
 ])
 def test_every_int8_flag_reaches_the_quantizer(flags, expected, monkeypatch, tmp_path, caplog):
     calls = Recorder(monkeypatch).calls
-    args = _parsed("--to", "onnx,fp16,int8,decode", "--calib", str(tmp_path / "no_calib"), "--calib-count", "3", *flags)
+    args = _args("unused", "--to", "onnx,fp16,int8,decode", "--calib", str(tmp_path / "no_calib"), "--calib-count", "3", *flags)
     manifest = MANIFEST
     with caplog.at_level(logging.WARNING, logger="facealign_sdk"):
         written = export_cli._export_onnx_targets("net", manifest, tmp_path, ["onnx", "fp16", "int8", "decode"], args)
@@ -408,28 +403,28 @@ def test_every_int8_flag_reaches_the_quantizer(flags, expected, monkeypatch, tmp
 def test_only_the_named_targets_are_written(monkeypatch, tmp_path):
     calls = Recorder(monkeypatch).calls
     written = export_cli._export_onnx_targets("net", MANIFEST, tmp_path, ["onnx"],
-                                              _parsed("--to", "onnx"))
+                                              _args("unused", "--to", "onnx"))
     assert written == [tmp_path / "model.onnx"] and set(calls) == {"export_onnx"}
 
 
 def test_the_gate_gets_its_sets_limits_and_threads(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(int8_gate, "run_gate", lambda *a: seen.append(a) or int8_gate.Int8Gate(note="ran"))
-    args = _parsed("--int8-gate-sets", " a/val , b/val ,,", "--int8-gate-limit", "5", "--int8-gate-stills", "2",
+    args = _args("unused", "--int8-gate-sets", " a/val , b/val ,,", "--int8-gate-limit", "5", "--int8-gate-stills", "2",
                  "--int8-gate-seconds", "0.5")
     monkeypatch.setenv("FACEALIGN_THREADS", "3")
     assert export_cli._run_int8_gate(tmp_path, args).note == "ran"
     assert seen[-1] == (tmp_path / "model.onnx", tmp_path / "model_int8.onnx", [Path("a/val"), Path("b/val")], 5, 2,
                         3, 0.5)
     monkeypatch.delenv("FACEALIGN_THREADS")
-    export_cli._run_int8_gate(tmp_path, _parsed())
+    export_cli._run_int8_gate(tmp_path, _args("unused"))
     assert seen[-1][3:] == (None, int8_gate.DEFAULT_STILLS, os.cpu_count() or 1, 3.0)
     assert seen[-1][2] == [Path(s) for s in int8_gate.DEFAULT_GATE_SETS]
 
 
 def test_no_int8_gate_runs_no_gate(monkeypatch, tmp_path):
     monkeypatch.setattr(int8_gate, "run_gate", lambda *a: pytest.fail("the gate ran"))
-    gate = export_cli._run_int8_gate(tmp_path, _parsed("--no-int8-gate"))
+    gate = export_cli._run_int8_gate(tmp_path, _args("unused", "--no-int8-gate"))
     assert gate.note == "not judged: --no-int8-gate" and not gate.passed and not gate.rows
 
 
@@ -490,7 +485,7 @@ def manifest_only_model(tmp_path) -> Path:
 
 
 def _export(model: Path, *argv: str) -> int:
-    return export_cli.run(_parsed(*argv, "--model", str(model), "--no-bench"))
+    return export_cli.run(_args(model, *argv, "--no-bench"))
 
 
 def test_export_exit_code_follows_the_parity_verdict(manifest_only_model, tmp_path, monkeypatch, capsys):
@@ -513,7 +508,7 @@ def test_export_hands_its_options_on(manifest_only_model, tmp_path, monkeypatch,
     monkeypatch.setattr(export_cli, "DEFAULT_PARITY_DATA", missing_default)
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="facealign_sdk"):
-        rc = export_cli.run(_parsed("--model", str(manifest_only_model), "--to", "int8", "--out", str(out),
+        rc = export_cli.run(_args(manifest_only_model, "--to", "int8", "--out", str(out),
                                     "--parity-data", str(missing_default), "--parity-faces", "3", "--bench-repeats", "2",
                                     "--calib", str(tmp_path)))
     assert rc == 0 and fake.seen["out"] == out and fake.seen["gate_out"] == out
@@ -571,7 +566,7 @@ def test_a_missing_named_face_folder_is_named(option, manifest_only_model, tmp_p
 
 def test_export_takes_only_its_own_flags():
     """``--model`` yes; the aligner's runtime flags (backend, decoding) would be silently ignored: refused."""
-    assert _parsed().model == "unused"
+    assert _args("unused").model == "unused"
     for flag in (["--backend", "ort"], ["--refine", "soft"]):
         with pytest.raises(SystemExit):
-            _parsed(*flag)
+            _args("unused", *flag)
