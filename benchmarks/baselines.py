@@ -52,6 +52,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SETS = [str(REPO.parent / "shared/data/300w/val"), str(REPO.parent / "shared/data/ytf68/val"),
                 str(REPO.parent / "shared/data/aflw2000/train:0.2")]
 METHODS = ("facealign", "dlib", "mediapipe")
+OWN = "facealign-own"  # facealign in the set's own annotation convention (--own-convention)
 
 # How dlib's HOG detector box sits relative to the tight box of the *inner* GT points (brows, nose, eyes,
 # mouth: 17-67; the HOG box follows the inner face, and the jaw contour of a turned face would shift it:
@@ -232,7 +233,8 @@ def turn_markdown(breakdowns: dict[str, list[dict]], methods: list[str]) -> str:
              "| --- | --- | ---: | " + " | ".join("---: | ---:" for _ in methods) + " |"]
     for name, rows in breakdowns.items():
         for row in rows:
-            cells = " | ".join(f"{_rate(row[m]['fr_pct'], 1)} | {_rate(row[m]['box_nme_median_pct'], 2)}" for m in methods)
+            cells = " | ".join(f"{_rate(row[m]['fr_pct'], 1)} | {_rate(row[m]['box_nme_median_pct'], 2)}"
+                               if m in row else "- | -" for m in methods)
             lines.append(f"| {name} | {row['bin']} | {row['faces']} | {cells} |")
     return "\n".join(lines)
 
@@ -240,6 +242,12 @@ def turn_markdown(breakdowns: dict[str, list[dict]], methods: list[str]) -> str:
 def _rate(value: float, decimals: int) -> str:
     """A table cell: '-' where there is nothing to rate (an empty bin, or no face found), never 'nan'."""
     return "-" if math.isnan(value) else f"{value:.{decimals}f}"
+
+
+def data_set_name(folder: Path) -> str:
+    """The data set a folder belongs to: ``300w`` for ``.../300w/val``, ``aflw2000`` for ``.../aflw2000/train``."""
+    folder = Path(folder)
+    return folder.parent.name if folder.name in ("train", "val", "test") else folder.name
 
 
 def evaluate_set(runners: dict, folder: Path, held_out: float | None, modes: list[str], limit: int | None):
@@ -350,6 +358,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (facealign always runs)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "baselines",
                     help="folder for results.md, results.json and ced.png")
+    ap.add_argument("--own-convention", action="store_true",
+                    help=f"also run facealign in each set's own annotation convention ({OWN} rows; the model's "
+                    "convention named after the set's data folder, fitted on that set's training split)")
     ap.add_argument("--no-ced", action="store_true", help="skip the CED plot")
     ap.add_argument("--calibrate", metavar="FOLDER", help="only fit DLIB_POINTS_TO_BOX on FOLDER and print it")
     return ap.parse_args(argv)
@@ -380,21 +391,32 @@ def main(argv: list[str] | None = None) -> int:
     per_image: dict = {}
     turns: dict[str, list[dict]] = {}
     curves: dict[str, list[float]] = {}
+    conventions: dict[str, str] = {}  # set -> the convention of its facealign-own rows
     for spec in args.sets:
         folder, held_out = evaluate.parse_folder_spec(spec)
         name = evaluate.set_name(folder, held_out)
-        images, ratios, tallies = evaluate_set(runners, folder, held_out, modes, args.limit)
+        set_runners = dict(runners)
+        own = data_set_name(folder)
+        if args.own_convention and own in aligner.manifest.conventions:
+            set_runners[OWN] = (run_facealign, Aligner(model=args.model, backend=args.backend, refine=args.refine,
+                                                       batch_size=1, convention=own))
+            conventions[name] = own
+        images, ratios, tallies = evaluate_set(set_runners, folder, held_out, modes, args.limit)
         summaries[name] = {mode: summarise_pair(tallies[mode]) for mode in modes}
         turns[name] = turn_breakdown({m: t.errors for m, t in tallies[modes[0]].items()}, ratios)
         per_image[name] = {"images": images, "turn_ratio": [round(x, 4) for x in ratios], **{
             mode: {m: _json_errors(t.errors) for m, t in tallies[mode].items()} for mode in modes}}
         curves.update({f"{name} {mode} {m}": t.errors for mode in modes for m, t in tallies[mode].items()})
-    model = f"{aligner.manifest.name} ({aligner.backend_name}, refine {aligner.refine})"
-    table = markdown(summaries, model) + f"\n\n{modes[0]} mode. " + turn_markdown(turns, list(runners))
+    model = (f"{aligner.manifest.name} ({aligner.backend_name}, refine {aligner.refine}, convention "
+             f"{aligner.convention or 'none'})")
+    if conventions:
+        model += f"; {OWN}: " + ", ".join(f"{s} in convention {c}" for s, c in conventions.items())
+    methods = list(runners) + ([OWN] if conventions else [])
+    table = markdown(summaries, model) + f"\n\n{modes[0]} mode. " + turn_markdown(turns, methods)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(table + "\n")
-    report = {"facealign_model": model, "methods": list(runners), "dlib_points_to_box": DLIB_POINTS_TO_BOX,
+    report = {"facealign_model": model, "methods": methods, "own_conventions": conventions, "dlib_points_to_box": DLIB_POINTS_TO_BOX,
               "summaries": summaries, "turn_breakdown": turns,
               "per_image_nme": per_image,
               "note": "per-image nme null = face missed by that method's detector; a summary null = nothing to rate"}

@@ -89,6 +89,9 @@ class Aligner:
             time; more accurate for models trained with mirror augmentation, less accurate for models
             trained without it (``manifest.mirror_symmetric`` false: a warning is logged). Needs a
             landmark scheme with a known mirror order.
+        convention: the annotation convention of the points: a name from the model's ``manifest.conventions``
+            (data sets place some points differently, e.g. ``"300w"``, ``"ytf68"``); ``None``: the model's
+            ``default_convention``; ``"none"``: the network's own points. The model card gives each one's NME.
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.
@@ -115,6 +118,7 @@ class Aligner:
         refine: Refine = "soft",
         blur: bool = True,
         flip: bool = False,
+        convention: str | None = None,
         max_faces: int | None = None,
         batch_size: int = 32,
         num_landmarks: int | None = None,
@@ -127,7 +131,7 @@ class Aligner:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if max_faces is not None and (isinstance(max_faces, bool) or not isinstance(max_faces, int) or max_faces < 1):
             raise InputError(f"max_faces must be None (all faces) or an integer >= 1, got {max_faces!r}")
-        self.landmarker = Landmarker(model, backend, device, refine, blur, flip, batch_size)
+        self.landmarker = Landmarker(model, backend, device, refine, blur, flip, batch_size, convention)
         if num_landmarks is not None and num_landmarks != self.manifest.num_landmarks:
             raise ModelError(f"{self.model_dir}: model has {self.manifest.num_landmarks} landmarks, expected {num_landmarks}")
         self.detector = self._make_detector(detector)
@@ -135,7 +139,7 @@ class Aligner:
         self._per_thread = threading.local()  # per-thread copies of a forkable detector
         self.max_faces = max_faces
         self.options = AlignerOptions(model=model, backend=backend, device=device, refine=refine, blur=blur,
-                                      flip=flip, max_faces=max_faces, batch_size=batch_size)
+                                      flip=flip, convention=convention, max_faces=max_faces, batch_size=batch_size)
         log.info("facealign: model %s, backend %s", self.manifest.name, self.backend_name)
 
     @classmethod
@@ -175,6 +179,7 @@ class Aligner:
     refine = _from_landmarker("refine", "subpixel refinement of the heatmap peaks")
     blur = _from_landmarker("blur", "peaks sought on blurred heatmaps")
     flip = _from_landmarker("flip", "mirrored crops averaged in")
+    convention = _from_landmarker("convention", "the annotation convention the points follow (None: the network's own)")
     batch_size = _from_landmarker("batch_size", "face crops per network call")
 
     def frame_for(self, detection: Detection) -> geometry.CropFrame:

@@ -41,9 +41,13 @@ class Landmarker:
     """
 
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
-                 refine: Refine = "soft", blur: bool = True, flip: bool = False, batch_size: int = 32) -> None:
+                 refine: Refine = "soft", blur: bool = True, flip: bool = False, batch_size: int = 32,
+                 convention: str | None = None) -> None:
         self.model_dir = resolve_model_dir(model)
         self.manifest = load_manifest(self.model_dir)
+        self.convention, offsets = self.manifest.convention_offsets(convention)
+        # added to every point in the crop: where this convention's annotators put it, on average
+        self._crop_offsets = None if offsets is None else offsets * self.manifest.input_size
         artifact = Path(model) if model is not None and Path(model).is_file() else None
         # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
         needs_heatmaps = flip or refine != DECODE_GRAPH_REFINE or not blur
@@ -125,8 +129,13 @@ class Landmarker:
             roll = geometry.roll_from_eyes(detection.keypoints[0], detection.keypoints[1])
         return geometry.frame_from_box(detection.box, roll, **self._crop_args)
 
-    def frame_from_landmarks(self, points: np.ndarray) -> geometry.CropFrame:
-        """The crop window a detector would give for a face with these landmarks (for tracking)."""
+    def frame_from_landmarks(self, points: np.ndarray, crop: geometry.CropFrame | None = None) -> geometry.CropFrame:
+        """The crop window a detector would give for a face with these landmarks (for tracking). ``crop``: the
+        window the points came from; the convention's offsets are taken out in it first, so that the next
+        window follows the network's own points, as the training crops did."""
+        if self._crop_offsets is not None and crop is not None:
+            size = self.manifest.input_size
+            points = geometry.crop_to_image(geometry.image_to_crop(points, crop, size) - self._crop_offsets, crop, size)
         return geometry.frame_from_points(points, self.manifest.crop.use_roll, **self._crop_args)
 
     def landmarks_in_frames(
@@ -149,7 +158,10 @@ class Landmarker:
                 raise ModelError(f"{self.model_dir}: the network gave NaN or inf for a face crop (a broken model); "
                                  "no landmarks are returned rather than NaN points")
             for (_, frame), p, c in zip(chunk, heat_pts, confidence):
-                points.append(geometry.crop_to_image(self.codec.to_crop(p), frame, size))
+                crop_points = self.codec.to_crop(p)
+                if self._crop_offsets is not None:
+                    crop_points = crop_points + self._crop_offsets
+                points.append(geometry.crop_to_image(crop_points, frame, size))
                 conf.append(c)
         return points, conf
 

@@ -11,6 +11,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from . import geometry
@@ -50,6 +51,10 @@ class CropSpec(BaseModel):
                           "for (facealign_sdk.detectors.calibration); another detector's boxes give other crops")
 
 
+# Aligner(convention=NETWORK_CONVENTION): the network's points, no convention's offsets
+NETWORK_CONVENTION = "none"
+
+
 class Manifest(BaseModel):
     """Everything a runtime needs to know about a model."""
 
@@ -69,6 +74,11 @@ class Manifest(BaseModel):
     codec: CodecSpec = Field(default_factory=CodecSpec, description="heatmap encoding / decoding parameters "
                              "(facealign_sdk.codec); a manifest without them gets the values of every released model")
     training_data: list[str] = Field(default_factory=list)
+    conventions: dict[str, list[tuple[float, float]]] = Field(
+        default_factory=dict, description="annotation conventions the points can follow, by name: per landmark the "
+        "mean offset (dx, dy) from the network's points to that data set's annotations, in fractions of the crop "
+        "side (facealign_sdk.training.conventions); empty: the network's points as they are")
+    default_convention: str | None = Field(None, description="the convention applied unless another is asked for")
     mirror_symmetric: bool = Field(
         True, description="trained with mirror augmentation; False when trained without it because the annotation "
         "convention is not mirror-symmetric (then flip averaging, Aligner(flip=True), mixes in the mirrored "
@@ -96,7 +106,29 @@ class Manifest(BaseModel):
             value = self.net.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
                 raise ValueError(f"net.{key} must be an integer in [0, {limit}], got {value!r}")
+        for name, offsets in self.conventions.items():
+            if name == NETWORK_CONVENTION:
+                raise ValueError(f"convention name {NETWORK_CONVENTION!r} is reserved for the network's own points")
+            if len(offsets) != self.num_landmarks:
+                raise ValueError(f"convention {name!r}: need {self.num_landmarks} (dx, dy) offsets, got {len(offsets)}")
+            if np.abs(offsets).max() > 0.5:
+                raise ValueError(f"convention {name!r}: offsets up to {np.abs(offsets).max():.3g} of the crop side; "
+                                 "a convention moves points by less than half of it")
+        if self.default_convention is not None and self.default_convention not in self.conventions:
+            raise ValueError(f"default_convention {self.default_convention!r} is not one of the conventions "
+                             f"{sorted(self.conventions)}")
         return self
+
+    def convention_offsets(self, convention: str | None) -> tuple[str | None, np.ndarray | None]:
+        """The convention to apply (``None``: the default; ``"none"``: the network's points as they are) and its
+        (L, 2) offsets in crop fractions; a name the manifest does not have is a ModelError naming the ones it has."""
+        name = convention if convention is not None else self.default_convention
+        if name is None or name == NETWORK_CONVENTION:
+            return None, None
+        if name not in self.conventions:
+            have = ", ".join(sorted(self.conventions)) or "none"
+            raise ModelError(f"model {self.name!r} has no annotation convention {name!r} (it has: {have})")
+        return name, np.asarray(self.conventions[name], np.float64)
 
 
 def sha256(path: Path) -> str:

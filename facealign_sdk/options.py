@@ -29,6 +29,9 @@ class AlignerOptions(BaseModel):
                        "(more accurate and steadier; a few ms per face)")
     flip: bool = Field(False, description="also run the mirrored crop and average (twice the network time; helps "
                        "only models trained with mirror augmentation, hurts the bundled one: see its card)")
+    convention: str | None = Field(None, description="annotation convention of the points, one of the model's "
+                                   "(manifest 'conventions', e.g. 300w, ytf68) or none (the network's own points); "
+                                   "default: the model's default")
     max_faces: int | None = Field(None, ge=1, description="at most this many faces per image (best detector score "
                                   "first); default: all")
     batch_size: int = Field(32, ge=1, description="face crops per network call")

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +66,13 @@ def test_results_json_has_null_for_every_non_finite_value():
     safe = baselines.json_safe(report)
     assert safe == {"a": None, "b": [1.0, None, {"c": None, "d": "x"}], "e": [2, None], "per_image": [0.031235, None]}
     assert json.loads(json.dumps(safe, allow_nan=False)) == safe
+
+
+def test_own_convention_rows_follow_the_data_set_of_each_folder():
+    assert baselines.data_set_name(Path("../shared/data/300w/val")) == "300w"
+    assert baselines.data_set_name(Path("/x/aflw2000/train")) == "aflw2000"
+    assert baselines.data_set_name(Path("/x/my_photos")) == "my_photos"
+    # a set without facealign-own rows (the model has no convention for it) gets dashes in the turn table
+    rows = baselines.turn_breakdown({"facealign": [0.05, 0.04]}, [0.6, 0.7])
+    table = baselines.turn_markdown({"set": rows}, ["facealign", baselines.OWN])
+    assert "| set | 0.5-inf | 2 | 0.0 | " in table and table.splitlines()[-1].endswith("| - | - |")

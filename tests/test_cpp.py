@@ -93,11 +93,24 @@ def test_detector_finds_the_same_faces(python_aligner, backend, image):
         assert err.max() < DETECTOR_TOLERANCE_PX, f"{backend}: largest point difference {err.max():.4f} px"
 
 
+@pytest.mark.parametrize("convention", ["ytf68", "none"])
+def test_a_named_convention_gives_the_python_points(convention):
+    """Both runtimes read the manifest's conventions and add the same offsets ("none": the network's points)."""
+    box = (200.0, 118.0, 395.0, 398.0)
+    cpp = run_cpp(str(SAMPLES / "face.jpg"), "--box", ",".join(map(str, box)), "--convention", convention)["faces"]
+    py = Aligner(backend="ort", device="cpu", convention=convention).align(str(SAMPLES / "face.jpg"), boxes=[box])
+    default = Aligner(backend="ort", device="cpu").align(str(SAMPLES / "face.jpg"), boxes=[box])
+    err = np.linalg.norm(np.asarray(cpp[0]["points"]) - py[0].points, axis=1)
+    assert err.max() < POINT_TOLERANCE_PX, f"{convention}: largest point difference {err.max():.4f} px"
+    assert np.abs(py[0].points - default[0].points).max() > 1.0  # a convention other than the default moves them
+
+
 def test_missing_inputs_exit_2_with_a_message(tmp_path):
     for args, message in [
         ([str(tmp_path / "none.jpg")], "no such file"),
         ([str(SAMPLES / "face.jpg"), "--model", str(tmp_path)], "no manifest"),
         ([str(SAMPLES / "face.jpg"), "--backend", "tensorrt"], "tensorrt"),
+        ([str(SAMPLES / "face.jpg"), "--convention", "lfpw"], "no annotation convention lfpw"),
     ]:
         proc = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.returncode, proc.stderr)

@@ -56,7 +56,7 @@ class ScriptedAligner:
     def frame_for(self, det: Detection) -> geometry.CropFrame:
         return geometry.frame_from_box(det.box)
 
-    def frame_from_landmarks(self, points: np.ndarray) -> geometry.CropFrame:
+    def frame_from_landmarks(self, points: np.ndarray, crop: geometry.CropFrame | None = None) -> geometry.CropFrame:
         return geometry.frame_from_points(points)
 
     def landmarks_in_frames(self, jobs):

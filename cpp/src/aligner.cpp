@@ -49,6 +49,18 @@ Tensor crop_batch(const cv::Mat& image, const std::vector<CropFrame>& frames, si
 
 Aligner::Aligner(const AlignerOptions& options) : manifest_(load_manifest(options.model_dir)), batch_size_(options.batch_size) {
   if (batch_size_ < 1) throw Error(Error::Kind::InvalidArgument, "batch_size must be >= 1");
+  convention_ = options.convention.empty() ? manifest_.default_convention : options.convention;
+  if (convention_ == kNetworkConvention) convention_.clear();
+  if (!convention_.empty()) {
+    const auto found = manifest_.conventions.find(convention_);
+    if (found == manifest_.conventions.end()) {
+      std::string have;
+      for (const auto& entry : manifest_.conventions) have += (have.empty() ? "" : ", ") + entry.first;
+      throw Error(Error::Kind::InvalidArgument, "model " + manifest_.name + " has no annotation convention " +
+                                                    convention_ + " (it has: " + (have.empty() ? "none" : have) + ")");
+    }
+    for (const cv::Point2d& offset : found->second) crop_offsets_.push_back(offset * manifest_.input_size);
+  }
   detail::require_backend(options.backend);  // before looking for an engine
   const bool trt = options.backend == BackendKind::TensorRT;
   const std::filesystem::path network =
@@ -98,8 +110,11 @@ std::vector<Face> Aligner::align(const cv::Mat& image, const std::vector<Detecti
       const std::vector<Peak> peaks = decode_heatmaps(hm.data.data() + n * lm * h * w, lm, h, w, m.decoder);
       const cv::Matx23d to_image = invert_matrix(crop_matrix(frames[first + n], m.input_size));
       Face face{faces[first + n], {}, {}};
-      for (const Peak& p : peaks) {
-        face.points.push_back(apply_matrix(to_image, heatmap_to_crop(p.point, m.heatmap_size, m.input_size)));
+      for (size_t i = 0; i < peaks.size(); ++i) {
+        const Peak& p = peaks[i];
+        cv::Point2d crop = heatmap_to_crop(p.point, m.heatmap_size, m.input_size);
+        if (!crop_offsets_.empty()) crop += crop_offsets_[i];
+        face.points.push_back(apply_matrix(to_image, crop));
         face.confidence.push_back(p.confidence);
       }
       out.push_back(std::move(face));

@@ -37,6 +37,24 @@ Manifest load_manifest(const std::filesystem::path& model_dir) {
       m.decoder.soft_power = codec.value("soft_power", m.decoder.soft_power);
       m.decoder.confidence_window = codec.value("confidence_window", m.decoder.confidence_window);
     }
+    const nlohmann::json conventions = j.value("conventions", nlohmann::json::object());
+    for (const auto& [name, offsets] : conventions.items()) {
+      if (name == kNetworkConvention) {
+        throw Error(Error::Kind::InvalidArgument, path.string() + ": convention name none is reserved for the network's points");
+      }
+      std::vector<cv::Point2d>& out = m.conventions[name];
+      for (const auto& xy : offsets) out.emplace_back(xy.at(0).get<double>(), xy.at(1).get<double>());
+      if (static_cast<int>(out.size()) != j.at("num_landmarks").get<int>()) {
+        throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name + " needs one offset per landmark");
+      }
+    }
+    if (j.contains("default_convention") && !j.at("default_convention").is_null()) {
+      m.default_convention = j.at("default_convention").get<std::string>();
+      if (!m.conventions.count(m.default_convention)) {
+        throw Error(Error::Kind::InvalidArgument, path.string() + ": default_convention " + m.default_convention +
+                                                      " is not one of its conventions");
+      }
+    }
     if (m.num_landmarks <= 0 || m.input_size <= 0 || m.heatmap_size <= 0 || !(m.crop_scale > 0)) {
       throw Error(Error::Kind::InvalidArgument, path.string() + ": sizes and crop_scale must be positive");
     }

@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..aligner import Aligner
 
 MODEL_FLAGS = ("model", "backend", "device")
-DECODER_FLAGS = ("refine", "blur", "flip")
+DECODER_FLAGS = ("refine", "blur", "flip", "convention")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

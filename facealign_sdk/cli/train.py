@@ -54,6 +54,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "generator_lr are settings of --config" if p is lm else "learning rate")
         p.add_argument("--threads", type=int, help="torch CPU threads")
         p.add_argument("--device", help="torch device: cpu (default), cuda, cuda:N")
+    conv = sub.add_parser("conventions", help="fit annotation conventions: the mean offset per landmark from a "
+                          "model's points to each set's annotations (facealign_sdk.training.conventions)")
+    conv.add_argument("--model", required=True, help="model name or folder whose points are measured")
+    conv.add_argument("--set", dest="sets", action="append", required=True, metavar="NAME=FOLDER[:HELD_OUT]",
+                      help="a convention and the annotated folder it is fitted on (faces not held out); repeatable")
+    conv.add_argument("--json", type=Path, help="write the fitted conventions here (a training run's conventions file)")
+    conv.add_argument("--write-manifest", action="store_true",
+                      help="store the conventions in the model folder's manifest.json")
+    conv.add_argument("--default", help="with --write-manifest: the default convention (one of the --set names)")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
     rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
@@ -109,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         kept = ", ".join(f"{Path(s.written_to)}: {s.kept} of {s.images}" for s in report.sources)
         print(f"wrote {cfg.out}: {kept} (teacher {report.teacher}, min confidence {report.min_confidence})")
         return 0
+    if args.stage == "conventions":
+        return _fit_conventions(args)
     if args.stage == "release":
         from ..training.release import release_model
 
@@ -140,6 +151,36 @@ def run(args: argparse.Namespace) -> int:
                                          "net": net or None})
     _say_resume(cfg.run_dir)
     print(json.dumps(train_landmarks(cfg, progress=args.progress)))
+    return 0
+
+
+def _fit_conventions(args: argparse.Namespace) -> int:
+    from ..aligner import Aligner
+    from ..evaluate import parse_folder_spec
+    from ..model import NETWORK_CONVENTION
+    from ..training.conventions import fit_convention, write_conventions
+
+    specs = []
+    for text in args.sets:
+        name, sep, folder = text.partition("=")
+        if not sep or not name or not folder:
+            raise InputError(f"--set {text!r}: expected NAME=FOLDER[:HELD_OUT]")
+        specs.append((name, *parse_folder_spec(folder)))
+    names = [name for name, _, _ in specs]
+    if len(set(names)) != len(names):
+        raise InputError(f"--set names must differ, got {names}")
+    if args.default is not None and args.default not in names:
+        raise InputError(f"--default {args.default!r} is not one of the --set names {names}")
+    if args.default is not None and not args.write_manifest:
+        raise InputError("--default sets the manifest's default convention: add --write-manifest")
+    if not (args.json or args.write_manifest):
+        raise InputError("nothing to write: give --json FILE and/or --write-manifest")
+    # the network's own points: a convention already in the manifest must not be measured on top of itself
+    aligner = Aligner(model=args.model, detector=None, convention=NETWORK_CONVENTION)
+    fitted = [fit_convention(aligner, name, folder, held_out, args.progress) for name, folder, held_out in specs]
+    for f in fitted:
+        print(f"{f.name}: {f.faces} faces of {f.folder}, NME {f.nme_without:.3f} % -> {f.nme_with:.3f} % with its offsets")
+    write_conventions(fitted, aligner.model_dir if args.write_manifest else None, args.json, args.default)
     return 0
 
 

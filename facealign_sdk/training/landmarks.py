@@ -13,6 +13,7 @@ the pixels); weighting the peaks gets past it at once (ytf68/val, width 16, 200 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Literal
@@ -26,9 +27,11 @@ from .. import geometry
 from ..codec import HeatmapCodec
 from ..errors import InputError
 from ..metrics import nme
+from ..model import NETWORK_CONVENTION
 from ..nets import LandmarkNet, MarginalHead, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
+from .conventions import FittedConvention, shift_to
 from .device import training_device
 from .data import Annotated, LandmarkAugment, first_by_hash, landmark_sample, load_annotated
 from .losses import laplace_kl_loss, marginal_kl_loss
@@ -49,6 +52,40 @@ class DataSource(BaseModel):
     turned_jaw_weight: float = Field(
         1.0, ge=0, le=1, description="loss weight of the jaw points on strongly turned faces (sets whose jaw "
         "follows the 3-D contour, e.g. AFLW2000-3D)")
+    convention: str | None = Field(
+        None, description="the annotation convention of this set, a name in the run's conventions file, or none "
+        "for pseudo-labels of the model the file was fitted on (its own points): the points are moved into the "
+        "run's target_convention (None: taken as they are)")
+
+
+def _move_into_target_convention(cfg: "LandmarkConfig", per_source: list[list[Annotated]]) -> None:
+    """Shift, in place, the points of every source that names a convention into ``cfg.target_convention``."""
+    named = [src.convention for src in cfg.train if src.convention is not None]
+    if not named:
+        return
+    if cfg.conventions is None:
+        raise InputError(f"sources name conventions ({', '.join(named)}) but the run has no conventions file")
+    try:
+        fitted = {name: FittedConvention.model_validate(entry)
+                  for name, entry in json.loads(Path(cfg.conventions).read_text()).items()}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{cfg.conventions}: not a conventions file ({exc})") from None
+    for name in [*named, cfg.target_convention]:
+        if name not in fitted and name != NETWORK_CONVENTION:
+            raise InputError(f"{cfg.conventions}: no convention {name!r} (it has: {', '.join(sorted(fitted))})")
+
+    def offsets(name: str) -> np.ndarray:
+        # "none": points that are the fitted model's own (its pseudo-labels): no offset from its points
+        if name == NETWORK_CONVENTION:
+            return np.zeros((cfg.net.num_landmarks, 2))
+        return np.asarray(fitted[name].offsets)
+
+    target = offsets(cfg.target_convention)
+    for src, items in zip(cfg.train, per_source):
+        if src.convention is not None and src.convention != cfg.target_convention:
+            for item in items:
+                item.points = shift_to(item.points, offsets(src.convention), target)
+            print(f"{src.folder}: points moved from convention {src.convention} into {cfg.target_convention}")
 
 
 class LandmarkConfig(BaseModel):
@@ -70,6 +107,11 @@ class LandmarkConfig(BaseModel):
         default_factory=lambda: ["encoder", "generator"],
         description="what the autoencoder initialises (compared in the model card's pretraining ablation)")
     init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
+    conventions: str | None = Field(
+        None, description="JSON of fitted annotation conventions (facealign train conventions --json), which the "
+        "sources' convention names refer to")
+    target_convention: str = Field("300w", description="the convention every source with a convention is moved "
+                                   "into, so that the network learns one")
     run_dir: str = "runs/lm"
     net: NetConfig = Field(default_factory=lambda: NetConfig(width=32))
     batch_size: int = Field(16, ge=1)
@@ -232,6 +274,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     for src, got in zip(cfg.train, per_source):
         if not got:
             raise InputError(f"{src.folder}: no annotated images left for training (held_out {src.held_out})")
+    _move_into_target_convention(cfg, per_source)
     items = [it for got in per_source for it in got]
     source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
     # each source gets its share of the samples whatever its size

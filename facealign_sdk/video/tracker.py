@@ -357,7 +357,7 @@ class FaceTracker:
         raw = job.points
         doubtful = float(job.conf.mean()) < self.options.confirm_confidence
         tr.points, tr.weak, tr.lost_at, tr.score = raw, doubtful, None, job.score
-        self._update_crop(tr, self.landmarker.frame_from_landmarks(raw), job.crop_from_det)
+        self._update_crop(tr, self.landmarker.frame_from_landmarks(raw, job.crop), job.crop_from_det)
         tr.box = geometry.box_from_points(raw)
         if tr.reset_smoother:
             tr.smoother.reset()

@@ -38,9 +38,11 @@ std::string usage() {
   return "usage: facealign-cpp IMAGE [--model DIR] [--backend " + backends +
          "] [--box x1,y1,x2,y2] [--json] [--engine FILE]\n"
          "                     [--device auto|cpu|cuda|tensorrt] [--threads N] [--draw OUT.png] [--repeat N]\n"
+         "                     [--convention NAME]\n"
          "  --box may be repeated; without it the YuNet detector finds the faces.\n"
          "  --device: ONNX Runtime's execution providers (cuda / tensorrt need onnxruntime-gpu).\n"
-         "  --repeat N: align N more times and print the mean time per face (a benchmark).\n";
+         "  --repeat N: align N more times and print the mean time per face (a benchmark).\n"
+         "  --convention: the annotation convention of the points (the model's manifest lists them).\n";
 }
 
 facealign::Box parse_box(const std::string& text) {
@@ -83,6 +85,7 @@ Args parse(int argc, char** argv) {
     else if (arg == "--threads") a.options.backend_options.threads = parse_int(arg, value(i));
     else if (arg == "--draw") a.draw = value(i);
     else if (arg == "--repeat") a.repeat = parse_int(arg, value(i));
+    else if (arg == "--convention") a.options.convention = value(i);
     else if (!arg.empty() && arg[0] == '-') throw facealign::Error(facealign::Error::Kind::InvalidArgument, "unknown option " + arg);
     else if (a.image.empty()) a.image = arg;
     else throw facealign::Error(facealign::Error::Kind::InvalidArgument, "one image only, got '" + a.image + "' and '" + arg + "'");

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -91,6 +92,9 @@ std::vector<Peak> decode_heatmaps(const float* maps, int count, int height, int 
 // Model folder.
 
 /// What the runtime needs from a model folder's manifest.json.
+/// AlignerOptions::convention naming the network's own points (no convention's offsets), as in Python.
+inline const std::string kNetworkConvention = "none";
+
 struct Manifest {
   std::filesystem::path dir;
   std::string name;
@@ -101,6 +105,10 @@ struct Manifest {
   double center_shift = 0;
   bool use_roll = false;
   DecoderSettings decoder;  ///< the manifest's "codec" section (facealign_sdk/codec.py); defaults when absent
+  /// annotation conventions by name: per landmark the offset added to the network's point, in fractions of
+  /// the crop side (facealign_sdk/training/conventions.py); empty in a manifest without them
+  std::map<std::string, std::vector<cv::Point2d>> conventions;
+  std::string default_convention;  ///< applied unless AlignerOptions::convention names another; empty: none
 };
 
 /// Read `model_dir`/manifest.json; Error(NotFound / InvalidArgument) when missing or incomplete.
@@ -192,6 +200,8 @@ struct AlignerOptions {
   bool detector = true;             ///< false: always pass boxes
   std::filesystem::path detector_model;  ///< empty: default_detector_model(model_dir)
   int batch_size = 32;              ///< crops per network run
+  std::string convention;           ///< annotation convention (manifest "conventions"), "none" (the network's
+                                    ///< own points) or empty (the manifest's default_convention)
 };
 
 /// The pipeline of the Python `Aligner` (soft refinement, blur on). Not thread-safe (an OpenVINO infer
@@ -208,12 +218,16 @@ class Aligner {
 
   const Manifest& manifest() const { return manifest_; }
   std::string backend_name() const { return network_->name(); }
+  /// The annotation convention the points follow (empty: the network's own points).
+  const std::string& convention() const { return convention_; }
 
  private:
   Manifest manifest_;
   std::unique_ptr<Backend> network_;
   std::unique_ptr<YuNetDetector> detector_;
   int batch_size_;
+  std::string convention_;
+  std::vector<cv::Point2d> crop_offsets_;  ///< the convention's offsets in crop pixels (empty: none)
 };
 
 /// Read an image file as uint8 BGR (greyscale, alpha and 16-bit are converted); Error(NotFound) when

@@ -1,0 +1,116 @@
+"""Annotation conventions: where a model's points sit, on average, relative to one data set's annotators.
+
+Data sets place some of the 68 points differently (ytf68's nose and mouth sit lower than 300-W's, AFLW2000-3D's
+jaw follows the 3-D contour). A model trained on several learns a compromise that is biased for each. A
+convention is the mean offset, per landmark, from the model's points to one set's annotations, measured in
+the model's crop (fractions of the crop side, so it holds at any input size) on that set's training faces:
+``Manifest.conventions`` stores them and the runtime adds the chosen one (``Aligner(convention=...)``);
+training can shift a set's targets into another set's convention (``SourceSpec.convention``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field, ValidationError
+from tqdm import tqdm
+
+from .. import geometry
+from ..detectors.base import Detection
+from ..evaluate import load_points, select_images
+from ..imageio import read_image
+from ..model import MANIFEST, Manifest, ModelError, describe_validation_error, load_manifest
+from ..outputs import write_file_atomic
+from .data import is_held_out
+
+
+# an (x, y) pair that json.dumps spread over four lines: one line each keeps a manifest readable
+_PAIR = re.compile(r"\[\s+(-?[0-9.e+-]+),\s+(-?[0-9.e+-]+)\s+\]")
+
+
+class FittedConvention(BaseModel):
+    """One fitted convention and what it does on the faces it was fitted on (fixed boxes)."""
+
+    name: str
+    folder: str
+    faces: int
+    offsets: list[tuple[float, float]] = Field(description="per landmark (dx, dy), fractions of the crop side")
+    nme_without: float = Field(description="NME % of the model's raw points on these faces")
+    nme_with: float = Field(description="NME % with the offsets added")
+
+
+def crop_points(aligner, folder: str | Path, held_out: float | None = None, progress: bool = True
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's points and the annotations, (N, L, 2) each, in crop fractions of each face's crop,
+    for the faces of ``folder`` not held out (``held_out``: the fraction :func:`is_held_out` sets aside),
+    each aligned in the box derived from its annotation (no detector: no misses, the training crop)."""
+    landmarker = aligner.landmarker
+    size = landmarker.manifest.input_size
+    paths = [p for p in select_images(folder) if held_out is None or not is_held_out(p, held_out)]
+    if not paths:
+        raise ValueError(f"{folder}: no annotated images to fit a convention on")
+    predicted, annotated = [], []
+    for path in tqdm(paths, desc=f"fitting {Path(folder).name}", leave=False, disable=not progress):
+        image, points = read_image(path), load_points(path, landmarker.num_landmarks)
+        box = geometry.box_from_points(points)
+        face = aligner.align(image, boxes=[box])[0]
+        frame = landmarker.frame_for(Detection(box=box))
+        predicted.append(geometry.image_to_crop(face.points, frame, size) / size)
+        annotated.append(geometry.image_to_crop(points, frame, size) / size)
+    return np.asarray(predicted), np.asarray(annotated)
+
+
+def nme_percent(points: np.ndarray, truth: np.ndarray, eyes: tuple[int, int]) -> float:
+    """Mean NME in % of the outer-eye-corner distance over (N, L, 2) faces (any similarity frame)."""
+    norm = np.linalg.norm(truth[:, eyes[0]] - truth[:, eyes[1]], axis=1)
+    return float(100 * np.mean(np.linalg.norm(points - truth, axis=2).mean(axis=1) / norm))
+
+
+def fit_convention(aligner, name: str, folder: str | Path, held_out: float | None = None,
+                   progress: bool = True) -> FittedConvention:
+    """The mean offset from the model's points to ``folder``'s annotations (faces not held out)."""
+    predicted, annotated = crop_points(aligner, folder, held_out, progress)
+    offsets = (annotated - predicted).mean(axis=0)
+    eyes = aligner.landmarker.scheme.outer_eye_corners
+    return FittedConvention(
+        # a millionth of the crop side is far below any annotation's precision
+        name=name, folder=str(folder), faces=len(predicted), offsets=[(round(float(x), 6), round(float(y), 6))
+                                                                      for x, y in offsets],
+        nme_without=nme_percent(predicted, annotated, eyes), nme_with=nme_percent(predicted + offsets, annotated, eyes))
+
+
+def shift_to(points: np.ndarray, source: Sequence[Sequence[float]], target: Sequence[Sequence[float]]) -> np.ndarray:
+    """Image points annotated in the ``source`` convention moved into the ``target`` one: by ``target - source``
+    (both offsets of the same model) in the face's training crop (the box derived from the points)."""
+    frame = geometry.frame_from_box(geometry.box_from_points(points))
+    size = 1000  # any: offsets are fractions of the crop side
+    shift = (np.asarray(target, np.float64) - np.asarray(source, np.float64)) * size
+    return geometry.crop_to_image(geometry.image_to_crop(points, frame, size) + shift, frame, size)
+
+
+def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None = None, json_path: Path | None = None,
+                      default: str | None = None) -> None:
+    """Write fitted conventions as a conventions file (``json_path``: a training run's ``conventions``) and / or
+    into ``model_dir``'s manifest (replacing its conventions; ``default`` becomes its default convention, else
+    the old default stays when it is still there)."""
+    if json_path is not None:
+        text = json.dumps({f.name: f.model_dump(mode="json") for f in fitted}, indent=1)
+        write_file_atomic(Path(json_path), _PAIR.sub(r"[\1, \2]", text) + "\n")
+    if model_dir is None:
+        return
+    path = Path(model_dir) / MANIFEST
+    manifest = load_manifest(Path(model_dir))
+    conventions = {f.name: [tuple(xy) for xy in f.offsets] for f in fitted}
+    if default is None and manifest.default_convention in conventions:
+        default = manifest.default_convention
+    try:
+        updated = manifest.model_copy(update={"conventions": conventions, "default_convention": default})
+        Manifest.model_validate(updated.model_dump())
+    except ValidationError as exc:
+        raise ModelError(f"{path}: the fitted conventions do not fit the manifest ({describe_validation_error(exc)})") from None
+    text = json.dumps(updated.model_dump(mode="json"), indent=2)
+    write_file_atomic(path, _PAIR.sub(r"[\1, \2]", text) + "\n")

@@ -1,0 +1,207 @@
+"""Annotation conventions: manifest checks, the runtime offsets, tracking crops, fitting, the training shift, the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from facealign_sdk import Aligner, geometry
+from facealign_sdk.detectors.base import Detection
+from facealign_sdk.errors import InputError
+from facealign_sdk.landmarker import Landmarker
+from facealign_sdk.model import ModelError
+from facealign_sdk.pts import write_pts
+
+from .conftest import SAMPLES, model_copy
+
+BOX = (180.0, 150.0, 330.0, 330.0)
+
+
+def _offsets(seed: int, scale: float = 0.02) -> list[list[float]]:
+    return (np.random.default_rng(seed).normal(0, scale, (68, 2))).tolist()
+
+
+@pytest.fixture(scope="module")
+def convention_model(tiny_model, tmp_path_factory):
+    """The tiny model with two conventions, ``a`` the default."""
+    conventions = {"a": _offsets(1), "b": _offsets(2)}
+    return model_copy(tiny_model, tmp_path_factory.mktemp("conv"),
+                      lambda m: m.update(conventions=conventions, default_convention="a")), conventions
+
+
+def _crop_points(aligner, image, box=BOX):
+    face = aligner.align(image, boxes=[box])[0]
+    frame = aligner.landmarker.frame_for(Detection(box=box))
+    return geometry.image_to_crop(face.points, frame, aligner.manifest.input_size)
+
+
+def test_each_convention_moves_the_points_by_its_offsets_in_the_crop(convention_model, face_image):
+    folder, conventions = convention_model
+    size = 256
+    raw = _crop_points(Aligner(folder, backend="torch", detector=None, convention="none"), face_image)
+    default = Aligner(folder, backend="torch", detector=None)
+    assert default.convention == "a" and default.options.convention is None
+    np.testing.assert_allclose(_crop_points(default, face_image) - raw, np.asarray(conventions["a"]) * size, atol=1e-6)
+    other = Aligner(folder, backend="torch", detector=None, convention="b")
+    np.testing.assert_allclose(_crop_points(other, face_image) - raw, np.asarray(conventions["b"]) * size, atol=1e-6)
+    assert Aligner(folder, backend="torch", detector=None, convention="none").convention is None
+
+
+def test_a_model_without_conventions_gives_the_network_points(tiny_model, face_image):
+    plain = Aligner(tiny_model, backend="torch", detector=None)
+    assert plain.convention is None
+    np.testing.assert_array_equal(_crop_points(plain, face_image),
+                                  _crop_points(Aligner(tiny_model, backend="torch", detector=None, convention="none"),
+                                               face_image))
+    with pytest.raises(ModelError, match="no annotation convention '300w' .*it has: none"):
+        Aligner(tiny_model, backend="torch", detector=None, convention="300w")
+
+
+def test_an_unknown_convention_names_the_ones_there_are(convention_model):
+    with pytest.raises(ModelError, match="no annotation convention 'ytf68' .*it has: a, b"):
+        Aligner(convention_model[0], backend="torch", detector=None, convention="ytf68")
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda m: m.update(conventions={"a": _offsets(1)[:67]}), "need 68"),
+    (lambda m: m.update(conventions={"a": [[float("nan"), 0.0]] * 68}), "finite number"),
+    (lambda m: m.update(conventions={"a": [[0.9, 0.0]] * 68}), "less than half"),
+    (lambda m: m.update(conventions={"none": _offsets(1)}), "reserved"),
+    (lambda m: m.update(conventions={"a": _offsets(1)}, default_convention="b"), "not one of the conventions"),
+])
+def test_bad_conventions_in_a_manifest_are_refused(tiny_model, tmp_path, edit, message):
+    with pytest.raises(ModelError, match=message):
+        Landmarker(model_copy(tiny_model, tmp_path, edit), backend="torch")
+
+
+def test_tracking_crops_follow_the_network_points(convention_model, face_image):
+    """The next frame's crop comes from the network's own points, whichever convention the output follows."""
+    folder, _ = convention_model
+    raw = Landmarker(folder, backend="torch", convention="none")
+    shifted = Landmarker(folder, backend="torch", convention="b")
+    crop = raw.frame_for(Detection(box=BOX))
+    (raw_points,), _ = raw.landmarks_in_frames([(face_image, crop)])
+    (points,), _ = shifted.landmarks_in_frames([(face_image, crop)])
+    assert np.abs(points - raw_points).max() > 1.0  # the offsets do move the output
+    want, got = raw.frame_from_landmarks(raw_points), shifted.frame_from_landmarks(points, crop)
+    for field in ("center_x", "center_y", "side", "roll"):
+        assert getattr(got, field) == pytest.approx(getattr(want, field), abs=1e-6)
+
+
+def test_shift_to_moves_points_by_the_offset_difference_in_their_crop():
+    from facealign_sdk.training.conventions import shift_to
+
+    rng = np.random.default_rng(0)
+    points = np.stack([200 + 60 * np.cos(np.linspace(0, 6, 68)), 220 + 80 * np.sin(np.linspace(0, 6, 68))], 1)
+    source, target = rng.normal(0, 0.02, (68, 2)), rng.normal(0, 0.02, (68, 2))
+    moved = shift_to(points, source, target)
+    frame = geometry.frame_from_box(geometry.box_from_points(points))
+    np.testing.assert_allclose(geometry.image_to_crop(moved, frame, 100) - geometry.image_to_crop(points, frame, 100),
+                               (target - source) * 100, atol=1e-9)
+    np.testing.assert_allclose(shift_to(points, source, source), points, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def bundled_copy(tmp_path_factory):
+    """The files of the bundled model that the ONNX Runtime backend loads, in a folder a test may change."""
+    import shutil
+
+    from facealign_sdk.model import resolve_model_dir
+
+    out = tmp_path_factory.mktemp("bundled") / "model"
+    out.mkdir()
+    for name in ("manifest.json", "model.safetensors", "model.onnx"):
+        shutil.copy(resolve_model_dir(None) / name, out / name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def self_annotated(bundled_copy, tmp_path_factory):
+    """The sample images annotated with the bundled model's own points (so a fit on them gives small offsets)."""
+    folder = tmp_path_factory.mktemp("self_annotated")
+    aligner = Aligner(bundled_copy, backend="ort", convention="none")
+    for name in ("face.jpg", "two_faces.jpg"):
+        (folder / name).write_bytes((SAMPLES / name).read_bytes())
+        write_pts((folder / name).with_suffix(".pts"), aligner.align(str(SAMPLES / name))[0].points)
+    return folder
+
+
+def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, self_annotated):
+    from facealign_sdk.training.conventions import crop_points, fit_convention
+
+    folder = self_annotated
+    aligner = Aligner(bundled_copy, backend="ort", detector=None, convention="none")
+    fitted = fit_convention(aligner, "mine", folder, progress=False)
+    predicted, annotated = crop_points(aligner, folder, progress=False)
+    assert fitted.faces == 2 and len(fitted.offsets) == 68
+    np.testing.assert_allclose(fitted.offsets, (annotated - predicted).mean(axis=0), atol=5e-7)  # 6 decimals
+    assert fitted.nme_with <= fitted.nme_without
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        fit_convention(aligner, "mine", folder / "missing", progress=False)
+
+
+def test_training_moves_named_sources_into_the_target_convention(tmp_path):
+    from facealign_sdk.training.conventions import FittedConvention, shift_to
+    from facealign_sdk.training.data import Annotated
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, _move_into_target_convention
+
+    def fitted(name, seed):
+        return FittedConvention(name=name, folder="x", faces=1, offsets=[tuple(o) for o in _offsets(seed)],
+                                nme_without=1.0, nme_with=1.0)
+
+    conv = {"300w": fitted("300w", 3), "ytf68": fitted("ytf68", 4)}
+    path = tmp_path / "conventions.json"
+    path.write_text(json.dumps({k: v.model_dump() for k, v in conv.items()}))
+    points = np.stack([200 + 60 * np.cos(np.linspace(0, 6, 68)), 220 + 80 * np.sin(np.linspace(0, 6, 68))], 1)
+    sources = [DataSource(folder="a", convention="ytf68"), DataSource(folder="b", convention="300w"), DataSource(folder="c"),
+               DataSource(folder="d", convention="none")]
+    cfg = LandmarkConfig(train=sources, conventions=str(path), target_convention="300w")
+    items = [[Annotated(np.zeros((4, 4, 3), np.uint8), points.copy(), "f")] for _ in sources]
+    _move_into_target_convention(cfg, items)
+    np.testing.assert_allclose(items[0][0].points, shift_to(points, conv["ytf68"].offsets, conv["300w"].offsets))
+    np.testing.assert_array_equal(items[1][0].points, points)
+    np.testing.assert_array_equal(items[2][0].points, points)
+    np.testing.assert_allclose(items[3][0].points, shift_to(points, np.zeros((68, 2)), conv["300w"].offsets))
+    with pytest.raises(InputError, match="no conventions file"):
+        _move_into_target_convention(LandmarkConfig(train=sources), items)
+    with pytest.raises(InputError, match="no convention 'lfpw'"):
+        _move_into_target_convention(LandmarkConfig(train=[DataSource(folder="a", convention="lfpw")],
+                                                     conventions=str(path)), items)
+    path.write_text("[1, 2")
+    with pytest.raises(InputError, match="not a conventions file"):
+        _move_into_target_convention(cfg, items)
+
+
+def test_cli_fits_writes_the_file_and_the_manifest(bundled_copy, self_annotated, tmp_path, capsys):
+    import shutil
+
+    from facealign_sdk.cli.main import main
+
+    folder = self_annotated
+    model = shutil.copytree(bundled_copy, tmp_path / "model")
+    out = tmp_path / "conventions.json"
+    assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={folder}",
+                 "--set", f"other={folder}", "--json", str(out), "--write-manifest", "--default", "mine"]) == 0
+    assert "mine: 2 faces" in capsys.readouterr().out
+    written = json.loads(out.read_text())
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert set(written) == {"mine", "other"} and manifest["default_convention"] == "mine"
+    np.testing.assert_allclose(manifest["conventions"]["mine"], written["mine"]["offsets"])
+    # fitting again measures the network's points, not the points with the stored default's offsets
+    assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={folder}",
+                 "--json", str(out)]) == 0
+    np.testing.assert_allclose(json.loads(out.read_text())["mine"]["offsets"], written["mine"]["offsets"], atol=1e-9)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "nofolder"], "NAME=FOLDER"),
+    (["--set", "a=x", "--set", "a=y", "--json", "o.json"], "must differ"),
+    (["--set", "a=x", "--json", "o.json", "--default", "b"], "not one of the --set names"),
+    (["--set", "a=x", "--json", "o.json", "--default", "a"], "add --write-manifest"),
+    (["--set", "a=x"], "nothing to write"),
+])
+def test_cli_refuses_bad_requests(tiny_model, args, message, capsys):
+    from facealign_sdk.cli.main import main
+
+    assert main(["train", "conventions", "--model", str(tiny_model), *args]) == 2
+    assert message in capsys.readouterr().err
