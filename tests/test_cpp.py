@@ -57,7 +57,11 @@ def run_cpp(*args: str) -> dict:
 
 @pytest.fixture(scope="module")
 def python_aligner() -> Aligner:
-    return Aligner(backend="ort", device="cpu")
+    """The Python pipeline with YuNet in OpenCV: the C++ detector reproduces FaceDetectorYN in fp32 (the Python
+    default on a bf16 CPU runs it in OpenVINO's bf16, a pixel or so away)."""
+    from facealign_sdk.detectors.yunet import YuNetDetector
+
+    return Aligner(backend="ort", device="cpu", detector=YuNetDetector(runtime="opencv"))
 
 
 @pytest.mark.parametrize("backend", _backends())

@@ -8,9 +8,10 @@ import pytest
 
 from facealign_sdk.detectors.base import Detection, FaceDetector
 from facealign_sdk.detectors.yunet import YuNetDetector
+from facealign_sdk.errors import InputError
 from facealign_sdk.imageio import read_image
 
-from .conftest import SAMPLES
+from .conftest import SAMPLES, has_module
 
 
 def test_yunet_finds_both_sample_faces_with_keypoints():
@@ -26,6 +27,67 @@ def test_yunet_finds_both_sample_faces_with_keypoints():
 def test_yunet_missing_model_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="YuNet model not found"):
         YuNetDetector(tmp_path / "nope.onnx")
+    with pytest.raises(InputError, match="runtime must be one of"):
+        YuNetDetector(runtime="tflite")
+
+
+def test_yunet_decoding_is_face_detector_yn_s():
+    """decode_outputs on the raw network outputs (OpenCV's DNN, the bundled model) gives FaceDetectorYN's faces."""
+    import cv2
+
+    from facealign_sdk.detectors import yunet
+
+    for name, size in (("two_faces.jpg", (640, 448)), ("face.jpg", (320, 320)), ("face.jpg", (480, 352))):
+        image = cv2.resize(read_image(SAMPLES / name), size)
+        reference = cv2.FaceDetectorYN.create(str(yunet._packaged_model()), "", size, 0.6, 0.3, yunet.TOP_K)
+        _, want = reference.detect(image)
+        net = cv2.dnn.readNet(str(yunet._packaged_model()))
+        net.setInput(np.ascontiguousarray(image.transpose(2, 0, 1)[None], np.float32))
+        names = [f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in yunet.STRIDES]
+        got = yunet.decode_outputs(dict(zip(names, net.forward(names))), size[0], 0.6, 0.3)
+        assert want is not None and got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-3)
+    empty = {f"{kind}_{s}": np.zeros((1, (64 // s) ** 2, n)) for kind, n in (("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10))
+             for s in yunet.STRIDES}
+    assert yunet.decode_outputs(empty, 64, 0.6, 0.3).shape == (0, 15)
+
+
+@pytest.mark.skipif(not has_module("openvino"), reason="needs openvino (pip install 'facealign-sdk[openvino]')")
+def test_yunet_on_openvino_finds_the_faces_opencv_finds():
+    opencv, openvino = YuNetDetector(runtime="opencv"), YuNetDetector(runtime="openvino")
+    assert openvino.fork().runtime == "openvino" and opencv.fork().runtime == "opencv"
+    for name in ("two_faces.jpg", "face.jpg"):
+        image = read_image(SAMPLES / name)
+        want, got = opencv.detect(image), openvino.detect(image)
+        assert len(got) == len(want) > 0
+        for a, b in zip(got, want):  # bf16 where the CPU has it: a pixel or two on these faces
+            assert np.abs(np.subtract(a.box, b.box)).max() < 2.0 and abs(a.score - b.score) < 0.02
+            assert np.abs(np.subtract(a.keypoints, b.keypoints)).max() < 2.0
+    assert openvino.detect(np.zeros((200, 300, 3), np.uint8)) == []
+
+
+def test_yunet_auto_runtime_takes_openvino_only_where_it_computes_in_bf16(monkeypatch):
+    from facealign_sdk.backends import openvino as ov_backend
+    from facealign_sdk.detectors import yunet
+
+    class FakeCore:
+        def __init__(self, capabilities):
+            self.capabilities = capabilities
+
+        def get_property(self, device, name):
+            assert (device, name) == ("CPU", "OPTIMIZATION_CAPABILITIES")
+            return self.capabilities
+
+    monkeypatch.setattr(ov_backend, "_core", lambda: FakeCore(["FP32", "BF16", "INT8"]))
+    assert yunet._openvino_or_opencv() == "openvino"
+    monkeypatch.setattr(ov_backend, "_core", lambda: FakeCore(["FP32", "INT8"]))
+    assert yunet._openvino_or_opencv() == "opencv"
+
+    def broken():
+        raise RuntimeError("no CPU plugin")
+
+    monkeypatch.setattr(ov_backend, "_core", broken)
+    assert yunet._openvino_or_opencv() == "opencv"
 
 
 @pytest.fixture
