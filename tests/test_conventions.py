@@ -205,3 +205,61 @@ def test_cli_refuses_bad_requests(tiny_model, args, message, capsys):
 
     assert main(["train", "conventions", "--model", str(tiny_model), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_pseudo_labels_are_the_teacher_networks_own_points_unless_asked(convention_model, tmp_path):
+    """``DataSource(convention="none")`` takes pseudo-labels as the teacher network's own points: the teacher must
+    not add its default convention's offsets to them (they would be moved into the target convention twice)."""
+    from facealign_sdk.training.data import load_annotated
+    from facealign_sdk.training.pseudolabel import REPORT, PseudoLabelConfig, pseudo_label
+
+    folder, _ = convention_model
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    for convention, expected in ((None, "none"), ("b", "b")):
+        out = tmp_path / f"pseudo_{expected}"
+        extra = {} if convention is None else {"convention": convention}
+        report = pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(out), teacher=str(folder),
+                                                min_confidence=0, **extra), progress=False)
+        assert report.convention == expected
+        assert json.loads((out / REPORT).read_text())["convention"] == expected
+        (item,) = load_annotated(out / "faces")
+        want = Aligner(folder, max_faces=1, convention=expected).align(str(faces / "face.jpg"))[0].points
+        np.testing.assert_allclose(item.points, want, atol=1e-3)
+
+
+def test_an_evaluation_records_the_convention_it_was_measured_in(convention_model, tmp_path, capsys):
+    """NME depends on the convention (the same points are 4.23 % in one and 4.82 % in another): the JSON and the
+    printed header say which one."""
+    from facealign_sdk import evaluate
+    from facealign_sdk.cli.main import main
+
+    folder, _ = convention_model
+    data = tmp_path / "set"
+    data.mkdir()
+    (data / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    write_pts(data / "face.pts", Aligner(folder, max_faces=1).align(str(SAMPLES / "face.jpg"))[0].points)
+    for convention, expected in ((None, "a"), ("b", "b"), ("none", None)):
+        result = evaluate.evaluate_folder(Aligner(folder, convention=convention), data, "fixed", progress=False)
+        assert result.convention == expected
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(data), "--mode", "fixed", "--model", str(folder), "--convention", "b",
+                 "--json", str(out), "--no-progress"]) == 0
+    assert "convention b" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"][0]["convention"] == "b"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[1, 2]", "not a conventions file"),
+    ('{"300w": {"name": "300w", "folder": "x", "faces": 1, "offsets": [[0, 0]], "nme_without": 1, "nme_with": 1}}',
+     "68 landmarks"),
+])
+def test_a_conventions_file_that_does_not_fit_the_run_is_bad_input(tmp_path, text, message):
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, _move_into_target_convention
+
+    path = tmp_path / "conventions.json"
+    path.write_text(text)
+    cfg = LandmarkConfig(train=[DataSource(folder="a", convention="none")], conventions=str(path))
+    with pytest.raises(InputError, match=message):
+        _move_into_target_convention(cfg, [[]])
