@@ -199,6 +199,8 @@ def test_cli_fits_writes_the_file_and_the_manifest(bundled_copy, self_annotated,
     (["--set", "a=x", "--json", "o.json", "--default", "b"], "not one of the --set names"),
     (["--set", "a=x", "--json", "o.json", "--default", "a"], "add --write-manifest"),
     (["--set", "a=x"], "nothing to write"),
+    (["--set", "none=x", "--json", "o.json"], "reserved"),
+    (["--set", "a=x", "--json", "no-such-folder/o.json"], "no-such-folder"),
 ])
 def test_cli_refuses_bad_requests(tiny_model, args, message, capsys):
     from facealign_sdk.cli.main import main
@@ -263,3 +265,11 @@ def test_a_conventions_file_that_does_not_fit_the_run_is_bad_input(tmp_path, tex
     cfg = LandmarkConfig(train=[DataSource(folder="a", convention="none")], conventions=str(path))
     with pytest.raises(InputError, match=message):
         _move_into_target_convention(cfg, [[]])
+
+
+def test_a_set_with_every_face_held_out_is_bad_input(tiny_model, self_annotated, capsys):
+    from facealign_sdk.cli.main import main
+
+    assert main(["train", "--no-progress", "conventions", "--model", str(tiny_model), "--set",
+                 f"a={self_annotated}:1.0", "--json", "o.json"]) == 2
+    assert "no annotated images to fit a convention on" in capsys.readouterr().err

@@ -162,7 +162,8 @@ def _fit_conventions(args: argparse.Namespace) -> int:
     from ..aligner import Aligner
     from ..evaluate import parse_folder_spec
     from ..model import NETWORK_CONVENTION
-    from ..training.conventions import fit_convention, write_conventions
+    from ..outputs import check_output_file
+    from ..training.conventions import fit_convention, fitting_images, write_conventions
 
     specs = []
     for text in args.sets:
@@ -179,6 +180,13 @@ def _fit_conventions(args: argparse.Namespace) -> int:
         raise InputError("--default sets the manifest's default convention: add --write-manifest")
     if not (args.json or args.write_manifest):
         raise InputError("nothing to write: give --json FILE and/or --write-manifest")
+    if NETWORK_CONVENTION in names:
+        raise InputError(f"--set name {NETWORK_CONVENTION!r} is reserved for the network's own points")
+    # fail before the fitting, not after it
+    if args.json is not None:
+        check_output_file(args.json, suffixes=(".json",), what="--json")
+    for _, folder, held_out in specs:
+        fitting_images(folder, held_out)
     # the network's own points: a convention already in the manifest must not be measured on top of itself
     aligner = Aligner(model=args.model, detector=None, convention=NETWORK_CONVENTION)
     fitted = [fit_convention(aligner, name, folder, held_out, args.progress) for name, folder, held_out in specs]

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .. import geometry
 from ..detectors.base import Detection
+from ..errors import InputError
 from ..evaluate import load_points, select_images
 from ..imageio import read_image
 from ..model import MANIFEST, Manifest, ModelError, describe_validation_error, load_manifest
@@ -43,6 +44,15 @@ class FittedConvention(BaseModel):
     nme_with: float = Field(description="NME % with the offsets added")
 
 
+def fitting_images(folder: str | Path, held_out: float | None = None) -> list[Path]:
+    """The images of ``folder`` a convention is fitted on (those :func:`is_held_out` does not set aside);
+    InputError when there are none."""
+    paths = [p for p in select_images(folder) if held_out is None or not is_held_out(p, held_out)]
+    if not paths:
+        raise InputError(f"{folder}: no annotated images to fit a convention on (held_out {held_out})")
+    return paths
+
+
 def crop_points(aligner, folder: str | Path, held_out: float | None = None, progress: bool = True
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's points and the annotations, (N, L, 2) each, in crop fractions of each face's crop,
@@ -50,9 +60,7 @@ def crop_points(aligner, folder: str | Path, held_out: float | None = None, prog
     each aligned in the box derived from its annotation (no detector: no misses, the training crop)."""
     landmarker = aligner.landmarker
     size = landmarker.manifest.input_size
-    paths = [p for p in select_images(folder) if held_out is None or not is_held_out(p, held_out)]
-    if not paths:
-        raise ValueError(f"{folder}: no annotated images to fit a convention on")
+    paths = fitting_images(folder, held_out)
     predicted, annotated = [], []
     for path in tqdm(paths, desc=f"fitting {Path(folder).name}", leave=False, disable=not progress):
         image, points = read_image(path), load_points(path, landmarker.num_landmarks)
