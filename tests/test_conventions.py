@@ -273,3 +273,25 @@ def test_a_set_with_every_face_held_out_is_bad_input(tiny_model, self_annotated,
     assert main(["train", "--no-progress", "conventions", "--model", str(tiny_model), "--set",
                  f"a={self_annotated}:1.0", "--json", "o.json"]) == 2
     assert "no annotated images to fit a convention on" in capsys.readouterr().err
+
+
+def test_writing_a_fitted_convention_keeps_the_manifests_others_and_its_default(convention_model, tmp_path):
+    """Refitting one set must not drop the other conventions or the default: the runtime's output would
+    silently change convention."""
+    import shutil
+
+    from facealign_sdk.model import load_manifest
+    from facealign_sdk.training.conventions import FittedConvention, write_conventions
+
+    folder, conventions = convention_model
+    model = shutil.copytree(folder, tmp_path / "model")
+    new = FittedConvention(name="c", folder="x", faces=1, offsets=[tuple(o) for o in _offsets(7)], nme_without=1,
+                           nme_with=1)
+    write_conventions([new], model)
+    manifest = load_manifest(model)
+    assert sorted(manifest.conventions) == ["a", "b", "c"] and manifest.default_convention == "a"
+    np.testing.assert_allclose(manifest.conventions["b"], conventions["b"])
+    write_conventions([new.model_copy(update={"name": "a"})], model, default="c")
+    manifest = load_manifest(model)
+    assert manifest.default_convention == "c"
+    np.testing.assert_allclose(manifest.conventions["a"], new.offsets)

@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a convention and the annotated folder it is fitted on (faces not held out); repeatable")
     conv.add_argument("--json", type=Path, help="write the fitted conventions here (a training run's conventions file)")
     conv.add_argument("--write-manifest", action="store_true",
-                      help="store the conventions in the model folder's manifest.json")
+                      help="store the conventions in the model folder's manifest.json (each replaces the one of its "
+                      "name; the manifest's other conventions and its default stay)")
     conv.add_argument("--default", help="with --write-manifest: the default convention (one of the --set names)")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
@@ -161,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
 def _fit_conventions(args: argparse.Namespace) -> int:
     from ..aligner import Aligner
     from ..evaluate import parse_folder_spec
-    from ..model import NETWORK_CONVENTION
+    from ..model import MANIFEST, NETWORK_CONVENTION, load_manifest
     from ..outputs import check_output_file
     from ..training.conventions import fit_convention, fitting_images, write_conventions
 
@@ -193,6 +194,10 @@ def _fit_conventions(args: argparse.Namespace) -> int:
     for f in fitted:
         print(f"{f.name}: {f.faces} faces of {f.folder}, NME {f.nme_without:.3f} % -> {f.nme_with:.3f} % with its offsets")
     write_conventions(fitted, aligner.model_dir if args.write_manifest else None, args.json, args.default)
+    if args.write_manifest:
+        manifest = load_manifest(aligner.model_dir)
+        print(f"{aligner.model_dir / MANIFEST}: conventions {', '.join(sorted(manifest.conventions))}, "
+              f"default {manifest.default_convention or NETWORK_CONVENTION}")
     return 0
 
 

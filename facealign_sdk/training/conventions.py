@@ -103,8 +103,8 @@ def shift_to(points: np.ndarray, source: Sequence[Sequence[float]], target: Sequ
 def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None = None, json_path: Path | None = None,
                       default: str | None = None) -> None:
     """Write fitted conventions as a conventions file (``json_path``: a training run's ``conventions``) and / or
-    into ``model_dir``'s manifest (replacing its conventions; ``default`` becomes its default convention, else
-    the old default stays when it is still there)."""
+    into ``model_dir``'s manifest (a fitted convention replaces the one of its name, the others stay: refitting
+    one set must not drop the rest or the default; ``default`` becomes its default convention)."""
     if json_path is not None:
         text = json.dumps({f.name: f.model_dump(mode="json") for f in fitted}, indent=1)
         write_file_atomic(Path(json_path), _PAIR.sub(r"[\1, \2]", text) + "\n")
@@ -112,9 +112,8 @@ def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None
         return
     path = Path(model_dir) / MANIFEST
     manifest = load_manifest(Path(model_dir))
-    conventions = {f.name: [tuple(xy) for xy in f.offsets] for f in fitted}
-    if default is None and manifest.default_convention in conventions:
-        default = manifest.default_convention
+    conventions = {**manifest.conventions, **{f.name: [tuple(xy) for xy in f.offsets] for f in fitted}}
+    default = default if default is not None else manifest.default_convention
     try:
         updated = manifest.model_copy(update={"conventions": conventions, "default_convention": default})
         Manifest.model_validate(updated.model_dump())
