@@ -295,3 +295,23 @@ def test_writing_a_fitted_convention_keeps_the_manifests_others_and_its_default(
     manifest = load_manifest(model)
     assert manifest.default_convention == "c"
     np.testing.assert_allclose(manifest.conventions["a"], new.offsets)
+
+
+def test_a_tracked_video_gets_the_same_crops_in_every_convention():
+    """Tracking end to end: with the convention's offsets the points of each frame differ from the network's own
+    by the offsets mapped through one similarity (the same crop), and never by anything else."""
+    def track(convention):
+        aligner = Aligner(backend="ort", device="cpu", convention=convention)
+        return [[face.landmarks.points for face in frame.faces]
+                for frame in aligner.track(str(SAMPLES / "clip.mp4"), max_frames=12, smooth=False)]
+
+    offsets = np.asarray(Aligner(backend="ort", device="cpu", detector=None).manifest.conventions["ytf68"])
+    shifted, raw = track("ytf68"), track("none")
+    assert [len(f) for f in shifted] == [len(f) for f in raw] and sum(map(len, raw)) >= 12
+    for frame_shifted, frame_raw in zip(shifted, raw):
+        for a, b in zip(frame_shifted, frame_raw):
+            moved = a - b
+            # moved = offsets @ M for the crop's scale-and-rotation M: solved by least squares, exact if one crop
+            m, *_ = np.linalg.lstsq(offsets, moved, rcond=None)
+            assert np.abs(offsets @ m - moved).max() < 1e-6
+            assert np.abs(moved).max() > 0.5
