@@ -138,6 +138,8 @@ def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, 
     assert fitted.nme_with <= fitted.nme_without
     with pytest.raises(FileNotFoundError, match="no such folder"):
         fit_convention(aligner, "mine", folder / "missing", progress=False)
+    with pytest.raises(InputError, match="adds convention '300w'"):  # the default: offsets on top of offsets
+        fit_convention(Aligner(bundled_copy, backend="ort", detector=None), "mine", folder, progress=False)
 
 
 def test_training_moves_named_sources_into_the_target_convention(tmp_path):

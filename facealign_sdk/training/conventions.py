@@ -24,7 +24,7 @@ from ..detectors.base import Detection
 from ..errors import InputError
 from ..evaluate import load_points, select_images
 from ..imageio import read_image
-from ..model import MANIFEST, Manifest, ModelError, describe_validation_error, load_manifest
+from ..model import MANIFEST, NETWORK_CONVENTION, Manifest, ModelError, describe_validation_error, load_manifest
 from ..outputs import write_file_atomic
 from .data import is_held_out
 
@@ -59,6 +59,10 @@ def crop_points(aligner, folder: str | Path, held_out: float | None = None, prog
     for the faces of ``folder`` not held out (``held_out``: the fraction :func:`is_held_out` sets aside),
     each aligned in the box derived from its annotation (no detector: no misses, the training crop)."""
     landmarker = aligner.landmarker
+    if landmarker.convention is not None:
+        # offsets are stored from the network's points: measured from a convention's, they would be off by it
+        raise InputError(f"the aligner adds convention {landmarker.convention!r}: fit on the network's own points, "
+                         f"Aligner(..., convention={NETWORK_CONVENTION!r})")
     size = landmarker.manifest.input_size
     paths = fitting_images(folder, held_out)
     predicted, annotated = [], []
