@@ -91,7 +91,7 @@ class Aligner:
             landmark scheme with a known mirror order.
         convention: the annotation convention of the points: a name from the model's ``manifest.conventions``
             (data sets place some points differently, e.g. ``"300w"``, ``"ytf68"``); ``None``: the model's
-            ``default_convention``; ``"none"``: the network's own points. The model card gives each one's NME.
+            ``default_convention``; ``"none"``: the network's own points (fitted by ``facealign train conventions``).
         max_faces: keep at most this many faces per image (highest detector score first).
         batch_size: crops per inference call.
         num_landmarks: if given, refuse a model with another landmark count.

@@ -87,6 +87,7 @@ class EvalResult(BaseModel):
     refine: str = ""
     blur: bool = True
     flip: bool = False
+    convention: str | None = Field(None, description="annotation convention of the points (None: the network's own)")
     held_out_fraction: float | None = None
     seconds: float = 0.0
     skipped: list[str] = Field(default_factory=list, description="bad items reported and skipped (--skip-bad)")
@@ -317,6 +318,7 @@ def evaluate_folder(
     return EvalResult(
         folder=str(folder), mode=mode, model=getattr(aligner.manifest, "name", ""),
         backend=aligner.backend_name, refine=aligner.refine, blur=aligner.blur, flip=aligner.flip,
+        convention=getattr(aligner, "convention", None),  # duck-typed aligners (tests, wrappers) may lack it
         held_out_fraction=held_out,
         seconds=round(time.perf_counter() - start, 3), skipped=skipped,
         summary=summarise(errors_array(items)), items=items,

@@ -36,7 +36,7 @@ class Landmarker:
     """The landmark network of one model with its decoder settings (see the module docstring).
 
     Args are those of :class:`~facealign_sdk.aligner.Aligner` (``model``, ``backend``, ``device``,
-    ``refine``, ``blur``, ``flip``, ``batch_size``); they are checked there.
+    ``refine``, ``blur``, ``flip``, ``batch_size``, ``convention``); they are checked there.
     Thread-safety: network calls are serialised (the backend already uses every core for one call).
     """
 

@@ -88,7 +88,8 @@ def test_bench_reports_each_backend(tiny_model, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [(["--batch", "0"], "positive integers"), (["--batch", "a,b"], "positive integers"),
-                                           (["--iters", "0"], "at least 1")])
+                                           (["--iters", "0"], "at least 1"),
+                                           (["--convention", "lfpw"], "no annotation convention 'lfpw'")])
 def test_bench_rejects_bad_numbers_before_any_work(tiny_model, capsys, args, message):
     assert main(["bench", "--model", str(tiny_model), "--backends", "torch", *args]) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]

@@ -138,6 +138,8 @@ def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, 
     assert fitted.nme_with <= fitted.nme_without
     with pytest.raises(FileNotFoundError, match="no such folder"):
         fit_convention(aligner, "mine", folder / "missing", progress=False)
+    with pytest.raises(InputError, match="adds convention '300w'"):  # the default: offsets on top of offsets
+        fit_convention(Aligner(bundled_copy, backend="ort", detector=None), "mine", folder, progress=False)
 
 
 def test_training_moves_named_sources_into_the_target_convention(tmp_path):
@@ -199,9 +201,119 @@ def test_cli_fits_writes_the_file_and_the_manifest(bundled_copy, self_annotated,
     (["--set", "a=x", "--json", "o.json", "--default", "b"], "not one of the --set names"),
     (["--set", "a=x", "--json", "o.json", "--default", "a"], "add --write-manifest"),
     (["--set", "a=x"], "nothing to write"),
+    (["--set", "none=x", "--json", "o.json"], "reserved"),
+    (["--set", "a=x", "--json", "no-such-folder/o.json"], "no-such-folder"),
 ])
 def test_cli_refuses_bad_requests(tiny_model, args, message, capsys):
     from facealign_sdk.cli.main import main
 
     assert main(["train", "conventions", "--model", str(tiny_model), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_pseudo_labels_are_the_teacher_networks_own_points_unless_asked(convention_model, tmp_path):
+    """``DataSource(convention="none")`` takes pseudo-labels as the teacher network's own points: the teacher must
+    not add its default convention's offsets to them (they would be moved into the target convention twice)."""
+    from facealign_sdk.training.data import load_annotated
+    from facealign_sdk.training.pseudolabel import REPORT, PseudoLabelConfig, pseudo_label
+
+    folder, _ = convention_model
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    for convention, expected in ((None, "none"), ("b", "b")):
+        out = tmp_path / f"pseudo_{expected}"
+        extra = {} if convention is None else {"convention": convention}
+        report = pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(out), teacher=str(folder),
+                                                min_confidence=0, **extra), progress=False)
+        assert report.convention == expected
+        assert json.loads((out / REPORT).read_text())["convention"] == expected
+        (item,) = load_annotated(out / "faces")
+        want = Aligner(folder, max_faces=1, convention=expected).align(str(faces / "face.jpg"))[0].points
+        np.testing.assert_allclose(item.points, want, atol=1e-3)
+
+
+def test_an_evaluation_records_the_convention_it_was_measured_in(convention_model, tmp_path, capsys):
+    """NME depends on the convention (the same points are 4.23 % in one and 4.82 % in another): the JSON and the
+    printed header say which one."""
+    from facealign_sdk import evaluate
+    from facealign_sdk.cli.main import main
+
+    folder, _ = convention_model
+    data = tmp_path / "set"
+    data.mkdir()
+    (data / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    write_pts(data / "face.pts", Aligner(folder, max_faces=1).align(str(SAMPLES / "face.jpg"))[0].points)
+    for convention, expected in ((None, "a"), ("b", "b"), ("none", None)):
+        result = evaluate.evaluate_folder(Aligner(folder, convention=convention), data, "fixed", progress=False)
+        assert result.convention == expected
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(data), "--mode", "fixed", "--model", str(folder), "--convention", "b",
+                 "--json", str(out), "--no-progress"]) == 0
+    assert "convention b" in capsys.readouterr().out
+    assert json.loads(out.read_text())["results"][0]["convention"] == "b"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[1, 2]", "not a conventions file"),
+    ('{"300w": {"name": "300w", "folder": "x", "faces": 1, "offsets": [[0, 0]], "nme_without": 1, "nme_with": 1}}',
+     "68 landmarks"),
+])
+def test_a_conventions_file_that_does_not_fit_the_run_is_bad_input(tmp_path, text, message):
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, _move_into_target_convention
+
+    path = tmp_path / "conventions.json"
+    path.write_text(text)
+    cfg = LandmarkConfig(train=[DataSource(folder="a", convention="none")], conventions=str(path))
+    with pytest.raises(InputError, match=message):
+        _move_into_target_convention(cfg, [[]])
+
+
+def test_a_set_with_every_face_held_out_is_bad_input(tiny_model, self_annotated, capsys):
+    from facealign_sdk.cli.main import main
+
+    assert main(["train", "--no-progress", "conventions", "--model", str(tiny_model), "--set",
+                 f"a={self_annotated}:1.0", "--json", "o.json"]) == 2
+    assert "no annotated images to fit a convention on" in capsys.readouterr().err
+
+
+def test_writing_a_fitted_convention_keeps_the_manifests_others_and_its_default(convention_model, tmp_path):
+    """Refitting one set must not drop the other conventions or the default: the runtime's output would
+    silently change convention."""
+    import shutil
+
+    from facealign_sdk.model import load_manifest
+    from facealign_sdk.training.conventions import FittedConvention, write_conventions
+
+    folder, conventions = convention_model
+    model = shutil.copytree(folder, tmp_path / "model")
+    new = FittedConvention(name="c", folder="x", faces=1, offsets=[tuple(o) for o in _offsets(7)], nme_without=1,
+                           nme_with=1)
+    write_conventions([new], model)
+    manifest = load_manifest(model)
+    assert sorted(manifest.conventions) == ["a", "b", "c"] and manifest.default_convention == "a"
+    np.testing.assert_allclose(manifest.conventions["b"], conventions["b"])
+    write_conventions([new.model_copy(update={"name": "a"})], model, default="c")
+    manifest = load_manifest(model)
+    assert manifest.default_convention == "c"
+    np.testing.assert_allclose(manifest.conventions["a"], new.offsets)
+
+
+def test_a_tracked_video_gets_the_same_crops_in_every_convention():
+    """Tracking end to end: with the convention's offsets the points of each frame differ from the network's own
+    by the offsets mapped through one similarity (the same crop), and never by anything else."""
+    def track(convention):
+        aligner = Aligner(backend="ort", device="cpu", convention=convention)
+        return [[face.landmarks.points for face in frame.faces]
+                for frame in aligner.track(str(SAMPLES / "clip.mp4"), max_frames=12, smooth=False)]
+
+    offsets = np.asarray(Aligner(backend="ort", device="cpu", detector=None).manifest.conventions["ytf68"])
+    shifted, raw = track("ytf68"), track("none")
+    assert [len(f) for f in shifted] == [len(f) for f in raw] and sum(map(len, raw)) >= 12
+    for frame_shifted, frame_raw in zip(shifted, raw):
+        for a, b in zip(frame_shifted, frame_raw):
+            moved = a - b
+            # moved = offsets @ M for the crop's scale-and-rotation M: solved by least squares, exact if one crop
+            m, *_ = np.linalg.lstsq(offsets, moved, rcond=None)
+            assert np.abs(offsets @ m - moved).max() < 1e-6
+            assert np.abs(moved).max() > 0.5

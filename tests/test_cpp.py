@@ -109,6 +109,30 @@ def test_a_named_convention_gives_the_python_points(convention):
     assert np.abs(py[0].points - default[0].points).max() > 1.0  # a convention other than the default moves them
 
 
+def test_the_128_px_lite_model_adds_its_conventions_as_python_does():
+    """The released 128-px model (a 64-px heatmap): offsets are fractions of the 128-px crop in both runtimes."""
+    box = (200.0, 118.0, 395.0, 398.0)
+    model = REPO / "models" / "fabrec-scaf-w16-lite"
+    for convention in ("ytf68", "none"):
+        cpp = run_cpp(str(SAMPLES / "face.jpg"), "--model", str(model), "--box", ",".join(map(str, box)),
+                      "--convention", convention)["faces"]
+        py = Aligner(model=model, backend="ort", device="cpu", detector=None, convention=convention).align(
+            str(SAMPLES / "face.jpg"), boxes=[box])
+        err = np.linalg.norm(np.asarray(cpp[0]["points"]) - py[0].points, axis=1)
+        assert err.max() < POINT_TOLERANCE_PX, f"{convention}: largest point difference {err.max():.4f} px"
+
+
+@pytest.mark.parametrize(("offset", "message"), [([0.9, 0.0], "less than half"), ([0.1, 0.0, 0.0], "(dx, dy) pairs")])
+def test_a_manifest_convention_python_refuses_is_refused_too(tmp_path, offset, message):
+    """A hand-edited manifest that the Python Manifest refuses is bad input (exit 2) for the C++ library too."""
+    manifest = json.loads((REPO / "models" / "fabrec-scaf-w32" / "manifest.json").read_text())
+    manifest["conventions"]["300w"][5] = offset
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    proc = subprocess.run([str(EXE), str(SAMPLES / "face.jpg"), "--model", str(tmp_path)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr, (proc.returncode, proc.stderr)
+
+
 def test_missing_inputs_exit_2_with_a_message(tmp_path):
     for args, message in [
         ([str(tmp_path / "none.jpg")], "no such file"),

@@ -575,3 +575,25 @@ def test_export_takes_only_its_own_flags():
     for flag in (["--backend", "ort"], ["--refine", "soft"]):
         with pytest.raises(SystemExit):
             _args("unused", *flag)
+
+
+def test_the_decode_graph_adds_the_convention_as_the_heatmap_path_does(exported: Path, face_image, tmp_path) -> None:
+    """model_decode.onnx returns points: the convention's offsets are added to them just the same."""
+    import json
+    import shutil
+
+    from facealign_sdk.aligner import Aligner
+
+    model = shutil.copytree(exported, tmp_path / "model")
+    offsets = np.random.default_rng(3).normal(0, 0.02, (68, 2))
+    manifest = json.loads((model / "manifest.json").read_text())
+    (model / "manifest.json").write_text(json.dumps({**manifest, "conventions": {"c": offsets.tolist()},
+                                                     "default_convention": "c"}))
+    box = [(150.0, 90.0, 330.0, 300.0)]
+    graph = Aligner(model=model, backend="ort", device="cpu", detector=None)
+    heat = Aligner(model=model / "model.onnx", backend="ort", device="cpu", detector=None)
+    raw = Aligner(model=model, backend="ort", device="cpu", detector=None, convention="none")
+    assert graph.decodes_in_graph and raw.decodes_in_graph and not heat.decodes_in_graph
+    a, b, c = (x.align(face_image, box)[0].points for x in (graph, heat, raw))
+    np.testing.assert_allclose(a, b, atol=0.01)
+    assert np.abs(a - c).max() > 1.0

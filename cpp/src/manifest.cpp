@@ -1,4 +1,5 @@
 // Model folder: manifest.json (written by facealign_sdk.training.release) and image files.
+#include <cmath>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -43,7 +44,18 @@ Manifest load_manifest(const std::filesystem::path& model_dir) {
         throw Error(Error::Kind::InvalidArgument, path.string() + ": convention name none is reserved for the network's points");
       }
       std::vector<cv::Point2d>& out = m.conventions[name];
-      for (const auto& xy : offsets) out.emplace_back(xy.at(0).get<double>(), xy.at(1).get<double>());
+      for (const auto& xy : offsets) {
+        // as the Python Manifest: a (dx, dy) pair, each within half the crop side
+        if (!xy.is_array() || xy.size() != 2) {
+          throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name + ": offsets are (dx, dy) pairs");
+        }
+        const cv::Point2d offset(xy.at(0).get<double>(), xy.at(1).get<double>());
+        if (!(std::abs(offset.x) <= 0.5 && std::abs(offset.y) <= 0.5)) {
+          throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name +
+                                                        ": a convention moves points by less than half of the crop side");
+        }
+        out.push_back(offset);
+      }
       if (static_cast<int>(out.size()) != j.at("num_landmarks").get<int>()) {
         throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name + " needs one offset per landmark");
       }

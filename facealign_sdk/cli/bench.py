@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..imageio import read_image
-from ..model import resolve_model_dir
+from ..model import load_manifest, resolve_model_dir
 from ..outputs import check_output_file
 from ..resources import sample_image
 from .flags import DECODER_FLAGS, add_aligner_flags, aligner_from_args
@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--iters must be at least 1, got {args.iters}")
     if args.json:
         check_output_file(args.json)  # before the timing runs, not after them
+    # an unknown convention is bad input for every target alike, not one "skipped" line per target (exit 1)
+    load_manifest(model_dir).convention_offsets(args.convention)
     targets = _targets(model_dir, args.backends)
     image = read_image(args.image or sample_image())
     aligners = []

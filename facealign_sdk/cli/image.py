@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         drawings = [args.draw / f"{stem}_landmarks.jpg" for stem in unique_stems(files)]
         args.draw.mkdir(parents=True, exist_ok=True)
     aligner = aligner_from_args(args)
-    print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}", file=sys.stderr)
+    print(f"facealign: model {aligner.manifest.name}, backend {aligner.backend_name}, "
+          f"convention {aligner.convention or 'none'}", file=sys.stderr)
     results, skipped = [], []
     for path, drawing in tqdm(list(zip(files, drawings)), desc="images", unit="img", disable=len(files) < 2 or not args.progress,
                               file=sys.stderr):

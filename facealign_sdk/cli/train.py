@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pseudo.add_argument("--model", help="teacher model (default: the released model)")
     pseudo.add_argument("--min-confidence", type=float, help="keep faces whose mean point confidence reaches this")
     pseudo.add_argument("--limit", type=int, help="at most this many images per folder (evenly spaced)")
+    pseudo.add_argument("--convention", help="annotation convention of the written points, one of the teacher's "
+                        "(default: none, the teacher network's own points)")
     ae = sub.add_parser("autoencoder", help="stage 1: adversarial autoencoder on unlabelled faces")
     ae.add_argument("--data", nargs="+", help="folders of face images or face banks (.npz)")
     ae.add_argument("--init-from", help="autoencoder run or checkpoint to start from (128 px -> 256 px)")
@@ -61,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a convention and the annotated folder it is fitted on (faces not held out); repeatable")
     conv.add_argument("--json", type=Path, help="write the fitted conventions here (a training run's conventions file)")
     conv.add_argument("--write-manifest", action="store_true",
-                      help="store the conventions in the model folder's manifest.json")
+                      help="store the conventions in the model folder's manifest.json (each replaces the one of its "
+                      "name; the manifest's other conventions and its default stay)")
     conv.add_argument("--default", help="with --write-manifest: the default convention (one of the --set names)")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
@@ -113,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
         from ..training.pseudolabel import PseudoLabelConfig, pseudo_label
 
         cfg = _config(PseudoLabelConfig, args, {"data": args.data, "out": args.out, "teacher": args.model,
-                                                "min_confidence": args.min_confidence, "limit": args.limit})
+                                                "min_confidence": args.min_confidence, "limit": args.limit,
+                                                "convention": args.convention})
         report = pseudo_label(cfg, progress=args.progress)
         kept = ", ".join(f"{Path(s.written_to)}: {s.kept} of {s.images}" for s in report.sources)
-        print(f"wrote {cfg.out}: {kept} (teacher {report.teacher}, min confidence {report.min_confidence})")
+        print(f"wrote {cfg.out}: {kept} (teacher {report.teacher}, convention {report.convention}, "
+              f"min confidence {report.min_confidence})")
         return 0
     if args.stage == "conventions":
         return _fit_conventions(args)
@@ -157,8 +162,9 @@ def run(args: argparse.Namespace) -> int:
 def _fit_conventions(args: argparse.Namespace) -> int:
     from ..aligner import Aligner
     from ..evaluate import parse_folder_spec
-    from ..model import NETWORK_CONVENTION
-    from ..training.conventions import fit_convention, write_conventions
+    from ..model import MANIFEST, NETWORK_CONVENTION, load_manifest
+    from ..outputs import check_output_file
+    from ..training.conventions import fit_convention, fitting_images, write_conventions
 
     specs = []
     for text in args.sets:
@@ -175,12 +181,23 @@ def _fit_conventions(args: argparse.Namespace) -> int:
         raise InputError("--default sets the manifest's default convention: add --write-manifest")
     if not (args.json or args.write_manifest):
         raise InputError("nothing to write: give --json FILE and/or --write-manifest")
+    if NETWORK_CONVENTION in names:
+        raise InputError(f"--set name {NETWORK_CONVENTION!r} is reserved for the network's own points")
+    # fail before the fitting, not after it
+    if args.json is not None:
+        check_output_file(args.json, suffixes=(".json",), what="--json")
+    for _, folder, held_out in specs:
+        fitting_images(folder, held_out)
     # the network's own points: a convention already in the manifest must not be measured on top of itself
     aligner = Aligner(model=args.model, detector=None, convention=NETWORK_CONVENTION)
     fitted = [fit_convention(aligner, name, folder, held_out, args.progress) for name, folder, held_out in specs]
     for f in fitted:
         print(f"{f.name}: {f.faces} faces of {f.folder}, NME {f.nme_without:.3f} % -> {f.nme_with:.3f} % with its offsets")
     write_conventions(fitted, aligner.model_dir if args.write_manifest else None, args.json, args.default)
+    if args.write_manifest:
+        manifest = load_manifest(aligner.model_dir)
+        print(f"{aligner.model_dir / MANIFEST}: conventions {', '.join(sorted(manifest.conventions))}, "
+              f"default {manifest.default_convention or NETWORK_CONVENTION}")
     return 0
 
 

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from .. import geometry
 from ..detectors.base import Detection
+from ..errors import InputError
 from ..evaluate import load_points, select_images
 from ..imageio import read_image
-from ..model import MANIFEST, Manifest, ModelError, describe_validation_error, load_manifest
+from ..model import MANIFEST, NETWORK_CONVENTION, Manifest, ModelError, describe_validation_error, load_manifest
 from ..outputs import write_file_atomic
 from .data import is_held_out
 
@@ -43,16 +44,27 @@ class FittedConvention(BaseModel):
     nme_with: float = Field(description="NME % with the offsets added")
 
 
+def fitting_images(folder: str | Path, held_out: float | None = None) -> list[Path]:
+    """The images of ``folder`` a convention is fitted on (those :func:`is_held_out` does not set aside);
+    InputError when there are none."""
+    paths = [p for p in select_images(folder) if held_out is None or not is_held_out(p, held_out)]
+    if not paths:
+        raise InputError(f"{folder}: no annotated images to fit a convention on (held_out {held_out})")
+    return paths
+
+
 def crop_points(aligner, folder: str | Path, held_out: float | None = None, progress: bool = True
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's points and the annotations, (N, L, 2) each, in crop fractions of each face's crop,
     for the faces of ``folder`` not held out (``held_out``: the fraction :func:`is_held_out` sets aside),
     each aligned in the box derived from its annotation (no detector: no misses, the training crop)."""
     landmarker = aligner.landmarker
+    if landmarker.convention is not None:
+        # offsets are stored from the network's points: measured from a convention's, they would be off by it
+        raise InputError(f"the aligner adds convention {landmarker.convention!r}: fit on the network's own points, "
+                         f"Aligner(..., convention={NETWORK_CONVENTION!r})")
     size = landmarker.manifest.input_size
-    paths = [p for p in select_images(folder) if held_out is None or not is_held_out(p, held_out)]
-    if not paths:
-        raise ValueError(f"{folder}: no annotated images to fit a convention on")
+    paths = fitting_images(folder, held_out)
     predicted, annotated = [], []
     for path in tqdm(paths, desc=f"fitting {Path(folder).name}", leave=False, disable=not progress):
         image, points = read_image(path), load_points(path, landmarker.num_landmarks)
@@ -95,8 +107,8 @@ def shift_to(points: np.ndarray, source: Sequence[Sequence[float]], target: Sequ
 def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None = None, json_path: Path | None = None,
                       default: str | None = None) -> None:
     """Write fitted conventions as a conventions file (``json_path``: a training run's ``conventions``) and / or
-    into ``model_dir``'s manifest (replacing its conventions; ``default`` becomes its default convention, else
-    the old default stays when it is still there)."""
+    into ``model_dir``'s manifest (a fitted convention replaces the one of its name, the others stay: refitting
+    one set must not drop the rest or the default; ``default`` becomes its default convention)."""
     if json_path is not None:
         text = json.dumps({f.name: f.model_dump(mode="json") for f in fitted}, indent=1)
         write_file_atomic(Path(json_path), _PAIR.sub(r"[\1, \2]", text) + "\n")
@@ -104,9 +116,8 @@ def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None
         return
     path = Path(model_dir) / MANIFEST
     manifest = load_manifest(Path(model_dir))
-    conventions = {f.name: [tuple(xy) for xy in f.offsets] for f in fitted}
-    if default is None and manifest.default_convention in conventions:
-        default = manifest.default_convention
+    conventions = {**manifest.conventions, **{f.name: [tuple(xy) for xy in f.offsets] for f in fitted}}
+    default = default if default is not None else manifest.default_convention
     try:
         updated = manifest.model_copy(update={"conventions": conventions, "default_convention": default})
         Manifest.model_validate(updated.model_dump())

@@ -13,14 +13,13 @@ the pixels); weighting the peaks gets past it at once (ytf68/val, width 16, 200 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from tqdm import tqdm
 
 from .. import geometry
@@ -66,13 +65,16 @@ def _move_into_target_convention(cfg: "LandmarkConfig", per_source: list[list[An
     if cfg.conventions is None:
         raise InputError(f"sources name conventions ({', '.join(named)}) but the run has no conventions file")
     try:
-        fitted = {name: FittedConvention.model_validate(entry)
-                  for name, entry in json.loads(Path(cfg.conventions).read_text()).items()}
+        fitted = TypeAdapter(dict[str, FittedConvention]).validate_json(Path(cfg.conventions).read_bytes())
     except (OSError, ValueError) as exc:
         raise InputError(f"{cfg.conventions}: not a conventions file ({exc})") from None
     for name in [*named, cfg.target_convention]:
         if name not in fitted and name != NETWORK_CONVENTION:
             raise InputError(f"{cfg.conventions}: no convention {name!r} (it has: {', '.join(sorted(fitted))})")
+        if name in fitted and len(fitted[name].offsets) != cfg.net.num_landmarks:
+            # a file fitted on a model with another scheme: its offsets would broadcast silently
+            raise InputError(f"{cfg.conventions}: convention {name!r} has {len(fitted[name].offsets)} offsets, the "
+                             f"run's network {cfg.net.num_landmarks} landmarks")
 
     def offsets(name: str) -> np.ndarray:
         # "none": points that are the fitted model's own (its pseudo-labels): no offset from its points

@@ -3,7 +3,8 @@
 The teacher (by default the released model) runs once, end to end with its own detector as a user would
 run it, on every image of the given folders; the best face of each image is kept when the teacher's mean
 point confidence reaches ``min_confidence``. Each kept image is copied to ``out/<folder name>/`` with the
-teacher's points beside it as an iBUG ``.pts``: the layout of the annotated sets, so the landmark stage
+teacher's points beside it as an iBUG ``.pts`` (the teacher network's own points unless ``convention`` names
+one of the teacher's annotation conventions: a landmark run takes them as ``DataSource(convention="none")``): the layout of the annotated sets, so the landmark stage
 reads it as one more :class:`~facealign_sdk.training.landmarks.DataSource`. ``out/pseudolabel.json``
 records the teacher, the threshold and what was kept.
 """
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..model import DEFAULT_MODEL
+from ..model import DEFAULT_MODEL, NETWORK_CONVENTION
 from ..outputs import replacing, write_file_atomic
 from ..pts import write_pts
 
@@ -43,6 +44,9 @@ class PseudoLabelConfig(BaseModel):
     teacher: str = Field(DEFAULT_MODEL, description="model that labels the faces (a released name or a folder)")
     min_confidence: float = Field(MIN_CONFIDENCE, ge=0, le=1, description="keep faces whose mean point confidence "
                                   "reaches this")
+    convention: str = Field(NETWORK_CONVENTION, description="annotation convention of the written points, one of the "
+                            "teacher's; none: the teacher network's own points (what a landmark run's source with "
+                            "convention none expects), not the teacher's default convention")
     limit: int | None = Field(None, ge=1, description="at most this many images per folder (evenly spaced)")
     batch_size: int = Field(32, ge=1, description="images per teacher call")
 
@@ -65,6 +69,7 @@ class PseudoLabelReport(BaseModel):
     teacher: str
     teacher_weights_sha256: str
     min_confidence: float
+    convention: str = Field(description="annotation convention of the written points (none: the network's own)")
     sources: list[SourceCounts]
     seconds: float
 
@@ -90,7 +95,7 @@ def pseudo_label(cfg: PseudoLabelConfig, progress: bool = True) -> PseudoLabelRe
     from ..evaluate import select_images
 
     targets = _output_folders(cfg)
-    teacher = Aligner(model=cfg.teacher, max_faces=1)
+    teacher = Aligner(model=cfg.teacher, max_faces=1, convention=cfg.convention)
     start = time.perf_counter()
     sources = []
     for folder, target in zip(cfg.data, targets):
@@ -121,7 +126,7 @@ def pseudo_label(cfg: PseudoLabelConfig, progress: bool = True) -> PseudoLabelRe
             counts.kept_confidence_median = round(float(np.median(kept_confidence)), 4)
         sources.append(counts)
     report = PseudoLabelReport(teacher=teacher.manifest.name, teacher_weights_sha256=teacher.manifest.weights_sha256,
-                               min_confidence=cfg.min_confidence, sources=sources,
+                               min_confidence=cfg.min_confidence, convention=cfg.convention, sources=sources,
                                seconds=round(time.perf_counter() - start, 1))
     write_file_atomic(Path(cfg.out) / REPORT, report.model_dump_json(indent=2) + "\n")
     return report
