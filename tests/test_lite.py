@@ -109,7 +109,8 @@ def test_pseudolabel_keeps_confident_teacher_faces(tiny_model, face_folder, tmp_
 
     teacher = Aligner(model=tiny_model, max_faces=1)
     confidences = {p.name: float(teacher.align(p)[0].confidence.mean()) for p in sorted(face_folder.glob("f*.jpg"))}
-    threshold = float(np.median(list(confidences.values())))  # keeps 2 of the 3 faces
+    low, middle, _ = sorted(confidences.values())
+    threshold = (low + middle) / 2  # keeps 2 of the 3 faces, with room for run-to-run differences in the last digits
     cfg = PseudoLabelConfig(data=[str(face_folder)], out=str(tmp_path / "pseudo"), teacher=str(tiny_model),
                             min_confidence=threshold)
     report = pseudo_label(cfg, progress=False)
