@@ -266,7 +266,7 @@ def evaluate_set(runners: dict, folder: Path, held_out: float | None, modes: lis
         for mode in modes:
             for method in methods[mode]:
                 run, model = runners[method]
-                run(model, image if method == "facealign" else rgb, sample.points, mode, tallies[mode][method])
+                run(model, image if method in (METHODS[0], OWN) else rgb, sample.points, mode, tallies[mode][method])
     return [s.image.name for s in samples], [turn_ratio(s.points) for s in samples], tallies
 
 

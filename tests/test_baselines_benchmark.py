@@ -76,3 +76,29 @@ def test_own_convention_rows_follow_the_data_set_of_each_folder():
     rows = baselines.turn_breakdown({"facealign": [0.05, 0.04]}, [0.6, 0.7])
     table = baselines.turn_markdown({"set": rows}, ["facealign", baselines.OWN])
     assert "| set | 0.5-inf | 2 | 0.0 | " in table and table.splitlines()[-1].endswith("| - | - |")
+
+
+def test_every_facealign_row_gets_the_bgr_image_and_the_peers_rgb(tmp_path):
+    import shutil
+
+    from facealign_sdk.imageio import read_image
+    from facealign_sdk.pts import write_pts
+
+    from .conftest import SAMPLES
+
+    shutil.copy(SAMPLES / "face.jpg", tmp_path / "face.jpg")
+    write_pts(tmp_path / "face.pts", MEAN_FACE_68[:, :2] + 250)
+    seen = {}
+
+    def record(name):
+        def run(model, image, gt, mode, tally):
+            seen[name] = image
+            tally.errors.append(0.01)
+        return run
+
+    runners = {m: (record(m), None) for m in ("facealign", baselines.OWN, "dlib")}
+    baselines.evaluate_set(runners, tmp_path, None, ["end2end"], None)
+    bgr = read_image(tmp_path / "face.jpg")
+    np.testing.assert_array_equal(seen["facealign"], bgr)
+    np.testing.assert_array_equal(seen[baselines.OWN], bgr)
+    np.testing.assert_array_equal(seen["dlib"], bgr[..., ::-1])
