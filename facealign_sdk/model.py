@@ -8,7 +8,9 @@ says how to feed the network and how to read its output.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -200,5 +202,21 @@ def record_artifacts(model_dir: Path, paths: list[Path]) -> Manifest:
     for path in paths:
         hashes[Path(path).name] = sha256(Path(path))
     manifest = manifest.model_copy(update={"artifacts_sha256": dict(sorted(hashes.items()))})
-    (Path(model_dir) / MANIFEST).write_text(manifest.model_dump_json(indent=2) + "\n")
+    write_manifest(Path(model_dir), manifest)
     return manifest
+
+
+# an (x, y) pair that json.dumps spreads over four lines (the conventions' offsets): one line each
+_PAIR = re.compile(r"\[\s+(-?[0-9.e+-]+),\s+(-?[0-9.e+-]+)\s+\]")
+
+
+def manifest_json(data: dict) -> str:
+    """The text of a manifest (or a conventions file): indented JSON with each (x, y) pair on one line."""
+    return _PAIR.sub(r"[\1, \2]", json.dumps(data, indent=2)) + "\n"
+
+
+def write_manifest(model_dir: Path, manifest: Manifest) -> Path:
+    """Write ``model_dir/manifest.json`` whole or not at all."""
+    from .outputs import write_file_atomic
+
+    return write_file_atomic(Path(model_dir) / MANIFEST, manifest_json(manifest.model_dump(mode="json")))

@@ -10,8 +10,6 @@ training can shift a set's targets into another set's convention (``SourceSpec.c
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,13 +22,12 @@ from ..detectors.base import Detection
 from ..errors import InputError
 from ..evaluate import load_points, select_images
 from ..imageio import read_image
-from ..model import MANIFEST, NETWORK_CONVENTION, Manifest, ModelError, describe_validation_error, load_manifest
+from ..model import (MANIFEST, NETWORK_CONVENTION, Manifest, ModelError, describe_validation_error, load_manifest,
+                     manifest_json, write_manifest)
 from ..outputs import write_file_atomic
 from .data import is_held_out
 
 
-# an (x, y) pair that json.dumps spread over four lines: one line each keeps a manifest readable
-_PAIR = re.compile(r"\[\s+(-?[0-9.e+-]+),\s+(-?[0-9.e+-]+)\s+\]")
 
 
 class FittedConvention(BaseModel):
@@ -110,8 +107,7 @@ def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None
     into ``model_dir``'s manifest (a fitted convention replaces the one of its name, the others stay: refitting
     one set must not drop the rest or the default; ``default`` becomes its default convention)."""
     if json_path is not None:
-        text = json.dumps({f.name: f.model_dump(mode="json") for f in fitted}, indent=1)
-        write_file_atomic(Path(json_path), _PAIR.sub(r"[\1, \2]", text) + "\n")
+        write_file_atomic(Path(json_path), manifest_json({f.name: f.model_dump(mode="json") for f in fitted}))
     if model_dir is None:
         return
     path = Path(model_dir) / MANIFEST
@@ -123,5 +119,4 @@ def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None
         Manifest.model_validate(updated.model_dump())
     except ValidationError as exc:
         raise ModelError(f"{path}: the fitted conventions do not fit the manifest ({describe_validation_error(exc)})") from None
-    text = json.dumps(updated.model_dump(mode="json"), indent=2)
-    write_file_atomic(path, _PAIR.sub(r"[\1, \2]", text) + "\n")
+    write_manifest(Path(model_dir), updated)

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from safetensors.torch import save_file
 
 from ..codec import CodecSpec
-from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, describe_validation_error, sha256
+from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, describe_validation_error, sha256, write_manifest
 from ..nets import FACE_MEAN, FACE_STD, LandmarkNet
-from ..outputs import replacing, write_file_atomic
+from ..outputs import replacing
 from .checkpoint import CheckpointError
 from .landmarks import LandmarkConfig, load_trained
 
@@ -80,7 +80,7 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
         mirror_symmetric=mirror_symmetric,
         weights_sha256=sha256(out / WEIGHTS),
     )
-    write_file_atomic(out / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
+    write_manifest(out, manifest)
     return manifest
 
 
