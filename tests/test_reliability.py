@@ -485,3 +485,16 @@ def test_image_output_is_whole_or_absent_when_the_disk_fills(tiny_model, tmp_pat
     assert _image_cli(tiny_model, SAMPLES / "face.jpg", "--out", out) == 1
     assert "disk full" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither half a file nor a temporary one
+
+
+@pytest.mark.parametrize("name", ["fabrec-scaf-w32", "fabrec-scaf-w16-lite"])
+def test_every_released_artifact_is_the_one_its_manifest_records(name):
+    """A re-export that replaced a file without its manifest (or the reverse) would make the model refuse to load."""
+    from facealign_sdk.model import load_manifest, resolve_model_dir, sha256
+
+    folder = resolve_model_dir(name)
+    manifest = load_manifest(folder)
+    assert manifest.artifacts_sha256, "no artifacts recorded"
+    for file, digest in manifest.artifacts_sha256.items():
+        assert sha256(folder / file) == digest, f"{name}/{file}"
+    assert sha256(folder / "model.safetensors") == manifest.weights_sha256
