@@ -139,8 +139,9 @@ class _OpenVinoYuNet:
         model.reshape([1, 3, -1, -1])  # fully convolutional: one compiled model serves every image size
         self._names = [sorted(out.get_names())[0] for out in model.outputs]
         config = {"PERFORMANCE_HINT": "LATENCY"}
-        if env_threads():
-            config["INFERENCE_NUM_THREADS"] = str(env_threads())
+        threads = env_threads()
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = str(threads)
         self._compiled = core.compile_model(model, "CPU", config)
         self._request = self._compiled.create_infer_request()
         self._settings = (score_threshold, nms_threshold)

@@ -5,7 +5,7 @@ jaw follows the 3-D contour). A model trained on several learns a compromise tha
 convention is the mean offset, per landmark, from the model's points to one set's annotations, measured in
 the model's crop (fractions of the crop side, so it holds at any input size) on that set's training faces:
 ``Manifest.conventions`` stores them and the runtime adds the chosen one (``Aligner(convention=...)``);
-training can shift a set's targets into another set's convention (``SourceSpec.convention``).
+training can shift a set's targets into another set's convention (``DataSource.convention``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from ..detectors.base import Detection
 from ..errors import InputError
 from ..evaluate import load_points, select_images
 from ..imageio import read_image
+from ..metrics import nme
 from ..model import (MANIFEST, NETWORK_CONVENTION, Manifest, ModelError, describe_validation_error, load_manifest,
                      manifest_json, write_manifest)
 from ..outputs import write_file_atomic
 from .data import is_held_out
-
-
 
 
 class FittedConvention(BaseModel):
@@ -54,7 +53,7 @@ def crop_points(aligner, folder: str | Path, held_out: float | None = None, prog
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The model's points and the annotations, (N, L, 2) each, in crop fractions of each face's crop,
     for the faces of ``folder`` not held out (``held_out``: the fraction :func:`is_held_out` sets aside),
-    each aligned in the box derived from its annotation (no detector: no misses, the training crop)."""
+    each run in the crop of the box derived from its annotation (no detector: no misses, the training crop)."""
     landmarker = aligner.landmarker
     if landmarker.convention is not None:
         # offsets are stored from the network's points: measured from a convention's, they would be off by it
@@ -65,18 +64,11 @@ def crop_points(aligner, folder: str | Path, held_out: float | None = None, prog
     predicted, annotated = [], []
     for path in tqdm(paths, desc=f"fitting {Path(folder).name}", leave=False, disable=not progress):
         image, points = read_image(path), load_points(path, landmarker.num_landmarks)
-        box = geometry.box_from_points(points)
-        face = aligner.align(image, boxes=[box])[0]
-        frame = landmarker.frame_for(Detection(box=box))
-        predicted.append(geometry.image_to_crop(face.points, frame, size) / size)
+        frame = landmarker.frame_for(Detection(box=geometry.box_from_points(points)))
+        (found,), _ = landmarker.landmarks_in_frames([(image, frame)])
+        predicted.append(geometry.image_to_crop(found, frame, size) / size)
         annotated.append(geometry.image_to_crop(points, frame, size) / size)
     return np.asarray(predicted), np.asarray(annotated)
-
-
-def nme_percent(points: np.ndarray, truth: np.ndarray, eyes: tuple[int, int]) -> float:
-    """Mean NME in % of the outer-eye-corner distance over (N, L, 2) faces (any similarity frame)."""
-    norm = np.linalg.norm(truth[:, eyes[0]] - truth[:, eyes[1]], axis=1)
-    return float(100 * np.mean(np.linalg.norm(points - truth, axis=2).mean(axis=1) / norm))
 
 
 def fit_convention(aligner, name: str, folder: str | Path, held_out: float | None = None,
@@ -85,11 +77,12 @@ def fit_convention(aligner, name: str, folder: str | Path, held_out: float | Non
     predicted, annotated = crop_points(aligner, folder, held_out, progress)
     offsets = (annotated - predicted).mean(axis=0)
     eyes = aligner.landmarker.scheme.outer_eye_corners
+    nme_without, nme_with = (100 * float(nme(points, annotated, eyes).mean()) for points in (predicted, predicted + offsets))
     return FittedConvention(
         # a millionth of the crop side is far below any annotation's precision
         name=name, folder=str(folder), faces=len(predicted), offsets=[(round(float(x), 6), round(float(y), 6))
                                                                       for x, y in offsets],
-        nme_without=nme_percent(predicted, annotated, eyes), nme_with=nme_percent(predicted + offsets, annotated, eyes))
+        nme_without=nme_without, nme_with=nme_with)
 
 
 def shift_to(points: np.ndarray, source: Sequence[Sequence[float]], target: Sequence[Sequence[float]]) -> np.ndarray:
