@@ -7,7 +7,8 @@ traceback), 2 bad input or a missing optional dependency (one-line message), 3 a
 mid-way, 130 interrupted, 141 the reader of stdout went away (``facealign ... | head``).
 
 Only the standard library is imported before ``main`` runs (the package's
-``__init__`` is lazy), so Ctrl-C right after start-up exits 130 without a
+``__init__`` is lazy), and ``main`` takes over Ctrl-C only once the command's
+modules are imported, so Ctrl-C right after start-up exits 130 without a
 traceback too.
 """
 
@@ -82,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (see the module docstring)."""
     from .. import interrupts
 
-    interrupts.install()
     command = "?"
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
+        # the command's imports run under the start-up handler: a Ctrl-C inside a compiled extension's import
+        # (pydantic-core's) surfaces as that extension's panic, not as a KeyboardInterrupt main could catch
         parser, modules = build_parser(argv)
+        interrupts.install()
         args = parser.parse_args(argv)
         command = args.command
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
