@@ -358,12 +358,14 @@ def test_image_outputs_are_checked_before_any_work(tiny_model, tmp_path, monkeyp
 
 
 def test_eval_outputs_are_checked_before_the_evaluation(tiny_model, tmp_path, monkeypatch, capsys):
-    from facealign_sdk import evaluate
+    from facealign_sdk.cli import eval as eval_command
     from facealign_sdk.cli.main import main
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(evaluate, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before the checks"))
+    # patched where the command looks it up: patching facealign_sdk.evaluate while the command module is first
+    # imported would bind the stand-in into it for the rest of the process (a later eval test then fails)
+    monkeypatch.setattr(eval_command, "evaluate_folder", lambda *a, **k: pytest.fail("evaluated before the checks"))
     base = ["eval", str(tmp_path), "--model", str(tiny_model), "--backend", "torch"]
     assert main(base + ["--json", str(blocker / "r.json")]) == 2
     assert "not a folder" in capsys.readouterr().err
