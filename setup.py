@@ -15,8 +15,9 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 # evaluation plots/logs; engines (+ sidecars) are built per GPU; the float YuNet serves the C++ library only;
-# the PyTorch weights, the fp16 and the int8 graph repeat model.onnx's weights (their users run from a checkout)
-SKIP = ("eval", "*.engine", "*.engine.json", "*_float.onnx", "model.safetensors", "model_fp16.onnx", "model_int8.onnx")
+# the PyTorch weights repeat model.onnx's (training and the torch backend run from a checkout). The int8 graph
+# ships: it is the CPU speed choice (--model <name>/model_int8.onnx)
+SKIP = ("eval", "*.engine", "*.engine.json", "*_float.onnx", "model.safetensors", "model_fp16.onnx")
 SAMPLES = ("face.jpg",)  # facealign_sdk.resources.BUNDLED_SAMPLES
 
 

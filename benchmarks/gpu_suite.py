@@ -12,7 +12,8 @@ Each section is recorded even when another fails (its error goes into the report
    ``samples/clip.mp4``): the landmarks every GPU path is compared with.
 3. PyTorch CUDA fp32 / fp16: crops/s at batch 1 / 8 / 64 with the input on the GPU (eager and CUDA
    graphs) and numpy in / numpy out (the backend, as the Aligner calls it).
-4. ONNX Runtime: CUDA provider with ``model.onnx`` and ``model_fp16.onnx``; TensorRT provider (fp16,
+4. ONNX Runtime: CUDA provider with ``model.onnx`` and ``model_fp16.onnx`` (converted from ``model.onnx`` into
+   ``<out>/model/`` when the model folder has none); TensorRT provider (fp16,
    engine cache under ``--cache``), with its start-up time (engine build).
 5. native TensorRT: an engine built here (``export.tensorrt.build_engine``) through the trt backend.
 6. parity of every path: landmark distance to the reference, mean / p99 / max in 256-px crop pixels,
@@ -184,7 +185,8 @@ def clip_crops(model_dir: Path, clip: Path, count: int) -> np.ndarray:
 
 def face_crops(model_dir: Path, args: argparse.Namespace) -> tuple[np.ndarray, str]:
     if args.data.is_dir():
-        return load_face_crops(args.data, args.faces), f"{args.faces} annotated faces of {args.data}"
+        size = load_manifest(model_dir).input_size
+        return load_face_crops(args.data, args.faces, size), f"{args.faces} annotated faces of {args.data}"
     crops = clip_crops(model_dir, args.video, args.faces)
     return crops, f"{len(crops)} faces YuNet found in {args.video.name} ({args.data} not present)"
 
@@ -298,6 +300,21 @@ def ort_path(onnx_path: Path, device: str, precision: str, manifest, crops: np.n
     return row
 
 
+def with_fp16_graph(model_dir: Path, work: Path) -> Path:
+    """The model folder, or where it has no ``model_fp16.onnx`` (released folders do not carry it), a copy of
+    it in ``work`` with that graph converted from ``model.onnx`` and recorded in the copy's manifest."""
+    from facealign_sdk.export.quantize import convert_fp16
+    from facealign_sdk.model import record_artifacts
+
+    if (model_dir / "model_fp16.onnx").is_file():
+        return model_dir
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.json", "model.safetensors", "model.onnx"):
+        shutil.copy2(model_dir / name, work / name)
+    record_artifacts(work, [convert_fp16(work / "model.onnx", work / "model_fp16.onnx")])
+    return work
+
+
 def engine_folder(model_dir: Path, work: Path) -> Path:
     """A copy of the model folder's manifest and ONNX graphs for the engine build (the model folder stays as it is)."""
     work.mkdir(parents=True, exist_ok=True)
@@ -353,10 +370,10 @@ def video_runs(configs: list[tuple[str, Path, str, str]], args: argparse.Namespa
 
 def run(args: argparse.Namespace) -> int:
     device = "cpu" if args.cpu_mechanics else "cuda"
-    model_dir = resolve_model_dir(args.model)
-    manifest = load_manifest(model_dir)
     out_dir = args.out.parent
     out_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = with_fp16_graph(resolve_model_dir(args.model), out_dir / "model")
+    manifest = load_manifest(model_dir)
     os.environ["FACEALIGN_CACHE"] = str(args.cache or out_dir / "cache")
     failures: list[str] = []
     report: dict = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -74,7 +74,8 @@ class Aligner:
     ((68, 2), (68,))
 
     Args:
-        model: released model name, model folder, or one artifact in it (``.onnx``, ``.engine``).
+        model: released model name, model folder, or one artifact in it (``.onnx``, ``.engine``;
+            ``"fabrec-scaf-w32/model_int8.onnx"`` names a released model's int8 graph).
             A folder's ``model_decode.onnx`` (decoding inside the graph) is used when present and
             the decoder settings are the defaults.
         backend: ``"auto"`` (fastest available; see ``backend_name``), ``"ort"``, ``"torch"`` or ``"trt"``.

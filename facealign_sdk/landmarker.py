@@ -25,7 +25,7 @@ from .backends import load_backend
 from .decode import Refine
 from .detectors.base import Detection
 from .errors import InputError
-from .model import ModelError, load_manifest, resolve_model_dir
+from .model import ModelError, load_manifest, resolve_model
 from .schemes import scheme_of
 
 log = logging.getLogger("facealign_sdk")
@@ -43,12 +43,11 @@ class Landmarker:
     def __init__(self, model: str | Path | None = None, backend: str = "auto", device: str = "auto",
                  refine: Refine = "soft", blur: bool = True, flip: bool = False, batch_size: int = 32,
                  convention: str | None = None) -> None:
-        self.model_dir = resolve_model_dir(model)
+        self.model_dir, artifact = resolve_model(model)
         self.manifest = load_manifest(self.model_dir)
         self.convention, offsets = self.manifest.convention_offsets(convention)
         # added to every point in the crop: where this convention's annotators put it, on average
         self._crop_offsets = None if offsets is None else offsets * self.manifest.input_size
-        artifact = Path(model) if model is not None and Path(model).is_file() else None
         # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
         needs_heatmaps = flip or refine != DECODE_GRAPH_REFINE or not blur
         try:

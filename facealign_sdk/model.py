@@ -1,8 +1,9 @@
 """Released model folders: ``models/<name>/`` with weights, ``manifest.json`` and ``CARD.md``.
 
 A folder holds ``model.safetensors`` (PyTorch weights) and, once exported,
-``model.onnx`` (+ ``model_fp16.onnx``, ``model_int8.onnx``, ``*.engine``). The manifest
-says how to feed the network and how to read its output.
+``model.onnx`` (+ ``model_int8.onnx``; ``model_fp16.onnx`` and ``*.engine`` for GPUs,
+written by ``facealign export`` where they are used). The manifest says how to feed the
+network and how to read its output.
 """
 
 from __future__ import annotations
@@ -142,20 +143,23 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_model_dir(model: str | Path | None) -> Path:
-    """A model folder from a path or a released model's name."""
+def resolve_model(model: str | Path | None) -> tuple[Path, Path | None]:
+    """The model folder and, when ``model`` names one file of it (``models/x/model_int8.onnx``, or a released
+    model's file by name: ``fabrec-scaf-w32/model_int8.onnx``), that artifact."""
     model = model or DEFAULT_MODEL
-    path = Path(model)
-    if path.is_dir():
-        return path
-    if path.is_file():
-        return path.parent
     root = models_root()
-    named = root / str(model)
-    if named.is_dir():
-        return named
+    for path in (Path(model), root / str(model)):
+        if path.is_dir():
+            return path, None
+        if path.is_file():
+            return path.parent, path
     released = sorted(p.name for p in root.glob("*") if (p / MANIFEST).exists()) if root.is_dir() else []
     raise ModelError(f"model {str(model)!r} not found (not a folder or file; released models: {released or 'none'})")
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """A model folder from a path, a released model's name, or a file of either."""
+    return resolve_model(model)[0]
 
 
 def load_manifest(model_dir: Path) -> Manifest:

@@ -25,7 +25,8 @@ pytest.importorskip("onnxscript")
 import onnx  # noqa: E402
 
 from facealign_sdk.cli import export as export_cli  # noqa: E402
-from facealign_sdk.export.onnx import METADATA_KEY, OPSET, downgrade_to_opset17, read_metadata  # noqa: E402
+from facealign_sdk.export.onnx import (METADATA_KEY, OPSET, downgrade_to_opset17, load_fp32_graph,  # noqa: E402
+                                      read_metadata)
 from facealign_sdk.export.parity import ParityReport, landmark_stats, precision_of  # noqa: E402
 from facealign_sdk.export import int8_gate, quantize  # noqa: E402
 from facealign_sdk.export.quantize import load_face_crops, noise_crops, pick_evenly, sort_nodes  # noqa: E402
@@ -90,6 +91,31 @@ def test_fp32_graph(exported: Path, tiny_model: Path) -> None:
     assert manifest == load_manifest(tiny_model)
     assert meta["num_landmarks"] == "68" and meta["input_size"] == "256" and meta["heatmap_size"] == "128"
     assert json.loads(meta["mean"]) == list(manifest.mean) and meta["weights_sha256"] == manifest.weights_sha256
+
+
+def test_weights_are_stored_in_fp16_and_computed_in_fp32(exported: Path, tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, numpy_helper
+
+    stored = onnx.load(str(exported / "model.onnx"))
+    layers = [n for n in stored.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    casts = {n.output[0]: n.input[0] for n in stored.graph.node if n.op_type == "Cast"}
+    half = {t.name: t for t in stored.graph.initializer if t.data_type == TensorProto.FLOAT16}
+    assert layers and all(casts.get(n.input[1]) in half for n in layers)  # every layer's weights
+    assert read_metadata(exported / "model.onnx")["weights"] == "fp16 storage, fp32 arithmetic"
+    # the tools that rewrite weights get them back as fp32 initializers, the same values, no casts left
+    expanded = load_fp32_graph(exported / "model.onnx")
+    values = {t.name: numpy_helper.to_array(t) for t in expanded.graph.initializer}
+    assert not [n for n in expanded.graph.node if n.op_type == "Cast" and n.input[0] in half]
+    for layer in layers:
+        assert values[layer.input[1]].dtype == np.float32
+        assert np.array_equal(values[layer.input[1]], numpy_helper.to_array(half[casts[layer.input[1]]]))
+    onnx.save(expanded, str(tmp_path / "expanded.onnx"))
+    x = noise_crops(2)
+    outputs = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
+               for p in (exported / "model.onnx", tmp_path / "expanded.onnx")]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
 
 
 def test_ort_matches_torch_dynamic_batch(exported: Path, tiny_model: Path) -> None:

