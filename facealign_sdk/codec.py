@@ -93,11 +93,11 @@ class HeatmapCodec(CodecSpec):
         return (np.asarray(points, dtype=np.float64) + 0.5) / self.scale - 0.5
 
     # -- encoding (training) -------------------------------------------------------------------
-    def encode(self, points: np.ndarray) -> torch.Tensor:
-        """(N, L, 2) crop-pixel points -> (N, L, H, W) float32 Gaussian targets with peak 1."""
+    def encode(self, points: np.ndarray, device: Any = "cpu") -> torch.Tensor:
+        """(N, L, 2) crop-pixel points -> (N, L, H, W) float32 Gaussian targets with peak 1, made on ``device``."""
         import torch
 
-        return gaussian_heatmaps(torch.from_numpy(self.from_crop(points)).float(), self.heatmap_size,
+        return gaussian_heatmaps(torch.from_numpy(self.from_crop(points)).float().to(device), self.heatmap_size,
                                  self.target_sigma)
 
     # -- decoding ------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def check_output_file(path: Path, overwrite: bool = True, inputs: Iterable[Path]
     one of ``suffixes`` (when given), not a folder, not one of ``inputs``, absent unless ``overwrite``,
     in a writable folder (or one that can be created, with ``create_folder``)."""
     path = Path(path)
-    if suffixes and path.suffix.lower() not in suffixes:
+    if suffixes and not path.name.lower().endswith(tuple(suffixes)):  # also two-part suffixes (.tar.gz)
         names = ", ".join(suffixes[:-1]) + " or " + suffixes[-1] if len(suffixes) > 1 else suffixes[0]
         raise InputError(f"{path}: {what} must end in {names}")
     real = path.resolve()

@@ -40,8 +40,13 @@ def read_pts(path: str | Path, expected_points: int | None = None) -> np.ndarray
     return points - 1.0
 
 
-def write_pts(path: str | Path, points: np.ndarray) -> None:
-    """Write (N, 2) 0-based points as a 1-based ``.pts`` file."""
+def pts_text(points: np.ndarray) -> str:
+    """(N, 2) 0-based points as the text of a 1-based ``.pts`` file."""
     pts = np.asarray(points, dtype=np.float64) + 1.0
     body = "\n".join(f"{x:.3f} {y:.3f}" for x, y in pts)
-    Path(path).write_text(f"version: 1\nn_points: {len(pts)}\n{{\n{body}\n}}\n")
+    return f"version: 1\nn_points: {len(pts)}\n{{\n{body}\n}}\n"
+
+
+def write_pts(path: str | Path, points: np.ndarray) -> None:
+    """Write (N, 2) 0-based points as a 1-based ``.pts`` file."""
+    Path(path).write_text(pts_text(points))

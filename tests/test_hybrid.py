@@ -117,7 +117,7 @@ def test_option_off_leaves_the_run_as_it_was(annotated_folder, tmp_path):  # noq
     cfg = _tiny(annotated_folder, run, steps=2, checkpoint_every=2)
     train_landmarks(cfg, progress=False)
     state = torch.load(run / "last.pt", weights_only=True)
-    assert set(state) == {"net", "opt", "step", "best_nme", "config"}
+    assert set(state) == {"net", "opt", "step", "best_nme", "train_seconds", "config"}
     assert list(state["net"]) == list(LandmarkNet(cfg.net).state_dict())
     trainable = sum(1 for p in LandmarkNet(cfg.net).parameters() if p.requires_grad)
     assert sum(len(g["params"]) for g in state["opt"]["param_groups"]) == trainable

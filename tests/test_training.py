@@ -328,11 +328,11 @@ def test_degradations_change_pixels_not_points(annotated_folder):
 def test_sources_are_sampled_by_their_weight(annotated_folder, tmp_path):
     """A source's weight sets its share of the samples whatever its size; per-source mirror rates apply."""
     from facealign_sdk.nets import NetConfig
-    from facealign_sdk.training import landmarks
+    from facealign_sdk.training import batches
     from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
 
     seen: list[str] = []
-    original = landmarks.landmark_sample
+    original = batches.landmark_sample
 
     def spy(item, size, rng, aug=None):
         seen.append((item.name, aug.p_flip))
@@ -348,7 +348,7 @@ def test_sources_are_sampled_by_their_weight(annotated_folder, tmp_path):
                          batch_size=8, steps=4, checkpoint_every=4, augment=True, threads=1)
     import unittest.mock
 
-    with unittest.mock.patch.object(landmarks, "landmark_sample", spy):
+    with unittest.mock.patch.object(batches, "landmark_sample", spy):
         train_landmarks(cfg, progress=False)
     share_small = np.mean([name == "one.jpg" for name, _ in seen])
     assert 0.6 < share_small < 0.9  # 3 / 4 of 32 samples, though the folder holds 1 of 5 faces
@@ -435,7 +435,7 @@ def test_max_faces_trains_on_a_fixed_few(annotated_folder, tmp_path):
     import unittest.mock
 
     from facealign_sdk.nets import NetConfig
-    from facealign_sdk.training import landmarks
+    from facealign_sdk.training import batches
     from facealign_sdk.training.data import first_by_hash, load_annotated
     from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
 
@@ -444,7 +444,7 @@ def test_max_faces_trains_on_a_fixed_few(annotated_folder, tmp_path):
     assert len(set(two)) == 2 and two == [it.name for it in first_by_hash(items[::-1], 2)]
     assert first_by_hash(items, None) == items and first_by_hash(items, 10) == items
     seen: list[str] = []
-    original = landmarks.landmark_sample
+    original = batches.landmark_sample
 
     def spy(item, size, rng, aug=None):
         seen.append(item.name)
@@ -453,7 +453,7 @@ def test_max_faces_trains_on_a_fixed_few(annotated_folder, tmp_path):
     cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder), max_faces=2)], val=None, autoencoder=None,
                          run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=8, steps=3,
                          checkpoint_every=3, augment=False, threads=1)
-    with unittest.mock.patch.object(landmarks, "landmark_sample", spy):
+    with unittest.mock.patch.object(batches, "landmark_sample", spy):
         train_landmarks(cfg, progress=False)
     assert set(seen) == set(two)
     with pytest.raises(ValueError):
@@ -475,3 +475,65 @@ def test_autoencoder_parts_choose_what_is_initialised():
     assert LandmarkConfig().autoencoder_parts == ["encoder", "generator"]
     with pytest.raises(ValueError):
         LandmarkConfig(autoencoder_parts=["decoder"])
+
+
+# -- batches, workers and the time budget (the GPU machine's settings) ------------------------------------
+
+
+def _batches(folder, seed=0):
+    from facealign_sdk.training.batches import LandmarkBatches
+    from facealign_sdk.training.data import LandmarkAugment, load_annotated
+
+    items = load_annotated(folder, progress=False)
+    return LandmarkBatches(items, np.zeros(len(items), int), np.full(len(items), 1 / len(items)),
+                           [LandmarkAugment()], 64, 3, seed)
+
+
+def test_a_steps_batch_is_the_same_with_workers_and_on_resume(annotated_folder):
+    """The batch of a step depends on (seed, step) alone: worker processes and resuming at any step draw the
+    same crops and points; another seed draws others."""
+    from facealign_sdk.training.batches import batch_stream
+
+    batches = _batches(annotated_folder)
+    here = list(batch_stream(batches, 0, 4, workers=0))
+    in_workers = list(batch_stream(batches, 0, 4, workers=2))
+    resumed = list(batch_stream(batches, 2, 4, workers=1))
+    assert len(here) == len(in_workers) == 4 and len(resumed) == 2
+    for a, b in zip(here, in_workers):
+        assert np.array_equal(a.crops, b.crops) and np.array_equal(a.points, b.points)
+        assert np.array_equal(a.picks, b.picks)
+    assert all(np.array_equal(a.crops, b.crops) for a, b in zip(here[2:], resumed))
+    assert here[0].crops.shape == (3, 64, 64, 3) and here[0].crops.dtype == np.uint8
+    assert here[0].points.shape == (3, 68, 2) and here[0].points.dtype == np.float32
+    assert not np.array_equal(here[0].crops, here[1].crops)
+    assert not np.array_equal(here[0].crops, _batches(annotated_folder, seed=1).draw(0).crops)
+
+
+def test_time_limit_stops_the_run_with_a_checkpoint_and_holds_on_resume(annotated_folder, tmp_path):
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.checkpoint import load_checkpoint
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    run = tmp_path / "run"
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder))], val=str(annotated_folder), val_images=2,
+                         autoencoder=None, run_dir=str(run), net=NetConfig(width=8), batch_size=2, steps=50,
+                         checkpoint_every=50, threads=1, workers=1, time_limit_minutes=1e-4)
+    record = train_landmarks(cfg, progress=False)
+    state = load_checkpoint(run / "last.pt")
+    assert record["step"] == state["step"] == 1 and record["stopped"] == "time limit (0.0001 min) spent"
+    assert state["train_seconds"] >= 0.006 and (run / "best.pt").is_file()
+    assert train_landmarks(cfg, progress=False) == {}  # resumed with its time spent: nothing more
+    assert load_checkpoint(run / "last.pt")["step"] == 1
+    more = cfg.model_copy(update={"time_limit_minutes": None, "steps": 3})  # a longer budget resumes it
+    assert train_landmarks(more, progress=False)["step"] == 3
+
+
+def test_schedule_runs_on_steps_or_time_whichever_is_spent_first():
+    from facealign_sdk.training.landmarks import LandmarkConfig
+
+    cfg = LandmarkConfig(steps=1000, time_limit_minutes=10)
+    assert cfg.progress(100, 0) == 0.1 and cfg.progress(100, 300) == 0.5 and cfg.progress(1000, 1) == 1.0
+    assert LandmarkConfig(steps=1000).progress(500, 1e9) == 0.5
+    with pytest.raises(ValueError, match="amp"):
+        LandmarkConfig(amp=True, device="cpu")
+    assert LandmarkConfig(amp=True, device="cuda:1").amp

@@ -1,5 +1,5 @@
-"""facealign train {facebank,pseudolabel,autoencoder,landmarks,release}: the face bank, the distillation data, the two
-training stages, the release.
+"""facealign train {facebank,pseudolabel,autoencoder,landmarks,conventions,pack,release}: the face bank, the
+distillation data, the two training stages, annotation conventions, a data pack for a GPU machine, the release.
 
 A run folder (``--run-dir``) holds ``last.pt``; running the same command again
 resumes from it. Options override a ``--config`` JSON file.
@@ -66,6 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="store the conventions in the model folder's manifest.json (each replaces the one of its "
                       "name; the manifest's other conventions and its default stay)")
     conv.add_argument("--default", help="with --write-manifest: the default convention (one of the --set names)")
+    pack = sub.add_parser("pack", help="pack a landmark run's annotated folders into one small .tar.gz of WebP crops "
+                          "(to train on a GPU machine that is sent at most 64 MiB: scripts/gpu_train.sh)")
+    pack.add_argument("--config", required=True, type=Path, help="the landmark run's JSON settings (its train and val "
+                      "folders are packed)")
+    pack.add_argument("--out", required=True, type=Path, help="the .tar.gz to write")
+    pack.add_argument("--root", type=Path, help="the folder the packed paths are relative to, where the tar is "
+                      "unpacked again (default: ../shared/data)")
+    pack.add_argument("--every", action="append", default=[], metavar="FOLDER=N",
+                      help="keep every N-th face of FOLDER (as the config names it); repeatable")
+    pack.add_argument("--quality", type=int, help="WebP quality (default 80)")
+    pack.add_argument("--crop-pixels", type=int, help="runtime crop side in stored pixels at most (default 224)")
+    pack.add_argument("--max-mb", type=float, help="fail when the pack is larger (MB)")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
     rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
@@ -125,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.stage == "conventions":
         return _fit_conventions(args)
+    if args.stage == "pack":
+        return _pack(args)
     if args.stage == "release":
         from ..training.release import release_model
 
@@ -198,6 +212,32 @@ def _fit_conventions(args: argparse.Namespace) -> int:
         manifest = load_manifest(aligner.model_dir)
         print(f"{aligner.model_dir / MANIFEST}: conventions {', '.join(sorted(manifest.conventions))}, "
               f"default {manifest.default_convention or NETWORK_CONVENTION}")
+    return 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from ..outputs import check_output_file
+    from ..resources import shared_data
+    from ..training.landmarks import LandmarkConfig
+    from ..training.pack import PackOptions, pack_folders
+
+    cfg = _config(LandmarkConfig, args, {})
+    every = {}
+    for text in args.every:
+        folder, sep, count = text.rpartition("=")
+        if not sep or not folder or not count.isdigit() or int(count) < 1:
+            raise InputError(f"--every {text!r}: expected FOLDER=N with N >= 1")
+        every[folder] = int(count)
+    options = PackOptions.model_validate({"every": every, **{k: v for k, v in {
+        "quality": args.quality, "crop_pixels": args.crop_pixels}.items() if v is not None}})
+    check_output_file(args.out, suffixes=(".tar.gz",), what="--out")
+    folders = [(src.folder, src.held_out) for src in cfg.train] + ([(cfg.val, None)] if cfg.val else [])
+    report = pack_folders(folders, args.root or shared_data(), args.out, options, args.progress)
+    print(f"wrote {report.out}: {report.megabytes} MB, " + ", ".join(f"{k} {v}" for k, v in report.faces.items()))
+    if args.max_mb is not None and report.megabytes > args.max_mb:
+        args.out.unlink()
+        raise InputError(f"the pack came to {report.megabytes} MB, more than --max-mb {args.max_mb:g} (removed): "
+                         "lower --quality or --crop-pixels, or thin video frames with --every")
     return 0
 
 

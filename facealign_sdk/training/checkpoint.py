@@ -16,7 +16,7 @@ from ..outputs import replacing, write_file_atomic
 # settings a resumed run may change: how long and where it runs, how often it saves, what it validates on,
 # and the starting weights (used only when there is no checkpoint yet)
 RESUMABLE_SETTINGS = frozenset({"steps", "checkpoint_every", "threads", "device", "run_dir", "val", "val_images",
-                                "autoencoder", "init_model", "init_from"})
+                                "autoencoder", "init_model", "init_from", "workers", "amp", "time_limit_minutes"})
 
 
 class CheckpointError(InputError):

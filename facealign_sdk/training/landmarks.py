@@ -19,7 +19,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from tqdm import tqdm
 
 from .. import geometry
@@ -32,6 +32,7 @@ from .autoencoder import load_autoencoder
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .conventions import FittedConvention, shift_to
 from .device import training_device
+from .batches import LandmarkBatches, batch_stream
 from .data import Annotated, LandmarkAugment, first_by_hash, landmark_sample, load_annotated
 from .losses import laplace_kl_loss, marginal_kl_loss
 
@@ -150,6 +151,24 @@ class LandmarkConfig(BaseModel):
     seed: int = 0
     threads: int | None = Field(None, ge=1)
     device: str = Field("cpu", description="torch device to train on (cpu, cuda, cuda:1)")
+    workers: int = Field(0, ge=0, description="processes that cut and augment the crops ahead of the network (0: "
+                         "the training process does it between steps); on a GPU machine most of its CPU cores")
+    amp: bool = Field(False, description="bf16 autocast for the network on CUDA (the losses stay fp32)")
+    time_limit_minutes: float | None = Field(
+        None, gt=0, description="wall-clock budget of the run (summed over resumes): the schedule runs on whichever of "
+        "steps and time is spent first, so lr_decay_at also applies to the time, and the run stops with a "
+        "checkpoint when it is spent (a GPU machine lent for minutes)")
+
+    @model_validator(mode="after")
+    def _amp_needs_cuda(self) -> "LandmarkConfig":
+        if self.amp and not self.device.startswith("cuda"):
+            raise ValueError(f"amp (bf16 autocast) is for CUDA devices, not {self.device!r}")
+        return self
+
+    def progress(self, step: int, seconds: float) -> float:
+        """The share of the run's budget spent after ``step`` steps and ``seconds`` of training (1: done)."""
+        time_share = seconds / (60 * self.time_limit_minutes) if self.time_limit_minutes else 0.0
+        return max(step / self.steps, time_share)
 
     def hybrid_1d_weight_at(self, step: int) -> float:
         """The 1-D term's weight at ``step`` (steps done before it): 0 at the first step, then linearly up to
@@ -171,10 +190,12 @@ def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor],
     return len(matched)
 
 
-def heatmap_batch(crops: list[np.ndarray], points: list[np.ndarray], cfg: NetConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Crops (RGB uint8) and crop-pixel points -> (image tensor, target heatmaps)."""
-    x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-    return x, codec_of(cfg).encode(np.stack(points))
+def heatmap_batch(crops: np.ndarray, points: np.ndarray, cfg: NetConfig, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, S, S, 3) RGB uint8 crops and (N, L, 2) crop-pixel points -> (image tensor, target heatmaps), both made
+    on ``device`` (the crops travel as uint8, the targets are computed there)."""
+    x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+    return x, codec_of(cfg).encode(points, device)
 
 
 def codec_of(cfg: NetConfig) -> HeatmapCodec:
@@ -297,34 +318,37 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
             head.load_state_dict(state["marginal_head"])
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state["best_nme"]
-    rng = np.random.default_rng(cfg.seed + step)
     augs = [LandmarkAugment(p_flip=cfg.flip_probability if src.flip_probability is None else src.flip_probability)
             if cfg.augment else LandmarkAugment.none() for src in cfg.train]
+    batches = LandmarkBatches(items, source_of, sample_p, augs, cfg.net.input_size, cfg.batch_size, cfg.seed)
+    codec = codec_of(cfg.net)
     net.train()
     losses: list[float] = []
     losses_1d: list[float] = []
     record: dict[str, float] = {}
     bar = tqdm(total=cfg.steps, initial=step, desc="landmarks", disable=not progress, dynamic_ncols=True)
     t0 = time.time()
-    while step < cfg.steps:
-        factor = 0.1 if step >= cfg.lr_decay_at * cfg.steps else 1.0
+    spent_before = float(state.get("train_seconds", 0.0)) if state else 0.0  # the run's earlier sessions
+    last = cfg.steps if cfg.progress(step, spent_before) < 1.0 else step  # a resumed run whose time is spent: done
+    for batch in batch_stream(batches, step, last, cfg.workers):
+        factor = 0.1 if cfg.progress(step, spent_before + time.time() - t0) >= cfg.lr_decay_at else 1.0
         for group, lr in zip(opt.param_groups, base_lrs):
             group["lr"] = lr * factor
-        picks = rng.choice(len(items), cfg.batch_size, p=sample_p)
-        samples = [landmark_sample(items[i], cfg.net.input_size, rng, augs[source_of[i]]) for i in picks]
-        x, target = heatmap_batch([s[0] for s in samples], [s[1] for s in samples], cfg.net)
-        weights = point_weight_batch([items[i] for i in picks])
+        x, target = heatmap_batch(batch.crops, batch.points, cfg.net, device)
+        weights = point_weight_batch([items[i] for i in batch.picks])
         weights = None if weights is None else weights.to(device)
-        features = net.features(x.to(device))
-        pred = net.head(features)
-        loss = heatmap_loss(pred, target.to(device), cfg.foreground_weight, weights)
-        crop_points = np.stack([s[1] for s in samples])
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+            features = net.features(x)
+            pred = net.head(features)
+            marginals = head(features) if head is not None else None
+        pred = pred.float()  # the losses in fp32 (softmax, small differences of heatmaps)
+        loss = heatmap_loss(pred, target, cfg.foreground_weight, weights)
         if cfg.laplace_kl_weight > 0:
-            points = torch.from_numpy(codec_of(cfg.net).from_crop(crop_points)).float()
+            points = torch.from_numpy(codec.from_crop(batch.points)).float()
             loss = loss + cfg.laplace_kl_weight * laplace_kl_loss(
                 pred, points.to(device), cfg.laplace_scale, cfg.laplace_temperature, weights)
-        if head is not None:
-            loss_1d = marginal_kl_loss(head(features), torch.from_numpy(crop_points).float().to(device),
+        if marginals is not None:
+            loss_1d = marginal_kl_loss(marginals.float(), torch.from_numpy(batch.points).float().to(device),
                                        cfg.hybrid_1d_sigma, weights)
             loss = loss + cfg.hybrid_1d_weight_at(step) * loss_1d
             losses_1d.append(float(loss_1d.detach()))
@@ -337,13 +361,17 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        spent = spent_before + time.time() - t0
+        out_of_time = cfg.progress(step, spent) >= 1.0
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             val_nme = validate(net, val_items) if val_items else None  # JSON null, never a bare NaN
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
                       "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
                       "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
             if head is not None:  # the unweighted 1-D term: is the head learning while its weight ramps up?
                 record["loss_1d"] = round(float(np.mean(losses_1d)), 5)
+            if out_of_time and step < cfg.steps:
+                record["stopped"] = f"time limit ({cfg.time_limit_minutes:g} min) spent"
             run.log(record)
             bar.write(str(record))
             losses, losses_1d = [], []
@@ -352,7 +380,10 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
                 save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
                                  "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
-                      "config": cfg.model_dump(), **({} if head is None else {"marginal_head": head.state_dict()})})
+                      "train_seconds": spent, "config": cfg.model_dump(),
+                      **({} if head is None else {"marginal_head": head.state_dict()})})
+        if out_of_time:
+            break
     bar.close()
     return record
 

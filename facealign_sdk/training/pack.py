@@ -1,0 +1,110 @@
+"""A compact archive of a landmark run's annotated data, for a machine without ``../shared``.
+
+A GPU machine lent for minutes is sent the repository and at most 64 MiB in all, so the run's images go
+as one .tar.gz of WebP crops: each face cut with room for the training augmentation around the runtime crop,
+shrunk where it is larger than the network needs, its points moved with it (same file names, so
+held-out splits by name hash select the same faces). Unpacked into ``../shared/data`` there, the run's
+own config finds every folder where it expects it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from tqdm import tqdm
+
+from .. import geometry
+from ..errors import InputError
+from ..imageio import list_images, read_image
+from ..pts import pts_text, read_pts
+from .data import is_held_out
+
+
+class PackOptions(BaseModel):
+    """How faces are cut and stored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    margin: float = Field(1.5, ge=1.0, description="side of the stored square, in runtime crop sides: room for the "
+                          "augmentation's rotation (+-30 deg), scale and shift around the crop")
+    crop_pixels: int = Field(224, ge=32, description="the runtime crop's side in stored pixels at most (faces "
+                             "larger in their image are shrunk; smaller ones are kept as they are)")
+    quality: int = Field(80, ge=1, le=100, description="WebP quality")
+    every: dict[str, int] = Field(default_factory=dict, description="keep every N-th face of these folders "
+                                  "(sorted by name): sets of consecutive video frames repeat themselves")
+
+
+class PackReport(BaseModel):
+    """What a pack holds."""
+
+    out: str
+    faces: dict[str, int]
+    megabytes: float
+
+
+def cut_face(image: np.ndarray, points: np.ndarray, margin: float, crop_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """The square of ``margin`` runtime crop sides around a face (black outside the image), shrunk so that the
+    runtime crop is at most ``crop_pixels``; with the points in its pixels."""
+    frame = geometry.frame_from_box(geometry.box_from_points(points))
+    side = max(1, int(math.ceil(frame.side * margin)))
+    x0, y0 = int(round(frame.center_x - side / 2)), int(round(frame.center_y - side / 2))
+    window = np.zeros((side, side, 3), np.uint8)
+    h, w = image.shape[:2]
+    sx, sy, ex, ey = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if ex > sx and ey > sy:
+        window[sy - y0 : ey - y0, sx - x0 : ex - x0] = image[sy:ey, sx:ex]
+    moved = points - np.array([x0, y0], np.float64)
+    scale = min(1.0, crop_pixels / frame.side)
+    if scale < 1.0:
+        out = max(1, int(round(side * scale)))
+        window = cv2.resize(window, (out, out), interpolation=cv2.INTER_AREA)
+        moved = (moved + 0.5) * (out / side) - 0.5  # cv2.resize maps pixel centres this way
+    return window, moved
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))  # mtime 0, root-owned
+
+
+def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out: str | Path,
+                 options: PackOptions | None = None, progress: bool = True) -> PackReport:
+    """Write the annotated images of ``folders`` ((folder, held-out share to leave out)) as ``out`` (a .tar.gz
+    whose paths are the folders' paths under ``root``)."""
+    options = options or PackOptions()
+    root = Path(root).resolve()
+    unknown = sorted(set(options.every) - {folder for folder, _ in folders})
+    if unknown:
+        raise InputError(f"every: {', '.join(unknown)} is not one of the packed folders")
+    places = []
+    for folder, held_out in folders:
+        try:
+            places.append((folder, held_out, Path(folder).resolve().relative_to(root)))
+        except ValueError:
+            raise InputError(f"{folder}: not under the pack's root {root}") from None
+    faces: dict[str, int] = {}
+    # gzip: the .pts texts and the tar headers are a third of an uncompressed pack; WebP stays as it is. No name
+    # or time in the gzip header: the same data packs to the same bytes
+    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w") as tar:
+        for folder, held_out, place in places:
+            files = [f for f in list_images(folder) if held_out is None or not is_held_out(f, held_out)]
+            files = files[:: options.every.get(folder, 1)]
+            for path in tqdm(files, desc=f"packing {place}", leave=False, disable=not progress):
+                points = read_pts(path.with_suffix(".pts"))
+                crop, moved = cut_face(read_image(path), points, options.margin, options.crop_pixels)
+                ok, webp = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, options.quality])
+                if not ok:
+                    raise InputError(f"{path}: OpenCV could not encode it as WebP")
+                _add(tar, f"{place.as_posix()}/{path.stem}.webp", webp.tobytes())
+                _add(tar, f"{place.as_posix()}/{path.stem}.pts", pts_text(moved).encode())
+            faces[str(place)] = len(files)
+    return PackReport(out=str(out), faces=faces, megabytes=round(Path(out).stat().st_size / 1e6, 2))
