@@ -86,6 +86,10 @@ class Manifest(BaseModel):
         True, description="trained with mirror augmentation; False when trained without it because the annotation "
         "convention is not mirror-symmetric (then flip averaging, Aligner(flip=True), mixes in the mirrored "
         "convention and costs accuracy)")
+    confirm_confidence: float | None = Field(
+        None, ge=0, le=1, description="the mean landmark confidence below which the video tracker asks the detector to "
+        "confirm a face (TrackOptions.confirm_confidence; None: its default). Each network has its own confidence "
+        "scale, so each model carries the value that puts the same share of face-free crops below it")
     weights_sha256: str = ""
     artifacts_sha256: dict[str, str] = Field(
         default_factory=dict, description="sha256 of every other file a runtime loads (model.onnx, *.engine, ...), "

@@ -7,6 +7,7 @@ A fake aligner stands in for the detector and the network only: it reports the s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,6 +42,7 @@ class ScriptedAligner:
     max_faces: int | None = None
     detect_calls: list[int] = field(default_factory=list)
     crops: list[tuple[int, geometry.CropFrame]] = field(default_factory=list)  # (frame, crop) the network got
+    manifest: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(confirm_confidence=None))
 
     @staticmethod
     def frame_index(image: np.ndarray) -> int:
@@ -187,6 +189,18 @@ def test_a_face_the_detector_no_longer_finds_ends_after_unconfirmed_seconds():
 def test_a_doubtful_face_the_detector_misses_ends_at_once():
     world = {i: [Face((160, 120), detectable=i < 2, confidence=0.9 if i < 2 else 0.5)] for i in range(5)}
     assert run(ScriptedAligner(world), 5, redetect_every=1) == [[0], [0], [], [], []]
+
+
+@pytest.mark.parametrize("model_says, option, ends_at_once", [
+    (None, None, True),  # 0.5 < the default 0.6
+    (0.4, None, False),  # the model's scale: 0.5 is confident enough, the detector gets unconfirmed_seconds
+    (0.4, 0.6, True),  # the option overrides the model
+])
+def test_the_confirm_threshold_is_the_models_unless_asked(model_says, option, ends_at_once):
+    world = {i: [Face((160, 120), detectable=i < 2, confidence=0.9 if i < 2 else 0.5)] for i in range(5)}
+    aligner = ScriptedAligner(world, manifest=SimpleNamespace(confirm_confidence=model_says))
+    ids = run(aligner, 5, redetect_every=1, confirm_confidence=option)
+    assert ids == ([[0], [0], [], [], []] if ends_at_once else [[0]] * 5)
 
 
 @pytest.mark.parametrize("thin", [(0.5, 20.0), (20.0, 0.5)])

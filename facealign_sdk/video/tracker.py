@@ -36,15 +36,20 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("facealign_sdk")
 
 
+# the confirm threshold of a model whose manifest names none (fitted on fabrec-scaf-w32's confidence scale)
+DEFAULT_CONFIRM_CONFIDENCE = 0.6
+
+
 class TrackOptions(BaseModel):
     """Options of :func:`track` (also the ``facealign video`` flags)."""
 
     redetect_every: int = Field(10, ge=0, description="run the detector every N frames (0: only when needed)")
     min_confidence: float = Field(0.3, ge=0, le=1, description="below this mean confidence a face counts as lost")
-    confirm_confidence: float = Field(
-        0.6, ge=0, le=1, description="below this mean confidence the detector must confirm a tracked face: it runs on "
-        "the next frame, and a face it does not find there ends (after a scene cut the network still gives the empty "
-        "crop 0.4-0.5, real faces 0.8-0.9)")
+    confirm_confidence: float | None = Field(
+        None, ge=0, le=1, description="below this mean confidence the detector must confirm a tracked face: it runs on "
+        "the next frame, and a face it does not find there ends (None: the model's, from its manifest, else "
+        f"{DEFAULT_CONFIRM_CONFIDENCE}; for the default model the empty crop after a scene cut gives 0.4-0.7, real "
+        "faces 0.8-0.95)")
     unconfirmed_seconds: float = Field(
         0.5, ge=0, description="a tracked face the detector has not found again for this long (while it ran) ends")
     max_faces: int | None = Field(None, ge=1, description="track at most this many faces (default: the Aligner's)")
@@ -137,6 +142,9 @@ class FaceTracker:
         self.detect = detect
         self.options = options if options is not None else TrackOptions()
         self.max_faces = self.options.max_faces or max_faces
+        self.confirm_confidence = next(c for c in (self.options.confirm_confidence,
+                                                   landmarker.manifest.confirm_confidence, DEFAULT_CONFIRM_CONFIDENCE)
+                                       if c is not None)
         self.tracks: list[_Track] = []
         self._next_id = 0
         self._since_detect: int | None = None  # frames since the last detector run
@@ -283,7 +291,7 @@ class FaceTracker:
             return True
         if tr.missed_since is None:
             return False
-        doubtful = float(job.conf.mean()) < self.options.confirm_confidence
+        doubtful = float(job.conf.mean()) < self.confirm_confidence
         return doubtful or now - tr.missed_since > self.options.unconfirmed_seconds
 
     def _repair(self, group: _GroupState, failed: list[_Job]) -> None:
@@ -355,7 +363,7 @@ class FaceTracker:
     def _face(self, frame: VideoFrame, job: _Job, weak: bool) -> TrackedFace:
         tr = job.track
         raw = job.points
-        doubtful = float(job.conf.mean()) < self.options.confirm_confidence
+        doubtful = float(job.conf.mean()) < self.confirm_confidence
         tr.points, tr.weak, tr.lost_at, tr.score = raw, doubtful, None, job.score
         self._update_crop(tr, self.landmarker.frame_from_landmarks(raw, job.crop), job.crop_from_det)
         tr.box = geometry.box_from_points(raw)
