@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pack.add_argument("--root", type=Path, help="the folder the packed paths are relative to, where the tar is "
                       "unpacked again (default: ../shared/data)")
     pack.add_argument("--every", action="append", default=[], metavar="FOLDER=N",
-                      help="keep every N-th face of FOLDER (as the config names it); repeatable")
+                      help="keep every N-th face of FOLDER (one of the config's folders, any path to it); "
+                      "repeatable")
     pack.add_argument("--quality", type=int, help="WebP quality (default 80)")
     pack.add_argument("--crop-pixels", type=int, help="runtime crop side in stored pixels at most (default 224)")
     pack.add_argument("--max-mb", type=float, help="fail when the pack is larger (MB)")
@@ -232,6 +233,12 @@ def _pack(args: argparse.Namespace) -> int:
         "quality": args.quality, "crop_pixels": args.crop_pixels}.items() if v is not None}})
     check_output_file(args.out, suffixes=(".tar.gz",), what="--out")
     folders = [(src.folder, src.held_out) for src in cfg.train] + ([(cfg.val, None)] if cfg.val else [])
+    # the machine that trains runs this config where it unpacks the pack: a path of this machine is not there
+    absolute = [folder for folder, _ in folders if Path(folder).is_absolute()]
+    if absolute:
+        raise InputError(f"{args.config}: {', '.join(absolute)}: absolute paths; the pack is unpacked under the "
+                         "training machine's own ../shared/data, so name its folders as this repository sees them "
+                         "(../shared/data/<set>/<split>)")
     report = pack_folders(folders, args.root or shared_data(), args.out, options, args.progress)
     print(f"wrote {report.out}: {report.megabytes} MB, " + ", ".join(f"{k} {v}" for k, v in report.faces.items()))
     if args.max_mb is not None and report.megabytes > args.max_mb:

@@ -38,7 +38,8 @@ class PackOptions(BaseModel):
                              "larger in their image are shrunk; smaller ones are kept as they are)")
     quality: int = Field(80, ge=1, le=100, description="WebP quality")
     every: dict[str, int] = Field(default_factory=dict, description="keep every N-th face of these folders "
-                                  "(sorted by name): sets of consecutive video frames repeat themselves")
+                                  "(sorted by name; any path to the folder): sets of consecutive video frames repeat "
+                                  "themselves")
 
 
 class PackReport(BaseModel):
@@ -81,13 +82,23 @@ def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out:
     whose paths are the folders' paths under ``root``)."""
     options = options or PackOptions()
     root = Path(root).resolve()
-    unknown = sorted(set(options.every) - {folder for folder, _ in folders})
+    # a folder is the same however it is written (trailing slash, ./, absolute) and is packed once: with the
+    # faces every use of it needs (a train source's held-out share and the val folder: all of them)
+    needed: dict[Path, float | None] = {}
+    for folder, held_out in folders:
+        key = Path(folder).resolve()
+        if key not in needed:
+            needed[key] = held_out
+        elif needed[key] is not None:
+            needed[key] = None if held_out is None else min(needed[key], held_out)
+    unknown = sorted(folder for folder in options.every if Path(folder).resolve() not in needed)
     if unknown:
         raise InputError(f"every: {', '.join(unknown)} is not one of the packed folders")
+    every = {Path(folder).resolve(): count for folder, count in options.every.items()}
     places = []
-    for folder, held_out in folders:
+    for folder, held_out in needed.items():
         try:
-            places.append((folder, held_out, Path(folder).resolve().relative_to(root)))
+            places.append((folder, held_out, folder.relative_to(root)))
         except ValueError:
             raise InputError(f"{folder}: not under the pack's root {root}") from None
     faces: dict[str, int] = {}
@@ -97,7 +108,7 @@ def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out:
             tarfile.open(fileobj=zipped, mode="w") as tar:
         for folder, held_out, place in places:
             files = [f for f in list_images(folder) if held_out is None or not is_held_out(f, held_out)]
-            files = files[:: options.every.get(folder, 1)]
+            files = files[:: every.get(folder, 1)]
             for path in tqdm(files, desc=f"packing {place}", leave=False, disable=not progress):
                 points = read_pts(path.with_suffix(".pts"))
                 crop, moved = cut_face(read_image(path), points, options.margin, options.crop_pixels)
