@@ -39,7 +39,8 @@ def checkout(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy2(REPO / "scripts" / "gpu_train.sh", repo / "scripts")
-    shutil.copytree(REPO / "facealign_sdk", repo / "facealign_sdk", ignore=shutil.ignore_patterns("__pycache__", "_models", "_samples"))
+    shutil.copytree(REPO / "facealign_sdk", repo / "facealign_sdk",
+                    ignore=shutil.ignore_patterns("__pycache__", "_models", "_samples"))
     (repo / "configs").mkdir()
     # no run_dir: the default one (runs/lm) is where the script finds the checkpoint
     (repo / "configs" / "tiny.json").write_text(json.dumps({
