@@ -119,3 +119,23 @@ def test_pack_command_refuses_absolute_folders(data_root, tmp_path, capsys):
     assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(tmp_path / "p.tar.gz"),
                  "--root", str(data_root)]) == 2
     assert "absolute paths" in capsys.readouterr().err and not (tmp_path / "p.tar.gz").exists()
+
+
+def test_a_failed_pack_leaves_the_one_before(data_root, tmp_path):
+    """A bad image half-way or the size bound: the pack already at ``out`` stays as it was, nothing half-written
+    (it was truncated, or removed, and gpu_train.sh check would have sent what was left)."""
+    import shutil
+
+    folder = tmp_path / "set" / "train"
+    shutil.copytree(data_root / "set" / "train", folder)
+    out = tmp_path / "pack.tar.gz"
+    pack_folders([(str(folder), None)], tmp_path, out, progress=False)
+    before = out.read_bytes()
+    (folder / "face05.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="face05.png"):
+        pack_folders([(str(folder), None)], tmp_path, out, progress=False)
+    assert out.read_bytes() == before
+    shutil.copy2(data_root / "set" / "train" / "face05.png", folder / "face05.png")
+    with pytest.raises(InputError, match="more than 0.001 MB"):
+        pack_folders([(str(folder), None)], tmp_path, out, PackOptions(quality=90), progress=False, max_mb=0.001)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pack.tar.gz", "set"]

@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "repeatable")
     pack.add_argument("--quality", type=int, help="WebP quality (default 80)")
     pack.add_argument("--crop-pixels", type=int, help="runtime crop side in stored pixels at most (default 224)")
-    pack.add_argument("--max-mb", type=float, help="fail when the pack is larger (MB)")
+    pack.add_argument("--max-mb", type=float, help="fail when the pack comes to more (MB; a pack already at --out stays)")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
     rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
@@ -239,12 +239,8 @@ def _pack(args: argparse.Namespace) -> int:
         raise InputError(f"{args.config}: {', '.join(absolute)}: absolute paths; the pack is unpacked under the "
                          "training machine's own ../shared/data, so name its folders as this repository sees them "
                          "(../shared/data/<set>/<split>)")
-    report = pack_folders(folders, args.root or shared_data(), args.out, options, args.progress)
+    report = pack_folders(folders, args.root or shared_data(), args.out, options, args.progress, args.max_mb)
     print(f"wrote {report.out}: {report.megabytes} MB, " + ", ".join(f"{k} {v}" for k, v in report.faces.items()))
-    if args.max_mb is not None and report.megabytes > args.max_mb:
-        args.out.unlink()
-        raise InputError(f"the pack came to {report.megabytes} MB, more than --max-mb {args.max_mb:g} (removed): "
-                         "lower --quality or --crop-pixels, or thin video frames with --every")
     return 0
 
 

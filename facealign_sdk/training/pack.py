@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .. import geometry
 from ..errors import InputError
 from ..imageio import list_images, read_image
+from ..outputs import replacing
 from ..pts import pts_text, read_pts
 from .data import is_held_out
 
@@ -78,9 +79,10 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out: str | Path,
-                 options: PackOptions | None = None, progress: bool = True) -> PackReport:
+                 options: PackOptions | None = None, progress: bool = True, max_mb: float | None = None) -> PackReport:
     """Write the annotated images of ``folders`` ((folder, held-out share to leave out)) as ``out`` (a .tar.gz
-    whose paths are the folders' paths under ``root``)."""
+    whose paths are the folders' paths under ``root``); InputError when it comes to more than ``max_mb``.
+    Whole or not at all: a failure (a bad image, the size bound) leaves the pack that was there before."""
     options = options or PackOptions()
     root = Path(root).resolve()
     # a folder is the same however it is written (trailing slash, ./, absolute) and is packed once: with the
@@ -105,18 +107,23 @@ def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out:
     faces: dict[str, int] = {}
     # gzip: the .pts texts and the tar headers are a third of an uncompressed pack; WebP stays as it is. No name
     # or time in the gzip header: the same data packs to the same bytes
-    with open(out, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w") as tar:
-        for folder, held_out, place in places:
-            files = [f for f in list_images(folder) if held_out is None or not is_held_out(f, held_out)]
-            files = files[:: every.get(folder, 1)]
-            for path in tqdm(files, desc=f"packing {place}", leave=False, disable=not progress):
-                points = read_pts(path.with_suffix(".pts"))
-                crop, moved = cut_face(read_image(path), points, options.margin, options.crop_pixels)
-                ok, webp = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, options.quality])
-                if not ok:
-                    raise InputError(f"{path}: OpenCV could not encode it as WebP")
-                _add(tar, f"{place.as_posix()}/{path.stem}.webp", webp.tobytes())
-                _add(tar, f"{place.as_posix()}/{path.stem}.pts", pts_text(moved).encode())
-            faces[str(place)] = len(files)
-    return PackReport(out=str(out), faces=faces, megabytes=round(Path(out).stat().st_size / 1e6, 2))
+    with replacing(Path(out)) as part:
+        with open(part, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
+                tarfile.open(fileobj=zipped, mode="w") as tar:
+            for folder, held_out, place in places:
+                files = [f for f in list_images(folder) if held_out is None or not is_held_out(f, held_out)]
+                files = files[:: every.get(folder, 1)]
+                for path in tqdm(files, desc=f"packing {place}", leave=False, disable=not progress):
+                    points = read_pts(path.with_suffix(".pts"))
+                    crop, moved = cut_face(read_image(path), points, options.margin, options.crop_pixels)
+                    ok, webp = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, options.quality])
+                    if not ok:
+                        raise InputError(f"{path}: OpenCV could not encode it as WebP")
+                    _add(tar, f"{place.as_posix()}/{path.stem}.webp", webp.tobytes())
+                    _add(tar, f"{place.as_posix()}/{path.stem}.pts", pts_text(moved).encode())
+                faces[str(place)] = len(files)
+        megabytes = round(part.stat().st_size / 1e6, 2)
+        if max_mb is not None and megabytes > max_mb:
+            raise InputError(f"the pack came to {megabytes} MB, more than {max_mb:g} MB (not written): lower the "
+                             "quality or the crop pixels, or thin video frames with every")
+    return PackReport(out=str(out), faces=faces, megabytes=megabytes)
