@@ -189,12 +189,17 @@ def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor],
     return len(matched)
 
 
+def image_batch(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, S, S, 3) RGB uint8 crops -> the network's (N, 3, S, S) float input in [0, 1] on ``device`` (the crops
+    travel there as uint8, a quarter of the bytes)."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+
+
 def heatmap_batch(crops: np.ndarray, points: np.ndarray, cfg: NetConfig, device: torch.device | str = "cpu"
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, S, S, 3) RGB uint8 crops and (N, L, 2) crop-pixel points -> (image tensor, target heatmaps), both made
-    on ``device`` (the crops travel as uint8, the targets are computed there)."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-    return x, codec_of(cfg).encode(points, device)
+    on ``device`` (the targets are computed there)."""
+    return image_batch(crops, device), codec_of(cfg).encode(points, device)
 
 
 def codec_of(cfg: NetConfig) -> HeatmapCodec:
@@ -237,9 +242,8 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
         crops = [landmark_sample(it, cfg.input_size, None)[0] for it in chunk]
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         codec = codec_of(cfg)
-        pts, _ = codec.decode(net(x.to(_device_of(net))).cpu().numpy(), "soft")
+        pts, _ = codec.decode(net(image_batch(np.stack(crops), _device_of(net))).cpu().numpy(), "soft")
         for it, p in zip(chunk, pts):
             crop_pts = codec.to_crop(p)
             frame = geometry.frame_from_box(geometry.box_from_points(it.points))
