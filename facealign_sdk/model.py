@@ -157,6 +157,12 @@ def resolve_model(model: str | Path | None) -> tuple[Path, Path | None]:
             return path, None
         if path.is_file():
             return path.parent, path
+    for folder in (Path(model).parent, (root / str(model)).parent):
+        if str(Path(model).parent) != "." and (folder / MANIFEST).is_file():  # a model folder without that file
+            graphs = sorted(p.name for p in folder.iterdir() if p.suffix in (".onnx", ".engine"))
+            raise ModelError(f"model {str(model)!r} not found: {folder} has no {Path(model).name} (it has "
+                             f"{', '.join(graphs) or 'no graphs'}; `facealign export --model {folder} --to ...` "
+                             "writes the others: fp16, int8, decode, trt)")
     released = sorted(p.name for p in root.glob("*") if (p / MANIFEST).exists()) if root.is_dir() else []
     raise ModelError(f"model {str(model)!r} not found (not a folder or file; released models: {released or 'none'})")
 

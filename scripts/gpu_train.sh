@@ -17,8 +17,9 @@ limit=$((64 * 1024 * 1024))
 
 check() {
   local tracked untracked carried total
-  tracked=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
-  untracked=$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null | tail -1 | cut -f1)
+  # one du over all the names (xargs would split a long list into several totals, and tail keeps the last)
+  tracked=$(git ls-files -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+  untracked=$(git ls-files -z --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
   for need in runs/gpu/pack.tar.gz runs/gpu/wheels; do
     [ -e "$need" ] || { echo "missing $need (see the top of $0)" >&2; exit 2; }
   done
@@ -29,19 +30,26 @@ check() {
 }
 
 run() {
-  local config=$1 out=${OUT:?the device call sets OUT} run_dir
-  # what is there already is used: pydantic where it is installed, ../shared/data where it exists (a machine
-  # with the data sets, or a warm GPU machine that unpacked it in an earlier call)
+  local config=$1 out=${OUT:?the device call sets OUT} run_dir data=../shared/data stamp sum
+  mkdir -p "$out"
+  # what is there already is used: pydantic where it is installed, ../shared/data where it holds the data sets
+  # themselves (a machine that has them). A folder this script unpacked (its stamp names the pack) is replaced
+  # when the call carries another pack: a warm machine keeps ../shared/data from the call before
   if ! python3 -c "import pydantic" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site runs/gpu/wheels/*.whl
   fi
   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
-  if [ ! -d ../shared/data ]; then
-    mkdir -p ../shared/data
-    tar -xzf runs/gpu/pack.tar.gz -C ../shared/data
+  stamp=$data/.facealign-pack.sha256
+  sum=$(sha256sum runs/gpu/pack.tar.gz | cut -d' ' -f1)
+  if [ ! -d "$data" ] || { [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$sum" ]; }; then
+    rm -rf "$data" && mkdir -p "$data"
+    tar -xzf runs/gpu/pack.tar.gz -C "$data"
+    echo "$sum" > "$stamp"
   fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-  run_dir=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['run_dir'])" "$config")
+  # the run folder as the training reads it (the config may leave it at its default)
+  run_dir=$(python3 -c "import sys; from facealign_sdk.training.landmarks import LandmarkConfig
+print(LandmarkConfig.model_validate_json(open(sys.argv[1]).read()).run_dir)" "$config")
   python3 -m facealign_sdk.cli.main train --no-progress landmarks --config "$config" 2>&1 | tee "$out/train.log"
   python3 -m facealign_sdk.cli.main train release --checkpoint "$run_dir/best.pt" --out "$out/model"
   cp "$run_dir/log.jsonl" "$run_dir/config.json" "$out/"

@@ -132,3 +132,19 @@ def test_auto_says_which_and_uses_the_cache_folder(tmp_path, monkeypatch, face_i
     (entry,) = stored.values()
     assert aligner.backend_name == {"ort": "ort:CPUExecutionProvider", "openvino": "openvino:CPU"}[entry.backend]
     assert set(entry.ms_per_face) == {"ort", "openvino"} and all(v and v > 0 for v in entry.ms_per_face.values())
+
+
+def test_a_graph_named_as_the_model_is_run_by_a_backend_that_runs_it_or_refused():
+    """Aligner(model=".../model_int8.onnx", backend="torch") ran the PyTorch fp32 weights and said nothing."""
+    from facealign_sdk import Aligner
+    from facealign_sdk.model import resolve_model_dir
+
+    int8 = resolve_model_dir(None) / "model_int8.onnx"
+    if not int8.is_file():
+        pytest.skip("the released model has no int8 graph here")
+    with pytest.raises(BackendError, match="backend='torch' does not run model_int8.onnx: a .onnx file runs with "
+                       "backend 'ort' or 'openvino'"):
+        Aligner(model=int8, backend="torch", detector=None)
+    with pytest.raises(BackendError, match="does not run model_int8.onnx"):
+        Aligner(model=int8, backend="trt", device="cuda", detector=None)
+    assert Aligner(model=int8, backend="ort", detector=None).backend_name.startswith("ort:")

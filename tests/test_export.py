@@ -118,6 +118,33 @@ def test_weights_are_stored_in_fp16_and_computed_in_fp32(exported: Path, tmp_pat
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
 
 
+def test_load_fp32_graph_folds_an_initializer_read_by_several_nodes(tmp_path: Path) -> None:
+    """An fp16 initializer read by two casts and by a node of its own: each cast becomes an fp32 initializer and
+    the fp16 one stays for its other reader (folding by initializer name left a cast output undefined)."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = numpy_helper.from_array(np.arange(4, dtype=np.float16).reshape(2, 2) / 3, "w")
+    nodes = [helper.make_node("Cast", ["w"], ["w_a"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["w"], ["w_b"], to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["x", "w_a"], ["a"]), helper.make_node("MatMul", ["a", "w_b"], ["y"]),
+             helper.make_node("Identity", ["w"], ["half"])]
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2]),
+                               helper.make_tensor_value_info("half", TensorProto.FLOAT16, [2, 2])], [weights])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]), str(tmp_path / "s.onnx"))
+    folded = load_fp32_graph(tmp_path / "s.onnx")
+    onnx.checker.check_model(folded, full_check=True)
+    assert not [n for n in folded.graph.node if n.op_type == "Cast"]
+    assert sorted(t.name for t in folded.graph.initializer) == ["w", "w_a", "w_b"]
+    onnx.save(folded, str(tmp_path / "f.onnx"))
+    x = np.eye(2, dtype=np.float32) * 2
+    before, after = (ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+                     for name in ("s.onnx", "f.onnx"))
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
 def test_ort_matches_torch_dynamic_batch(exported: Path, tiny_model: Path) -> None:
     import torch
 

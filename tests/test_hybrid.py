@@ -55,6 +55,10 @@ def test_hybrid_weight_ramps_linearly_then_stays():
     cfg = LandmarkConfig(steps=1000, hybrid_1d_weight=2.0, hybrid_1d_ramp=0.5)
     assert [cfg.hybrid_1d_weight_at(s) for s in (0, 100, 250, 500, 501, 999)] == [0.0, 0.4, 1.0, 2.0, 2.0, 2.0]
     assert cfg.model_copy(update={"hybrid_1d_ramp": 0.0}).hybrid_1d_weight_at(0) == 2.0
+    # with a time limit the ramp runs on whichever of steps and time is spent first, as the lr schedule does
+    timed = cfg.model_copy(update={"time_limit_minutes": 10.0})
+    assert timed.hybrid_1d_weight_at(100, 0.0) == 0.4 and timed.hybrid_1d_weight_at(100, 150.0) == 1.0
+    assert timed.hybrid_1d_weight_at(100, 300.0) == 2.0
     assert LandmarkConfig().hybrid_1d_weight == 0.0  # off unless asked for
     with pytest.raises(ValueError):
         LandmarkConfig(hybrid_1d_ramp=1.5)

@@ -71,5 +71,11 @@ def test_installed_wheel_finds_its_models(tmp_path, monkeypatch):
     assert model_module.resolve_model("packed/model_int8.onnx") == (wheel_models / "packed",
                                                                    wheel_models / "packed" / "model_int8.onnx")
     assert model_module.resolve_model("packed") == (wheel_models / "packed", None)
-    with pytest.raises(model_module.ModelError, match="not found"):
+    # a file the folder lacks (the fp16 graph is made on demand): the error says what the folder has and what makes it
+    with pytest.raises(model_module.ModelError, match="has no model_fp16.onnx \\(it has model_int8.onnx; "
+                       "`facealign export"):
         model_module.resolve_model("packed/model_fp16.onnx")
+    with pytest.raises(model_module.ModelError, match="has no model_fp16.onnx"):
+        model_module.resolve_model(wheel_models / "packed" / "model_fp16.onnx")
+    with pytest.raises(model_module.ModelError, match="released models: \\['packed'\\]"):
+        model_module.resolve_model("missing/model.onnx")

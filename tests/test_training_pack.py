@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -84,18 +85,57 @@ def test_pack_leaves_out_held_out_faces_thins_and_round_trips(data_root, tmp_pat
         pack_folders([(train, None)], data_root, tmp_path / "x.tar.gz", PackOptions(every={"nowhere": 2}), progress=False)
 
 
-def test_pack_command_packs_a_runs_folders_and_keeps_its_size_bound(data_root, tmp_path, capsys):
-    train, val = str(data_root / "set" / "train"), str(data_root / "set" / "val")
+def test_pack_command_packs_a_runs_folders_and_keeps_its_size_bound(data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(data_root)  # the config names its folders relative to where it runs, as on the GPU machine
     config = tmp_path / "run.json"
-    config.write_text(json.dumps({"train": [{"folder": train, "held_out": 0.25}], "val": val, "autoencoder": None}))
+    config.write_text(json.dumps({"train": [{"folder": "set/train", "held_out": 0.25}], "val": "set/val",
+                                  "autoencoder": None}))
     out = tmp_path / "p.tar.gz"
-    assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(out), "--root", str(data_root),
+    assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(out), "--root", ".",
                  "--quality", "60"]) == 0
     assert "set/val 2" in capsys.readouterr().out and out.is_file()
-    assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(out), "--root", str(data_root),
+    assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(out), "--root", ".",
                  "--max-mb", "0.001"]) == 2
-    assert "more than --max-mb 0.001 (removed)" in capsys.readouterr().err and not out.exists()
-    assert main(["train", "pack", "--config", str(config), "--out", str(tmp_path / "p.zip")]) == 2
-    assert "must end in .tar.gz" in capsys.readouterr().err
-    assert main(["train", "pack", "--config", str(config), "--out", str(out), "--every", "x=0"]) == 2
-    assert "expected FOLDER=N" in capsys.readouterr().err
+
+
+def test_every_takes_any_path_to_a_folder_and_a_folder_used_twice_is_packed_once(data_root, tmp_path):
+    train = str(data_root / "set" / "train")
+    out = tmp_path / "p.tar.gz"
+    for spelling in (train + "/", str(Path(os.path.relpath(train)))):
+        report = pack_folders([(train, None)], data_root, out, PackOptions(every={spelling: 4}), progress=False)
+        assert report.faces == {"set/train": 3}, spelling
+    # validated on the training folder: packed once, with every face (the train source's split is made there again)
+    report = pack_folders([(train, 0.3), (train + "/", None)], data_root, out, progress=False)
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+    assert report.faces == {"set/train": 12} and len(names) == len(set(names)) == 24
+
+
+def test_pack_command_refuses_absolute_folders(data_root, tmp_path, capsys):
+    """The GPU machine unpacks the pack under its own ../shared/data: a path of this machine would not be there."""
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"train": [{"folder": str(data_root / "set" / "train")}], "val": None,
+                                  "autoencoder": None}))
+    assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(tmp_path / "p.tar.gz"),
+                 "--root", str(data_root)]) == 2
+    assert "absolute paths" in capsys.readouterr().err and not (tmp_path / "p.tar.gz").exists()
+
+
+def test_a_failed_pack_leaves_the_one_before(data_root, tmp_path):
+    """A bad image half-way or the size bound: the pack already at ``out`` stays as it was, nothing half-written
+    (it was truncated, or removed, and gpu_train.sh check would have sent what was left)."""
+    import shutil
+
+    folder = tmp_path / "set" / "train"
+    shutil.copytree(data_root / "set" / "train", folder)
+    out = tmp_path / "pack.tar.gz"
+    pack_folders([(str(folder), None)], tmp_path, out, progress=False)
+    before = out.read_bytes()
+    (folder / "face05.png").write_bytes(b"not an image")
+    with pytest.raises(InputError, match="face05.png"):
+        pack_folders([(str(folder), None)], tmp_path, out, progress=False)
+    assert out.read_bytes() == before
+    shutil.copy2(data_root / "set" / "train" / "face05.png", folder / "face05.png")
+    with pytest.raises(InputError, match="more than 0.001 MB"):
+        pack_folders([(str(folder), None)], tmp_path, out, PackOptions(quality=90), progress=False, max_mb=0.001)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["pack.tar.gz", "set"]

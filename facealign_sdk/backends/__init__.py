@@ -47,6 +47,10 @@ def _ort_providers() -> list[str]:
     return onnxruntime.get_available_providers()
 
 
+# the backends that run a file named as the model (Aligner(model="models/x/model_int8.onnx"))
+_RUNS_FILE = {".onnx": ("ort", "openvino"), ".engine": ("trt",), ".safetensors": ("torch",)}
+
+
 def load_backend(
     model_dir: Path,
     manifest: Manifest,
@@ -66,6 +70,10 @@ def load_backend(
     parse_device(device)
     if backend == "auto" and artifact is not None:
         backend = {".engine": "trt", ".onnx": "ort"}.get(artifact.suffix, "torch")
+    runs = _RUNS_FILE.get(artifact.suffix) if artifact is not None else None
+    if runs is not None and backend not in runs:  # e.g. the int8 graph asked for with backend='torch'
+        raise BackendError(f"backend={backend!r} does not run {artifact.name}: a {artifact.suffix} file runs with "
+                           f"backend {' or '.join(repr(b) for b in runs)}")
     if backend != "auto":
         return _create(backend, model_dir, manifest, device, artifact, decode_graph)
     candidates = _auto_candidates(model_dir, device)

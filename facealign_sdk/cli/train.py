@@ -74,10 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pack.add_argument("--root", type=Path, help="the folder the packed paths are relative to, where the tar is "
                       "unpacked again (default: ../shared/data)")
     pack.add_argument("--every", action="append", default=[], metavar="FOLDER=N",
-                      help="keep every N-th face of FOLDER (as the config names it); repeatable")
+                      help="keep every N-th face of FOLDER (one of the config's folders, any path to it); "
+                      "repeatable")
     pack.add_argument("--quality", type=int, help="WebP quality (default 80)")
     pack.add_argument("--crop-pixels", type=int, help="runtime crop side in stored pixels at most (default 224)")
-    pack.add_argument("--max-mb", type=float, help="fail when the pack is larger (MB)")
+    pack.add_argument("--max-mb", type=float, help="fail when the pack comes to more (MB; a pack already at --out stays)")
     rel = sub.add_parser("release", help="write a trained checkpoint as a model folder (fp16 safetensors + manifest)")
     rel.add_argument("--checkpoint", required=True, type=Path, help="landmark run's best.pt or last.pt")
     rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
@@ -232,12 +233,14 @@ def _pack(args: argparse.Namespace) -> int:
         "quality": args.quality, "crop_pixels": args.crop_pixels}.items() if v is not None}})
     check_output_file(args.out, suffixes=(".tar.gz",), what="--out")
     folders = [(src.folder, src.held_out) for src in cfg.train] + ([(cfg.val, None)] if cfg.val else [])
-    report = pack_folders(folders, args.root or shared_data(), args.out, options, args.progress)
+    # the machine that trains runs this config where it unpacks the pack: a path of this machine is not there
+    absolute = [folder for folder, _ in folders if Path(folder).is_absolute()]
+    if absolute:
+        raise InputError(f"{args.config}: {', '.join(absolute)}: absolute paths; the pack is unpacked under the "
+                         "training machine's own ../shared/data, so name its folders as this repository sees them "
+                         "(../shared/data/<set>/<split>)")
+    report = pack_folders(folders, args.root or shared_data(), args.out, options, args.progress, args.max_mb)
     print(f"wrote {report.out}: {report.megabytes} MB, " + ", ".join(f"{k} {v}" for k, v in report.faces.items()))
-    if args.max_mb is not None and report.megabytes > args.max_mb:
-        args.out.unlink()
-        raise InputError(f"the pack came to {report.megabytes} MB, more than --max-mb {args.max_mb:g} (removed): "
-                         "lower --quality or --crop-pixels, or thin video frames with --every")
     return 0
 
 

@@ -198,24 +198,24 @@ def store_weights_fp16(model) -> int:
 
 def load_fp32_graph(path: str | Path):
     """An ONNX file as an ``onnx.ModelProto`` with fp32 initializers: the casts of :func:`store_weights_fp16`
-    folded back, for the tools that rewrite weights (fp16 conversion, int8 quantization, decoder append)."""
+    folded back, for the tools that rewrite weights (fp16 conversion, int8 quantization). A graph without
+    such casts (an fp32 export of an earlier version) comes back as it is."""
     import onnx
     from onnx import TensorProto, numpy_helper
 
     model = onnx.load(str(path))
     stored = {init.name: init for init in model.graph.initializer if init.data_type == TensorProto.FLOAT16}
-    folded, nodes = {}, []
+    folded, nodes = [], []
     for node in model.graph.node:
         to = next((a.i for a in node.attribute if a.name == "to"), None)
         if node.op_type == "Cast" and to == TensorProto.FLOAT and node.input[0] in stored:
-            folded[node.input[0]] = numpy_helper.from_array(
-                numpy_helper.to_array(stored[node.input[0]]).astype("float32"), node.output[0])
+            # one fp32 initializer per cast, named as its output; the fp16 one stays while anything else reads it
+            folded.append(numpy_helper.from_array(
+                numpy_helper.to_array(stored[node.input[0]]).astype("float32"), node.output[0]))
         else:
             nodes.append(node)
     if folded:
-        inits = [folded.get(init.name, init) for init in model.graph.initializer]
-        del model.graph.initializer[:]
-        model.graph.initializer.extend(inits)
+        model.graph.initializer.extend(folded)
         del model.graph.node[:]
         model.graph.node.extend(nodes)
         drop_unused_initializers(model)

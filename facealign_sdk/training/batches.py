@@ -53,8 +53,8 @@ class _Steps(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.last - self.first
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return tuple(self.batches.draw(self.first + index))
+    def __getitem__(self, index: int) -> Batch:
+        return self.batches.draw(self.first + index)
 
 
 def _quiet_worker(_: int) -> None:
@@ -63,7 +63,8 @@ def _quiet_worker(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _as_they_are(batch: tuple) -> tuple:
+def _as_they_are(batch: Batch) -> Batch:
+    """The loader's collate: a step's batch is already whole (the default would turn its arrays into tensors)."""
     return batch
 
 
@@ -80,5 +81,4 @@ def batch_stream(batches: LandmarkBatches, first: int, last: int, workers: int =
         _Steps(batches, first, last), batch_size=None, shuffle=False, num_workers=workers,
         prefetch_factor=PREFETCH_PER_WORKER, worker_init_fn=_quiet_worker, collate_fn=_as_they_are,
         multiprocessing_context=context)
-    for crops, points, picks in loader:
-        yield Batch(crops, points, picks)
+    yield from loader

@@ -156,8 +156,8 @@ class LandmarkConfig(BaseModel):
     amp: bool = Field(False, description="bf16 autocast for the network on CUDA (the losses stay fp32)")
     time_limit_minutes: float | None = Field(
         None, gt=0, description="wall-clock budget of the run (summed over resumes): the schedule runs on whichever of "
-        "steps and time is spent first, so lr_decay_at also applies to the time, and the run stops with a "
-        "checkpoint when it is spent (a GPU machine lent for minutes)")
+        "steps and time is spent first, so lr_decay_at and hybrid_1d_ramp also apply to the time, and the run stops "
+        "with a checkpoint when it is spent (a GPU machine lent for minutes)")
 
     @model_validator(mode="after")
     def _amp_needs_cuda(self) -> "LandmarkConfig":
@@ -170,13 +170,12 @@ class LandmarkConfig(BaseModel):
         time_share = seconds / (60 * self.time_limit_minutes) if self.time_limit_minutes else 0.0
         return max(step / self.steps, time_share)
 
-    def hybrid_1d_weight_at(self, step: int) -> float:
-        """The 1-D term's weight at ``step`` (steps done before it): 0 at the first step, then linearly up to
-        ``hybrid_1d_weight`` at ``hybrid_1d_ramp * steps``, constant after."""
-        ramp_steps = self.hybrid_1d_ramp * self.steps
-        if ramp_steps == 0:
+    def hybrid_1d_weight_at(self, step: int, seconds: float = 0.0) -> float:
+        """The 1-D term's weight after ``step`` steps and ``seconds`` of training: 0 at the start, then linearly up
+        to ``hybrid_1d_weight`` at ``hybrid_1d_ramp`` of the run (:meth:`progress`: steps or time), constant after."""
+        if self.hybrid_1d_ramp == 0:
             return self.hybrid_1d_weight
-        return self.hybrid_1d_weight * min(1.0, step / ramp_steps)
+        return self.hybrid_1d_weight * min(1.0, self.progress(step, seconds) / self.hybrid_1d_ramp)
 
 
 def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor],
@@ -190,12 +189,17 @@ def init_from_autoencoder(net: LandmarkNet, ae_state: dict[str, torch.Tensor],
     return len(matched)
 
 
+def image_batch(crops: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(N, S, S, 3) RGB uint8 crops -> the network's (N, 3, S, S) float input in [0, 1] on ``device`` (the crops
+    travel there as uint8, a quarter of the bytes)."""
+    return torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
+
+
 def heatmap_batch(crops: np.ndarray, points: np.ndarray, cfg: NetConfig, device: torch.device | str = "cpu"
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, S, S, 3) RGB uint8 crops and (N, L, 2) crop-pixel points -> (image tensor, target heatmaps), both made
-    on ``device`` (the crops travel as uint8, the targets are computed there)."""
-    x = torch.from_numpy(np.ascontiguousarray(crops)).to(device).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
-    return x, codec_of(cfg).encode(points, device)
+    on ``device`` (the targets are computed there)."""
+    return image_batch(crops, device), codec_of(cfg).encode(points, device)
 
 
 def codec_of(cfg: NetConfig) -> HeatmapCodec:
@@ -238,9 +242,8 @@ def validate(net: LandmarkNet, items: list[Annotated], batch: int = 32) -> float
     for i in range(0, len(items), batch):
         chunk = items[i : i + batch]
         crops = [landmark_sample(it, cfg.input_size, None)[0] for it in chunk]
-        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous().float().div_(255.0)
         codec = codec_of(cfg)
-        pts, _ = codec.decode(net(x.to(_device_of(net))).cpu().numpy(), "soft")
+        pts, _ = codec.decode(net(image_batch(np.stack(crops), _device_of(net))).cpu().numpy(), "soft")
         for it, p in zip(chunk, pts):
             crop_pts = codec.to_crop(p)
             frame = geometry.frame_from_box(geometry.box_from_points(it.points))
@@ -331,7 +334,8 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     spent_before = float(state.get("train_seconds", 0.0)) if state else 0.0  # the run's earlier sessions
     last = cfg.steps if cfg.progress(step, spent_before) < 1.0 else step  # a resumed run whose time is spent: done
     for batch in batch_stream(batches, step, last, cfg.workers):
-        factor = 0.1 if cfg.progress(step, spent_before + time.time() - t0) >= cfg.lr_decay_at else 1.0
+        seconds = spent_before + time.time() - t0
+        factor = 0.1 if cfg.progress(step, seconds) >= cfg.lr_decay_at else 1.0
         for group, lr in zip(opt.param_groups, base_lrs):
             group["lr"] = lr * factor
         x, target = heatmap_batch(batch.crops, batch.points, cfg.net, device)
@@ -350,7 +354,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         if marginals is not None:
             loss_1d = marginal_kl_loss(marginals.float(), torch.from_numpy(batch.points).float().to(device),
                                        cfg.hybrid_1d_sigma, weights)
-            loss = loss + cfg.hybrid_1d_weight_at(step) * loss_1d
+            loss = loss + cfg.hybrid_1d_weight_at(step, seconds) * loss_1d
             losses_1d.append(float(loss_1d.detach()))
         check_finite_loss(loss, step, run)
         opt.zero_grad(set_to_none=True)
