@@ -3,7 +3,8 @@
 Every row is one face: ``face_id`` (-1 on the row of an image / frame without a face), ``confidence``
 (the face's mean landmark confidence), then ``x_0..x_{L-1}``, ``y_0..y_{L-1}`` and ``c_0..c_{L-1}``
 (per-landmark confidence). The image CSV starts with ``image`` and adds the detector box and score; the
-video CSV follows OpenFace 2 (``frame, face_id, timestamp, confidence, success``).
+video CSV follows OpenFace 2 (``frame, face_id, timestamp, confidence, success``). Neither has a place for
+metadata: the annotation convention of the points is in the JSON outputs (``"convention"``).
 
 Every CSV the package writes ends each line with ``\n`` alone (:data:`LINE_END`, through :func:`csv_text`), on
 purpose not the csv module's default ``\r\n``: ``\n`` is what OpenFace writes on Linux and what line tools

@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"facealign image: skipped {exc}", file=sys.stderr)
             continue
         faces = aligner.align(image)
-        results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0], faces=faces))
+        results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0],
+                                      convention=aligner.convention, faces=faces))
         if drawing is not None:
             write_image(drawing, draw_faces(image, faces))
     if args.out and args.out.suffix.lower() == ".csv":
