@@ -37,6 +37,7 @@ def test_image_json_csv_and_drawing(tiny_model, tmp_path, capsys):
         (["{face}", "--model", "no-such-model"], "not found"),
         (["{face}", "--out", "{tmp}/r.txt"], ".json or .csv"),
         (["{face}", "--out", "{tmp}/nodir/r.json"], "does not exist"),
+        (["{face}", "--convention", ""], "no annotation convention ''"),  # not the default (the C++ sample alike)
     ],
 )
 def test_image_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys, args, message):
