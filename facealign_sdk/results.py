@@ -61,11 +61,12 @@ class FaceLandmarks(BaseModel):
 
 
 class ImageLandmarks(BaseModel):
-    """All faces found in one image."""
+    """All faces found in one image, with the annotation convention their points follow."""
 
     source: str = ""
     width: int
     height: int
+    convention: str | None = Field(description="the Aligner's convention (None: the network's own points)")
     faces: list[FaceLandmarks]
 
     def to_dict(self) -> dict[str, Any]:

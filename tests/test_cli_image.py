@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -36,6 +37,7 @@ def test_image_json_csv_and_drawing(tiny_model, tmp_path, capsys):
         (["{face}", "--model", "no-such-model"], "not found"),
         (["{face}", "--out", "{tmp}/r.txt"], ".json or .csv"),
         (["{face}", "--out", "{tmp}/nodir/r.json"], "does not exist"),
+        (["{face}", "--convention", ""], "no annotation convention ''"),  # not the default (the C++ sample alike)
     ],
 )
 def test_image_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys, args, message):
@@ -93,3 +95,19 @@ def test_bench_reports_each_backend(tiny_model, tmp_path, capsys):
 def test_bench_rejects_bad_numbers_before_any_work(tiny_model, capsys, args, message):
     assert main(["bench", "--model", str(tiny_model), "--backends", "torch", *args]) == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_image_and_video_csvs_end_every_line_with_newline_alone(tiny_model, tmp_path):
+    """One line ending (csvformat.LINE_END) in every CSV the CLI writes, so no diff or parser sees mixed ones."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "face.jpg", folder / "a.jpg")
+    shutil.copy(SAMPLES / "two_faces.jpg", folder / "b.jpg")
+    image_csv, video_csv = tmp_path / "image.csv", tmp_path / "video.csv"
+    model = ["--model", str(tiny_model), "--backend", "torch", "--no-progress"]
+    assert main(["image", str(folder), "--out", str(image_csv), *model]) == 0
+    assert main(["video", str(folder), "--out", str(video_csv), *model]) == 0
+    for path in (image_csv, video_csv):
+        data = path.read_bytes()
+        assert b"\r" not in data and data.endswith(b"\n"), path.name
+        assert data.count(b"\n") == len(list(csv.reader(path.open(newline="")))), path.name

@@ -254,6 +254,24 @@ def test_an_evaluation_records_the_convention_it_was_measured_in(convention_mode
     assert json.loads(out.read_text())["results"][0]["convention"] == "b"
 
 
+@pytest.mark.parametrize(("flags", "expected"), [([], "a"), (["--convention", "b"], "b"), (["--convention", "none"], None)])
+def test_image_and_video_json_record_the_convention_of_their_points(convention_model, tmp_path, flags, expected):
+    """Each image record and the video document's head say which convention the points follow (null: the
+    network's own); the CSVs have no place for it."""
+    from facealign_sdk.cli.main import main
+
+    folder, _ = convention_model
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    image_json, video_json = tmp_path / "image.json", tmp_path / "video.json"
+    model = ["--model", str(folder), "--backend", "torch", "--no-progress", *flags]
+    assert main(["image", str(frames / "face.jpg"), "--out", str(image_json), *model]) == 0
+    assert main(["video", str(frames), "--json", str(video_json), *model]) == 0
+    assert [r["convention"] for r in json.loads(image_json.read_text())] == [expected]
+    assert json.loads(video_json.read_text())["convention"] == expected
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("[1, 2]", "not a conventions file"),
     ('{"300w": {"name": "300w", "folder": "x", "faces": 1, "offsets": [[0, 0]], "nme_without": 1, "nme_with": 1}}',

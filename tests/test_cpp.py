@@ -87,7 +87,9 @@ def test_same_points_for_the_same_boxes(python_aligner, backend, image, boxes):
 @pytest.mark.parametrize("backend", _backends())
 @pytest.mark.parametrize("image", ["face.jpg", "two_faces.jpg"])
 def test_detector_finds_the_same_faces(python_aligner, backend, image):
-    cpp = run_cpp(str(SAMPLES / image), "--backend", backend)["faces"]
+    out = run_cpp(str(SAMPLES / image), "--backend", backend)
+    assert out["convention"] == python_aligner.convention == "300w"  # the manifest's default, as in Python
+    cpp = out["faces"]
     py = python_aligner.align(str(SAMPLES / image))
     assert len(cpp) == len(py) > 0
     for c, p in zip(cpp, py):  # both best score first
@@ -101,8 +103,11 @@ def test_detector_finds_the_same_faces(python_aligner, backend, image):
 def test_a_named_convention_gives_the_python_points(convention):
     """Both runtimes read the manifest's conventions and add the same offsets ("none": the network's points)."""
     box = (200.0, 118.0, 395.0, 398.0)
-    cpp = run_cpp(str(SAMPLES / "face.jpg"), "--box", ",".join(map(str, box)), "--convention", convention)["faces"]
-    py = Aligner(backend="ort", device="cpu", convention=convention).align(str(SAMPLES / "face.jpg"), boxes=[box])
+    out = run_cpp(str(SAMPLES / "face.jpg"), "--box", ",".join(map(str, box)), "--convention", convention)
+    cpp = out["faces"]
+    aligner = Aligner(backend="ort", device="cpu", convention=convention)
+    py = aligner.align(str(SAMPLES / "face.jpg"), boxes=[box])
+    assert out["convention"] == aligner.convention == (None if convention == "none" else convention)
     default = Aligner(backend="ort", device="cpu").align(str(SAMPLES / "face.jpg"), boxes=[box])
     err = np.linalg.norm(np.asarray(cpp[0]["points"]) - py[0].points, axis=1)
     assert err.max() < POINT_TOLERANCE_PX, f"{convention}: largest point difference {err.max():.4f} px"
@@ -139,6 +144,7 @@ def test_missing_inputs_exit_2_with_a_message(tmp_path):
         ([str(SAMPLES / "face.jpg"), "--model", str(tmp_path)], "no manifest"),
         ([str(SAMPLES / "face.jpg"), "--backend", "tensorrt"], "tensorrt"),
         ([str(SAMPLES / "face.jpg"), "--convention", "lfpw"], "no annotation convention lfpw"),
+        ([str(SAMPLES / "face.jpg"), "--convention", ""], "--convention needs a convention name"),  # as Python: not the default
     ]:
         proc = subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.returncode, proc.stderr)

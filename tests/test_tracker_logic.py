@@ -6,7 +6,7 @@ A fake aligner stands in for the detector and the network only: it reports the s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -400,3 +400,19 @@ def test_one_face_tracked_twice_keeps_the_most_recently_confirmed_track():
     b = Face((100, 120), score=0.8, detectable=False)
     world = {0: [Face((100, 120), score=0.8)], 1: [b, Face((140, 120), score=0.7)], 2: [Face((125, 120), score=0.7)]}
     assert run(ScriptedAligner(world), 3, redetect_every=1) == [[0], [0, 1], [1]]
+
+
+def test_decisions_do_not_depend_on_where_the_clock_starts():
+    """A confirmation at t = 0.0 is a confirmation (not "never"): with the clock starting at frame 1 (t = -0.1, 0.0,
+    0.1) the duplicate kept is the one confirmed last (B's, at frame 1), as with the clock starting at frame 0."""
+    a = Face((100, 120), score=0.8)
+    world = {0: [a], 1: [replace(a, detectable=False), Face((140, 120), score=0.7)],
+             2: [Face((120, 120), detectable=False)]}  # both tracks end up on one face, neither confirmed there
+    ids = {}
+    for start in (0, 1):
+        aligner = ScriptedAligner(world)
+        tracker = FaceTracker(aligner, aligner.detect, TrackOptions(redetect_every=1))
+        ids[start] = [[f.face_id for f in tracker.update(np.full((240, 320, 3), i, np.uint8), (i - start) / FPS).faces]
+                      for i in range(3)]
+    assert ids[0] == [[0], [0, 1], [1]]
+    assert ids[1] == ids[0]

@@ -343,12 +343,10 @@ def test_draw_writer_writes_every_frame_at_its_size(tmp_path):
         assert (got_green & green).sum() > 0.6 * green.sum()
 
 
-def test_csv_text_ends_lines_as_asked_and_quotes_where_needed():
+def test_csv_text_ends_lines_with_newline_and_quotes_where_needed():
     from facealign_sdk.csvformat import csv_text
 
-    rows = [["frame", "x_0"], [1, 'a,"b"']]
-    assert csv_text(rows) == 'frame,x_0\n1,"a,""b"""\n'  # the video CSV's line ends
-    assert csv_text(rows, "\r\n") == 'frame,x_0\r\n1,"a,""b"""\r\n'  # the image CSV's
+    assert csv_text([["frame", "x_0"], [1, 'a,"b"']]) == 'frame,x_0\n1,"a,""b"""\n'
 
 
 def test_a_given_pose_is_kept_and_none_means_unknown():

@@ -684,9 +684,9 @@ def test_json_output_is_one_document_with_source_frames_and_report():
 
     info = SourceInfo(source="clip.mp4", kind="file", width=SIZE, height=SIZE, fps=FPS, frame_count=2)
     stream = io.StringIO()
-    writer = JsonWriter(stream, info, 68)
-    assert json.loads(stream.getvalue()) == {"source": info.model_dump(), "num_landmarks": 68, "frames": [],
-                                             "report": None}
+    writer = JsonWriter(stream, info, 68, "300w")
+    assert json.loads(stream.getvalue()) == {"source": info.model_dump(), "num_landmarks": 68, "convention": "300w",
+                                             "frames": [], "report": None}
     for k in range(2):
         writer.write(_synthetic_result(k))
         assert [f["frame"] for f in json.loads(stream.getvalue())["frames"]] == list(range(k + 1))
@@ -706,7 +706,7 @@ def test_json_writers_never_write_a_bare_nan():
 
     info = SourceInfo(source="x", kind="folder", width=10, height=10, fps=30.0, frame_count=1)
     stream = io.StringIO()
-    writer = JsonWriter(stream, info, 2)
+    writer = JsonWriter(stream, info, 2, None)
     with pytest.raises(ValueError):
         writer.write(_synthetic_result(points=np.full((2, 2), np.nan)))
     assert "NaN" not in stream.getvalue()
@@ -737,7 +737,7 @@ def test_writers_keep_only_complete_records_when_the_disk_fills():
             pass
 
     info = SourceInfo(source="x", kind="folder", width=1, height=1, fps=30.0, frame_count=3)
-    for make in (lambda s: CsvWriter(s, 68), lambda s: JsonWriter(s, info, 68)):
+    for make in (lambda s: CsvWriter(s, 68), lambda s: JsonWriter(s, info, 68, None)):
         stream = FullDisk(3500)  # the header and one frame fit, the second frame does not
         writer = make(stream)
         with pytest.raises(OSError):

@@ -58,8 +58,7 @@ def write_csv(path: Path, results: list[ImageLandmarks], num_landmarks: int) -> 
         for k, face in enumerate(res.faces):
             rows.append([res.source, k, *(f"{v:.2f}" for v in face.box), f"{face.score:.4f}",
                          f"{face.mean_confidence:.4f}", *landmark_cells(face, 3, 4)])
-    # \r\n (csv.writer's default) is the image CSV's line end; the streamed video CSV uses \n
-    write_file_atomic(path, csv_text(rows, line_end="\r\n"))  # the whole file or none (Ctrl-C, a full disk)
+    write_file_atomic(path, csv_text(rows))  # the whole file or none (Ctrl-C, a full disk)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"facealign image: skipped {exc}", file=sys.stderr)
             continue
         faces = aligner.align(image)
-        results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0], faces=faces))
+        results.append(ImageLandmarks(source=str(path), width=image.shape[1], height=image.shape[0],
+                                      convention=aligner.convention, faces=faces))
         if drawing is not None:
             write_image(drawing, draw_faces(image, faces))
     if args.out and args.out.suffix.lower() == ".csv":

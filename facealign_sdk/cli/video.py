@@ -7,7 +7,7 @@ timestamp, confidence, success, x_0..x_{L-1}, y_0..y_{L-1}`` plus ``c_0..c_{L-1}
 (per-landmark confidence); ``frame`` is 1-based, ``timestamp`` in seconds from the
 container. Every decoded frame has at least one row: a frame without a face has
 ``face_id -1``, ``success 0``, confidence 0 and empty landmark fields. ``--json`` writes the
-same as JSON, ``--draw`` an annotated mp4. Rows are flushed frame by frame, so the files are
+same as JSON (with the annotation convention of the points), ``--draw`` an annotated mp4. Rows are flushed frame by frame, so the files are
 complete up to the last frame processed even after Ctrl-C.
 
 Exit codes: 0 every frame processed; 1 failure (a full disk: the outputs keep every
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     video = VideoTrack(aligner.tracker(options), args.input)  # opens the source: bad input raises here
     report = video.report
     with ExitStack() as stack:
-        writers = _open_writers(args, video, aligner.num_landmarks)
+        writers = _open_writers(args, video, aligner.num_landmarks, aligner.convention)
         bar = stack.enter_context(tqdm(total=video.reader.expected_frames, unit="frame", disable=not args.progress,
                                        desc=Path(str(args.input)).name, dynamic_ncols=True))
         try:
@@ -176,7 +176,7 @@ def _close_all(writers: list, report: TrackReport) -> None:
         raise error
 
 
-def _open_writers(args: argparse.Namespace, video: VideoTrack, num_landmarks: int) -> list:
+def _open_writers(args: argparse.Namespace, video: VideoTrack, num_landmarks: int, convention: str | None) -> list:
     """Open every requested output; on failure, those already created are removed again."""
     writers: list = []
     created: list[Path] = []
@@ -195,7 +195,7 @@ def _open_writers(args: argparse.Namespace, video: VideoTrack, num_landmarks: in
         if args.json is not None:
             stream = open_text_output(args.json, args.overwrite)
             created.append(args.json)
-            writers.append(JsonWriter(stream, video.info, num_landmarks))
+            writers.append(JsonWriter(stream, video.info, num_landmarks, convention))
         if args.draw is not None:
             writers.append(DrawWriter(args.draw, video.info))
             created.append(args.draw)

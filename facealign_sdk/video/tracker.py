@@ -338,7 +338,11 @@ class FaceTracker:
         """One face tracked twice (a drifting track and a new one on the same face): keep the track the
         detector confirmed most recently (then the older id); the other ends."""
         tracks = {j.track.face_id: j.track for j in jobs}
-        order = sorted(faces, key=lambda f: (-(tracks[f.face_id].confirmed_at or -math.inf), f.face_id))
+        def last_confirmed(face: TrackedFace) -> float:
+            at = tracks[face.face_id].confirmed_at
+            return -math.inf if at is None else at  # 0.0 (the first frame) is a time, not "never"
+
+        order = sorted(faces, key=lambda f: (-last_confirmed(f), f.face_id))
         kept: list[TrackedFace] = []
         for face in order:
             if any(iou(face.landmarks.box, k.landmarks.box) > DUPLICATE_IOU for k in kept):

@@ -113,13 +113,14 @@ class CsvWriter:
 
 
 class JsonWriter:
-    """Streams ``{"source": ..., "num_landmarks": L, "frames": [...], "report": {...}}``. The closing
+    """Streams ``{"source": ..., "num_landmarks": L, "convention": ..., "frames": [...], "report": {...}}``
+    (``convention``: the annotation convention of the points, null for the network's own). The closing
     brackets are always written after the last frame (with ``"report": null`` until :meth:`close`), so
     the file is a complete JSON document at every moment: after Ctrl-C, a crash or a full disk."""
 
-    def __init__(self, stream: IO[str], info: SourceInfo, num_landmarks: int) -> None:
+    def __init__(self, stream: IO[str], info: SourceInfo, num_landmarks: int, convention: str | None) -> None:
         self.stream, self._first = stream, True
-        head = {"source": info.model_dump(), "num_landmarks": num_landmarks}
+        head = {"source": info.model_dump(), "num_landmarks": num_landmarks, "convention": convention}
         self._tail = _json_tail(None)
         self._body = put(stream, 0, _strict_json(head)[:-1] + ', "frames": [\n')
         put(stream, self._body, self._tail)

@@ -66,6 +66,15 @@ int parse_int(const std::string& option, const std::string& text) {
   throw facealign::Error(facealign::Error::Kind::InvalidArgument, option + " needs a non-negative integer, got '" + text + "'");
 }
 
+// --convention "" is bad input, as in Python (no model has a convention of that name); AlignerOptions::convention
+// would read "" as the manifest's default
+std::string convention_name(const std::string& text) {
+  if (text.empty()) {
+    throw facealign::Error(facealign::Error::Kind::InvalidArgument, "--convention needs a convention name or none, got ''");
+  }
+  return text;
+}
+
 Args parse(int argc, char** argv) {
   Args a;
   a.options.model_dir = std::filesystem::is_directory(FACEALIGN_SOURCE_MODEL_DIR) ? FACEALIGN_SOURCE_MODEL_DIR
@@ -85,7 +94,7 @@ Args parse(int argc, char** argv) {
     else if (arg == "--threads") a.options.backend_options.threads = parse_int(arg, value(i));
     else if (arg == "--draw") a.draw = value(i);
     else if (arg == "--repeat") a.repeat = parse_int(arg, value(i));
-    else if (arg == "--convention") a.options.convention = value(i);
+    else if (arg == "--convention") a.options.convention = convention_name(value(i));
     else if (!arg.empty() && arg[0] == '-') throw facealign::Error(facealign::Error::Kind::InvalidArgument, "unknown option " + arg);
     else if (a.image.empty()) a.image = arg;
     else throw facealign::Error(facealign::Error::Kind::InvalidArgument, "one image only, got '" + a.image + "' and '" + arg + "'");
@@ -95,8 +104,10 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-void print_json(const std::vector<facealign::Face>& faces) {
-  nlohmann::json out = {{"faces", nlohmann::json::array()}};
+// as facealign image's JSON: "convention" null for the network's own points
+void print_json(const std::vector<facealign::Face>& faces, const std::string& convention) {
+  nlohmann::json out = {{"convention", convention.empty() ? nlohmann::json(nullptr) : nlohmann::json(convention)},
+                        {"faces", nlohmann::json::array()}};
   for (const auto& f : faces) {
     const auto& b = f.detection.box;
     nlohmann::json points = nlohmann::json::array();
@@ -154,7 +165,7 @@ int main(int argc, char** argv) {
                    aligner.backend_name().c_str(), args.boxes.empty() ? "detector + landmarks" : "landmarks",
                    ms / (args.repeat * faces.size()), args.repeat, faces.size(), args.image.c_str());
     }
-    if (args.json) print_json(faces);
+    if (args.json) print_json(faces, aligner.convention());
     else print_summary(faces, args.image, aligner.backend_name());
     if (!args.draw.empty()) draw(image.clone(), faces, args.draw);
     return 0;
