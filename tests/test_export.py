@@ -104,6 +104,7 @@ def test_weights_are_stored_in_fp16_and_computed_in_fp32(exported: Path, tmp_pat
     half = {t.name: t for t in stored.graph.initializer if t.data_type == TensorProto.FLOAT16}
     assert layers and all(casts.get(n.input[1]) in half for n in layers)  # every layer's weights
     assert read_metadata(exported / "model.onnx")["weights"] == "fp16 storage, fp32 arithmetic"
+    assert read_metadata(exported / "model_decode.onnx")["weights"] == "fp16 storage, fp32 arithmetic"
     # the tools that rewrite weights get them back as fp32 initializers, the same values, no casts left
     expanded = load_fp32_graph(exported / "model.onnx")
     values = {t.name: numpy_helper.to_array(t) for t in expanded.graph.initializer}

@@ -375,6 +375,8 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
     extra = {"outputs": ",".join(DECODE_OUTPUTS),
              "decode": f"soft-argmax of the blurred maps (window {codec.soft_window}, power {codec.soft_power:g}); "
                        "points in heatmap pixels"}
+    if "weights" in read_metadata(heatmap_onnx):  # the network's weights stay stored as they were
+        extra["weights"] = read_metadata(heatmap_onnx)["weights"]
     return _finish(out, manifest, extra)
 
 
