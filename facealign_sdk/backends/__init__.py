@@ -68,9 +68,9 @@ def load_backend(
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     parse_device(device)
-    if backend == "auto" and artifact is not None:
-        backend = {".engine": "trt", ".onnx": "ort"}.get(artifact.suffix, "torch")
     runs = _RUNS_FILE.get(artifact.suffix) if artifact is not None else None
+    if backend == "auto" and artifact is not None:
+        backend = runs[0] if runs is not None else "torch"  # the first backend that runs the file
     if runs is not None and backend not in runs:  # e.g. the int8 graph asked for with backend='torch'
         raise BackendError(f"backend={backend!r} does not run {artifact.name}: a {artifact.suffix} file runs with "
                            f"backend {' or '.join(repr(b) for b in runs)}")

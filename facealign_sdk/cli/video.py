@@ -7,8 +7,8 @@ timestamp, confidence, success, x_0..x_{L-1}, y_0..y_{L-1}`` plus ``c_0..c_{L-1}
 (per-landmark confidence); ``frame`` is 1-based, ``timestamp`` in seconds from the
 container. Every decoded frame has at least one row: a frame without a face has
 ``face_id -1``, ``success 0``, confidence 0 and empty landmark fields. ``--json`` writes the
-same as JSON (with the annotation convention of the points), ``--draw`` an annotated mp4. Rows are flushed frame by frame, so the files are
-complete up to the last frame processed even after Ctrl-C.
+same as JSON (with the annotation convention of the points), ``--draw`` an annotated mp4. Rows are
+flushed frame by frame, so the files are complete up to the last frame processed even after Ctrl-C.
 
 Exit codes: 0 every frame processed; 1 failure (a full disk: the outputs keep every
 complete frame); 2 bad input (nothing written); 3 the stream broke: decoding stopped

@@ -375,8 +375,9 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
     extra = {"outputs": ",".join(DECODE_OUTPUTS),
              "decode": f"soft-argmax of the blurred maps (window {codec.soft_window}, power {codec.soft_power:g}); "
                        "points in heatmap pixels"}
-    if "weights" in read_metadata(heatmap_onnx):  # the network's weights stay stored as they were
-        extra["weights"] = read_metadata(heatmap_onnx)["weights"]
+    stored = read_metadata(heatmap_onnx).get("weights")  # the network's weights stay stored as they were
+    if stored is not None:
+        extra["weights"] = stored
     return _finish(out, manifest, extra)
 
 

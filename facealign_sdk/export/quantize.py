@@ -307,7 +307,8 @@ def quantize_int8(
             )
     finally:
         root.setLevel(root_level)
-    _stamp(dst, {**meta, "precision": "int8-qdq", "weights": "int8, fp32 in the layers left in float", "calibration_faces": str(len(crops)), "calibration_method": method,
+    _stamp(dst, {**meta, "precision": "int8-qdq", "weights": "int8, fp32 in the layers left in float",
+                 "calibration_faces": str(len(crops)), "calibration_method": method,
                  "int8_head": "fp32" if keep_head_fp32 else "int8", "int8_activations": activations,
                  "int8_reduce_range": str(reduce_range).lower(), "int8_subpixel": str(subpixel).lower()})
     return dst
