@@ -87,9 +87,9 @@ class Aligner:
         blur: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
             costs a few ms per face on CPU; the model's ``manifest.codec``).
         flip: also run each crop mirrored and average the (un-mirrored) heatmaps: twice the network
-            time; more accurate for models trained with mirror augmentation, less accurate for models
-            trained without it (``manifest.mirror_symmetric`` false: a warning is logged). Needs a
-            landmark scheme with a known mirror order.
+            time; more accurate when the convention has offsets fitted for it (``manifest.flip_conventions``)
+            or the model was trained with mirror augmentation, less accurate otherwise (a warning is logged).
+            Needs a landmark scheme with a known mirror order.
         convention: the annotation convention of the points: a name from the model's ``manifest.conventions``
             (data sets place some points differently, e.g. ``"300w"``, ``"ytf68"``); ``None``: the model's
             ``default_convention``; ``"none"``: the network's own points (fitted by ``facealign train conventions``).

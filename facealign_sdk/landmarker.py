@@ -45,7 +45,7 @@ class Landmarker:
                  convention: str | None = None) -> None:
         self.model_dir, artifact = resolve_model(model)
         self.manifest = load_manifest(self.model_dir)
-        self.convention, offsets = self.manifest.convention_offsets(convention)
+        self.convention, offsets = self.manifest.convention_offsets(convention, flip)
         # added to every point in the crop: where this convention's annotators put it, on average
         self._crop_offsets = None if offsets is None else offsets * self.manifest.input_size
         # a decode graph (model_decode.onnx) returns points: soft refinement on blurred peaks, built in
@@ -78,10 +78,10 @@ class Landmarker:
         if flip and self._mirror is None:
             raise ModelError(f"{self.model_dir}: flip needs the mirror order of the landmark scheme "
                              f"{self.manifest.landmark_scheme!r} ({self.manifest.num_landmarks} points), which is not known")
-        if flip and not self.manifest.mirror_symmetric:
-            log.warning("%s was trained without mirror augmentation (its annotation convention is not mirror-"
-                        "symmetric): flip=True averages in the mirrored convention and usually costs accuracy",
-                        self.model_dir)
+        if flip and not self.manifest.mirror_symmetric and self.convention not in self.manifest.flip_conventions:
+            log.warning("%s was trained without mirror augmentation and has no offsets of convention %r fitted for "
+                        "flip averaging (facealign train conventions --flip): flip=True averages in the mirrored "
+                        "convention and usually costs accuracy", self.model_dir, self.convention or "none")
         self.batch_size = batch_size
         self.codec = self.manifest.heatmap_codec()
         crop = self.manifest.crop

@@ -82,6 +82,10 @@ class Manifest(BaseModel):
         "mean offset (dx, dy) from the network's points to that data set's annotations, in fractions of the crop "
         "side (facealign_sdk.training.conventions); empty: the network's points as they are")
     default_convention: str | None = Field(None, description="the convention applied unless another is asked for")
+    flip_conventions: dict[str, list[tuple[float, float]]] = Field(
+        default_factory=dict, description="the same conventions for flip averaging (Aligner(flip=True)), by name: the "
+        "mean offset from the flip-averaged points to that set's annotations. A network that is not mirror-symmetric "
+        "moves each point by a fixed amount when averaged with its mirror image; these offsets take that out too")
     mirror_symmetric: bool = Field(
         True, description="trained with mirror augmentation; False when trained without it because the annotation "
         "convention is not mirror-symmetric (then flip averaging, Aligner(flip=True), mixes in the mirrored "
@@ -116,26 +120,35 @@ class Manifest(BaseModel):
         for name, offsets in self.conventions.items():
             if name == NETWORK_CONVENTION:
                 raise ValueError(f"convention name {NETWORK_CONVENTION!r} is reserved for the network's own points")
-            if len(offsets) != self.num_landmarks:
-                raise ValueError(f"convention {name!r}: need {self.num_landmarks} (dx, dy) offsets, got {len(offsets)}")
-            if np.abs(offsets).max() > 0.5:
-                raise ValueError(f"convention {name!r}: offsets up to {np.abs(offsets).max():.3g} of the crop side; "
-                                 "a convention moves points by less than half of it")
+            self._check_offsets(f"convention {name!r}", offsets)
+        for name, offsets in self.flip_conventions.items():
+            if name not in self.conventions:
+                raise ValueError(f"flip convention {name!r} is not one of the conventions {sorted(self.conventions)}")
+            self._check_offsets(f"flip convention {name!r}", offsets)
         if self.default_convention is not None and self.default_convention not in self.conventions:
             raise ValueError(f"default_convention {self.default_convention!r} is not one of the conventions "
                              f"{sorted(self.conventions)}")
         return self
 
-    def convention_offsets(self, convention: str | None) -> tuple[str | None, np.ndarray | None]:
+    def _check_offsets(self, what: str, offsets: list[tuple[float, float]]) -> None:
+        if len(offsets) != self.num_landmarks:
+            raise ValueError(f"{what}: need {self.num_landmarks} (dx, dy) offsets, got {len(offsets)}")
+        if np.abs(offsets).max() > 0.5:
+            raise ValueError(f"{what}: offsets up to {np.abs(offsets).max():.3g} of the crop side; a convention moves "
+                             "points by less than half of it")
+
+    def convention_offsets(self, convention: str | None, flip: bool = False) -> tuple[str | None, np.ndarray | None]:
         """The convention to apply (``None``: the default; ``"none"``: the network's points as they are) and its
-        (L, 2) offsets in crop fractions; a name the manifest does not have is a ModelError naming the ones it has."""
+        (L, 2) offsets in crop fractions, those fitted for flip averaging when ``flip`` and the manifest has them; a
+        name the manifest does not have is a ModelError naming the ones it has."""
         name = convention if convention is not None else self.default_convention
         if name is None or name == NETWORK_CONVENTION:
             return None, None
         if name not in self.conventions:
             have = ", ".join(sorted(self.conventions)) or "none"
             raise ModelError(f"model {self.name!r} has no annotation convention {name!r} (it has: {have})")
-        return name, np.asarray(self.conventions[name], np.float64)
+        offsets = self.flip_conventions.get(name) if flip else None
+        return name, np.asarray(offsets if offsets is not None else self.conventions[name], np.float64)
 
 
 def sha256(path: Path) -> str:

@@ -27,8 +27,9 @@ class AlignerOptions(BaseModel):
     refine: Refine = Field("soft", description="subpixel refinement of each heatmap peak: " + ", ".join(REFINE_MODES))
     blur: bool = Field(True, description="seek heatmap peaks on maps blurred with the target Gaussian "
                        "(more accurate and steadier; a few ms per face)")
-    flip: bool = Field(False, description="also run the mirrored crop and average (twice the network time; helps "
-                       "only models trained with mirror augmentation, hurts the bundled one: see its card)")
+    flip: bool = Field(False, description="also run the mirrored crop and average (twice the network time; more "
+                       "accurate with conventions fitted for it, manifest 'flip_conventions', or a model trained with "
+                       "mirror augmentation; less accurate otherwise: see the model's card)")
     convention: str | None = Field(None, description="annotation convention of the points, one of the model's "
                                    "(manifest 'conventions', e.g. 300w, ytf68) or none (the network's own points); "
                                    "default: the model's default")

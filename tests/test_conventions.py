@@ -47,6 +47,27 @@ def test_each_convention_moves_the_points_by_its_offsets_in_the_crop(convention_
     assert Aligner(folder, backend="torch", detector=None, convention="none").convention is None
 
 
+def test_flip_averaging_adds_the_offsets_fitted_for_it(convention_model, tiny_model, tmp_path, face_image, caplog):
+    """flip=True adds a convention's flip offsets where the manifest has them, its plain ones otherwise; a model
+    trained without mirroring warns only where flip averaging has no offsets of its own."""
+    _, conventions = convention_model
+    flip_a = _offsets(3)
+    folder = model_copy(tiny_model, tmp_path, lambda m: m.update(
+        conventions=conventions, default_convention="a", flip_conventions={"a": flip_a}, mirror_symmetric=False))
+    size = 256
+    raw = _crop_points(Aligner(folder, backend="torch", detector=None, convention="none", flip=True), face_image)
+    caplog.clear()
+    flipped_a = _crop_points(Aligner(folder, backend="torch", detector=None, flip=True), face_image)
+    assert "trained without mirror augmentation" not in caplog.text
+    np.testing.assert_allclose(flipped_a - raw, np.asarray(flip_a) * size, atol=1e-6)
+    flipped_b = _crop_points(Aligner(folder, backend="torch", detector=None, convention="b", flip=True), face_image)
+    assert "trained without mirror augmentation" in caplog.text
+    np.testing.assert_allclose(flipped_b - raw, np.asarray(conventions["b"]) * size, atol=1e-6)
+    plain = _crop_points(Aligner(folder, backend="torch", detector=None), face_image)
+    plain_raw = _crop_points(Aligner(folder, backend="torch", detector=None, convention="none"), face_image)
+    np.testing.assert_allclose(plain - plain_raw, np.asarray(conventions["a"]) * size, atol=1e-6)
+
+
 def test_a_model_without_conventions_gives_the_network_points(tiny_model, face_image):
     plain = Aligner(tiny_model, backend="torch", detector=None)
     assert plain.convention is None
@@ -68,6 +89,8 @@ def test_an_unknown_convention_names_the_ones_there_are(convention_model):
     (lambda m: m.update(conventions={"a": [[0.9, 0.0]] * 68}), "less than half"),
     (lambda m: m.update(conventions={"none": _offsets(1)}), "reserved"),
     (lambda m: m.update(conventions={"a": _offsets(1)}, default_convention="b"), "not one of the conventions"),
+    (lambda m: m.update(conventions={"a": _offsets(1)}, flip_conventions={"b": _offsets(2)}), "flip convention 'b'"),
+    (lambda m: m.update(conventions={"a": _offsets(1)}, flip_conventions={"a": _offsets(2)[:5]}), "need 68"),
 ])
 def test_bad_conventions_in_a_manifest_are_refused(tiny_model, tmp_path, edit, message):
     with pytest.raises(ModelError, match=message):
@@ -193,6 +216,28 @@ def test_cli_fits_writes_the_file_and_the_manifest(bundled_copy, self_annotated,
     assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={folder}",
                  "--json", str(out)]) == 0
     np.testing.assert_allclose(json.loads(out.read_text())["mine"]["offsets"], written["mine"]["offsets"], atol=1e-9)
+
+
+def test_cli_fits_flip_offsets_that_lower_the_flip_averaged_error(bundled_copy, self_annotated, tmp_path, capsys):
+    """--flip fits each convention on the flip-averaged points too; a refit without it drops those offsets, which
+    belonged to the offsets it replaces."""
+    import shutil
+
+    from facealign_sdk.cli.main import main
+
+    model = shutil.copytree(bundled_copy, tmp_path / "model")
+    out = tmp_path / "conventions.json"
+    assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={self_annotated}",
+                 "--json", str(out), "--write-manifest", "--flip"]) == 0
+    assert "flip-averaged" in capsys.readouterr().out
+    fitted = json.loads(out.read_text())["mine"]
+    assert fitted["nme_with_flip"] < fitted["nme_without"]
+    assert not np.allclose(fitted["flip_offsets"], fitted["offsets"], atol=1e-4)
+    manifest = json.loads((model / "manifest.json").read_text())
+    np.testing.assert_allclose(manifest["flip_conventions"]["mine"], fitted["flip_offsets"])
+    assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={self_annotated}",
+                 "--write-manifest"]) == 0
+    assert "mine" not in json.loads((model / "manifest.json").read_text())["flip_conventions"]
 
 
 @pytest.mark.parametrize(("args", "message"), [

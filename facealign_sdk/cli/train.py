@@ -66,6 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="store the conventions in the model folder's manifest.json (each replaces the one of its "
                       "name; the manifest's other conventions and its default stay)")
     conv.add_argument("--default", help="with --write-manifest: the default convention (one of the --set names)")
+    conv.add_argument("--flip", action="store_true", help="also fit each convention for flip averaging "
+                      "(Aligner(flip=True)) on the mirrored crops too: three network runs per face instead of one")
     pack = sub.add_parser("pack", help="pack a landmark run's annotated folders into one small .tar.gz of WebP crops "
                           "(to train on a GPU machine that is sent at most 64 MiB: scripts/gpu_train.sh)")
     pack.add_argument("--config", required=True, type=Path, help="the landmark run's JSON settings (its train and val "
@@ -205,9 +207,13 @@ def _fit_conventions(args: argparse.Namespace) -> int:
         fitting_images(folder, held_out)
     # the network's own points: a convention already in the manifest must not be measured on top of itself
     aligner = Aligner(model=args.model, detector=None, convention=NETWORK_CONVENTION)
-    fitted = [fit_convention(aligner, name, folder, held_out, args.progress) for name, folder, held_out in specs]
+    flip_aligner = Aligner(model=args.model, detector=None, convention=NETWORK_CONVENTION, flip=True) if args.flip else None
+    fitted = [fit_convention(aligner, name, folder, held_out, args.progress, flip_aligner)
+              for name, folder, held_out in specs]
     for f in fitted:
-        print(f"{f.name}: {f.faces} faces of {f.folder}, NME {f.nme_without:.3f} % -> {f.nme_with:.3f} % with its offsets")
+        flipped = "" if f.nme_with_flip is None else f", flip-averaged {f.nme_with_flip:.3f} % with its flip offsets"
+        print(f"{f.name}: {f.faces} faces of {f.folder}, NME {f.nme_without:.3f} % -> {f.nme_with:.3f} % with its "
+              f"offsets{flipped}")
     write_conventions(fitted, aligner.model_dir if args.write_manifest else None, args.json, args.default)
     if args.write_manifest:
         manifest = load_manifest(aligner.model_dir)

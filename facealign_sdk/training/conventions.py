@@ -38,6 +38,9 @@ class FittedConvention(BaseModel):
     offsets: list[tuple[float, float]] = Field(description="per landmark (dx, dy), fractions of the crop side")
     nme_without: float = Field(description="NME % of the model's raw points on these faces")
     nme_with: float = Field(description="NME % with the offsets added")
+    flip_offsets: list[tuple[float, float]] | None = Field(
+        None, description="the same fitted on flip-averaged points (Aligner(flip=True)); None: not fitted")
+    nme_with_flip: float | None = Field(None, description="NME % of the flip-averaged points with flip_offsets added")
 
 
 def fitting_images(folder: str | Path, held_out: float | None = None) -> list[Path]:
@@ -71,18 +74,29 @@ def crop_points(aligner, folder: str | Path, held_out: float | None = None, prog
     return np.asarray(predicted), np.asarray(annotated)
 
 
+def _rounded(offsets: np.ndarray) -> list[tuple[float, float]]:
+    # a millionth of the crop side is far below any annotation's precision
+    return [(round(float(x), 6), round(float(y), 6)) for x, y in offsets]
+
+
 def fit_convention(aligner, name: str, folder: str | Path, held_out: float | None = None,
-                   progress: bool = True) -> FittedConvention:
-    """The mean offset from the model's points to ``folder``'s annotations (faces not held out)."""
+                   progress: bool = True, flip_aligner=None) -> FittedConvention:
+    """The mean offset from the model's points to ``folder``'s annotations (faces not held out); with
+    ``flip_aligner`` (the same model with ``flip=True``) also the offset from its flip-averaged points."""
     predicted, annotated = crop_points(aligner, folder, held_out, progress)
     offsets = (annotated - predicted).mean(axis=0)
     eyes = aligner.landmarker.scheme.outer_eye_corners
-    nme_without, nme_with = (100 * float(nme(points, annotated, eyes).mean()) for points in (predicted, predicted + offsets))
-    return FittedConvention(
-        # a millionth of the crop side is far below any annotation's precision
-        name=name, folder=str(folder), faces=len(predicted), offsets=[(round(float(x), 6), round(float(y), 6))
-                                                                      for x, y in offsets],
-        nme_without=nme_without, nme_with=nme_with)
+
+    def nme_pct(points: np.ndarray) -> float:
+        return 100 * float(nme(points, annotated, eyes).mean())
+
+    fitted = FittedConvention(name=name, folder=str(folder), faces=len(predicted), offsets=_rounded(offsets),
+                              nme_without=nme_pct(predicted), nme_with=nme_pct(predicted + offsets))
+    if flip_aligner is not None:
+        flipped, _ = crop_points(flip_aligner, folder, held_out, progress)
+        flip_offsets = (annotated - flipped).mean(axis=0)
+        fitted.flip_offsets, fitted.nme_with_flip = _rounded(flip_offsets), nme_pct(flipped + flip_offsets)
+    return fitted
 
 
 def shift_to(points: np.ndarray, source: Sequence[Sequence[float]], target: Sequence[Sequence[float]]) -> np.ndarray:
@@ -98,7 +112,8 @@ def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None
                       default: str | None = None) -> None:
     """Write fitted conventions as a conventions file (``json_path``: a training run's ``conventions``) and / or
     into ``model_dir``'s manifest (a fitted convention replaces the one of its name, the others stay: refitting
-    one set must not drop the rest or the default; ``default`` becomes its default convention)."""
+    one set must not drop the rest or the default; ``default`` becomes its default convention). A convention
+    refitted without flip offsets loses those it had: they were fitted with the offsets they replace."""
     if json_path is not None:
         write_file_atomic(Path(json_path), manifest_json({f.name: f.model_dump(mode="json") for f in fitted}))
     if model_dir is None:
@@ -106,9 +121,13 @@ def write_conventions(fitted: Sequence[FittedConvention], model_dir: Path | None
     path = Path(model_dir) / MANIFEST
     manifest = load_manifest(Path(model_dir))
     conventions = {**manifest.conventions, **{f.name: [tuple(xy) for xy in f.offsets] for f in fitted}}
+    flip_conventions = {name: offsets for name, offsets in manifest.flip_conventions.items()
+                        if name not in {f.name for f in fitted}}
+    flip_conventions |= {f.name: [tuple(xy) for xy in f.flip_offsets] for f in fitted if f.flip_offsets is not None}
     default = default if default is not None else manifest.default_convention
     try:
-        updated = manifest.model_copy(update={"conventions": conventions, "default_convention": default})
+        updated = manifest.model_copy(update={"conventions": conventions, "flip_conventions": flip_conventions,
+                                              "default_convention": default})
         Manifest.model_validate(updated.model_dump())
     except ValidationError as exc:
         raise ModelError(f"{path}: the fitted conventions do not fit the manifest ({describe_validation_error(exc)})") from None
