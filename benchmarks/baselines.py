@@ -354,6 +354,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--backend", default="auto", help="facealign backend: auto, ort, torch, trt")
     ap.add_argument("--refine", default="soft", choices=("soft", "quadratic", "none"))
     ap.add_argument("--mode", choices=("end2end", "fixed", "both"), default="both")
+    ap.add_argument("--flip", action="store_true", help="facealign averages each crop with its mirror image "
+                    "(Aligner(flip=True): twice the network time)")
     ap.add_argument("--limit", type=int, default=None, help="at most N images per set (evenly spaced)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)} (facealign always runs)")
     ap.add_argument("--out", type=Path, default=REPO / "runs" / "baselines",
@@ -378,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not wanted:
         print(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}", file=sys.stderr)
         return 2
-    aligner = Aligner(model=args.model, backend=args.backend, refine=args.refine, batch_size=1)
+    settings = {"model": args.model, "backend": args.backend, "refine": args.refine, "flip": args.flip, "batch_size": 1}
+    aligner = Aligner(**settings)
     runners = {"facealign": (run_facealign, aligner)}
     if "dlib" in wanted:
         runners["dlib"] = (run_dlib, DlibLandmarker())
@@ -398,8 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         set_runners = dict(runners)
         own = data_set_name(folder)
         if args.own_convention and own in aligner.manifest.conventions:
-            set_runners[OWN] = (run_facealign, Aligner(model=args.model, backend=args.backend, refine=args.refine,
-                                                       batch_size=1, convention=own))
+            set_runners[OWN] = (run_facealign, Aligner(**settings, convention=own))
             conventions[name] = own
         images, ratios, tallies = evaluate_set(set_runners, folder, held_out, modes, args.limit)
         summaries[name] = {mode: summarise_pair(tallies[mode]) for mode in modes}
@@ -407,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         per_image[name] = {"images": images, "turn_ratio": [round(x, 4) for x in ratios], **{
             mode: {m: _json_errors(t.errors) for m, t in tallies[mode].items()} for mode in modes}}
         curves.update({f"{name} {mode} {m}": t.errors for mode in modes for m, t in tallies[mode].items()})
-    model = (f"{aligner.manifest.name} ({aligner.backend_name}, refine {aligner.refine}, convention "
-             f"{aligner.convention or 'none'})")
+    model = (f"{aligner.manifest.name} ({aligner.backend_name}, refine {aligner.refine}, "
+             f"{'flip-averaged, ' if aligner.flip else ''}convention {aligner.convention or 'none'})")
     if conventions:
         model += f"; {OWN}: " + ", ".join(f"{s} in convention {c}" for s, c in conventions.items())
     methods = list(runners) + ([OWN] if conventions else [])

@@ -102,3 +102,30 @@ def test_every_facealign_row_gets_the_bgr_image_and_the_peers_rgb(tmp_path):
     np.testing.assert_array_equal(seen["facealign"], bgr)
     np.testing.assert_array_equal(seen[baselines.OWN], bgr)
     np.testing.assert_array_equal(seen["dlib"], bgr[..., ::-1])
+
+
+
+def test_a_run_of_facealign_alone_writes_its_settings_and_errors(tmp_path):
+    """--methods facealign runs without the peers' packages; --flip averages each crop with its mirror image,
+    which moves the points and is named in the report."""
+    import shutil
+
+    from facealign_sdk import Aligner
+    from facealign_sdk.pts import write_pts
+
+    from .conftest import SAMPLES
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "face.jpg", folder / "face.jpg")
+    write_pts(folder / "face.pts", Aligner(convention="none").align(str(SAMPLES / "face.jpg"))[0].points)
+    errors = []
+    for flip in (False, True):
+        out = tmp_path / f"out{flip}"
+        args = [str(folder), "--methods", "facealign", "--mode", "fixed", "--out", str(out), "--no-ced"]
+        assert baselines.main(args + ["--flip"] * flip) == 0
+        report = json.loads((out / "results.json").read_text())
+        assert ("flip-averaged" in report["facealign_model"]) is flip
+        (per_set,) = report["per_image_nme"].values()
+        errors += per_set["fixed"]["facealign"]
+    assert all(0 < e < 0.1 for e in errors) and errors[0] != errors[1]
