@@ -255,9 +255,9 @@ def test_an_evaluation_records_the_convention_it_was_measured_in(convention_mode
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], "a"), (["--convention", "b"], "b"), (["--convention", "none"], None)])
-def test_image_and_video_json_record_the_convention_of_their_points(convention_model, tmp_path, flags, expected):
-    """Each image record and the video document's head say which convention the points follow (null: the
-    network's own); the CSVs have no place for it."""
+def test_image_video_and_bench_json_record_the_convention_of_their_points(convention_model, tmp_path, flags, expected):
+    """Each image record, the video document's head and the bench report say which convention the points follow
+    (null: the network's own); the CSVs have no place for it."""
     from facealign_sdk.cli.main import main
 
     folder, _ = convention_model
@@ -270,6 +270,10 @@ def test_image_and_video_json_record_the_convention_of_their_points(convention_m
     assert main(["video", str(frames), "--json", str(video_json), *model]) == 0
     assert [r["convention"] for r in json.loads(image_json.read_text())] == [expected]
     assert json.loads(video_json.read_text())["convention"] == expected
+    bench_json = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(folder), "--backends", "torch", "--batch", "1", "--iters", "1",
+                 "--image", str(frames / "face.jpg"), "--json", str(bench_json), *flags]) == 0
+    assert json.loads(bench_json.read_text())["convention"] == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
