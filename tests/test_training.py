@@ -528,6 +528,24 @@ def test_time_limit_stops_the_run_with_a_checkpoint_and_holds_on_resume(annotate
     assert train_landmarks(more, progress=False)["step"] == 3
 
 
+def test_the_training_loop_reads_the_clock_once_per_step(annotated_folder, tmp_path, monkeypatch):
+    """One clock reading per step serves the schedule, the time limit and the log."""
+    import time
+    import types
+
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training import landmarks
+
+    reads = []
+    monkeypatch.setattr(landmarks, "time", types.SimpleNamespace(time=lambda: reads.append(1) or time.time()))
+    cfg = landmarks.LandmarkConfig(train=[landmarks.DataSource(folder=str(annotated_folder))], val=None,
+                                   autoencoder=None, run_dir=str(tmp_path / "run"), net=NetConfig(width=8),
+                                   batch_size=2, steps=4, checkpoint_every=2, threads=1, time_limit_minutes=60)
+    record = landmarks.train_landmarks(cfg, progress=False)
+    assert record["step"] == 4 and record["wall_s"] >= 0
+    assert len(reads) == 1 + 4  # the start, then each step's
+
+
 def test_schedule_runs_on_steps_or_time_whichever_is_spent_first():
     from facealign_sdk.training.landmarks import LandmarkConfig
 

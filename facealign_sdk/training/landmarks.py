@@ -332,9 +332,9 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     bar = tqdm(total=cfg.steps, initial=step, desc="landmarks", disable=not progress, dynamic_ncols=True)
     t0 = time.time()
     spent_before = float(state.get("train_seconds", 0.0)) if state else 0.0  # the run's earlier sessions
-    last = cfg.steps if cfg.progress(step, spent_before) < 1.0 else step  # a resumed run whose time is spent: done
+    seconds = spent_before  # training time so far, read once per step (at its end)
+    last = cfg.steps if cfg.progress(step, seconds) < 1.0 else step  # a resumed run whose time is spent: done
     for batch in batch_stream(batches, step, last, cfg.workers):
-        seconds = spent_before + time.time() - t0
         factor = 0.1 if cfg.progress(step, seconds) >= cfg.lr_decay_at else 1.0
         for group, lr in zip(opt.param_groups, base_lrs):
             group["lr"] = lr * factor
@@ -365,12 +365,12 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        spent = spent_before + time.time() - t0
-        out_of_time = cfg.progress(step, spent) >= 1.0
+        seconds = spent_before + time.time() - t0
+        out_of_time = cfg.progress(step, seconds) >= 1.0
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             val_nme = validate(net, val_items) if val_items else None  # JSON null, never a bare NaN
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
-                      "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
+                      "wall_s": round(seconds - spent_before, 1), "loss": round(float(np.mean(losses)), 5),
                       "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
             if head is not None:  # the unweighted 1-D term: is the head learning while its weight ramps up?
                 record["loss_1d"] = round(float(np.mean(losses_1d)), 5)
@@ -384,7 +384,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
                 save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
                                  "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
-                      "train_seconds": spent, "config": cfg.model_dump(),
+                      "train_seconds": seconds, "config": cfg.model_dump(),
                       **({} if head is None else {"marginal_head": head.state_dict()})})
         if out_of_time:
             break
