@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facealign_sdk.errors import InputError
 from facealign_sdk.pts import PtsError, read_pts, write_pts
 
 from .conftest import SAMPLES
@@ -507,6 +508,31 @@ def test_a_steps_batch_is_the_same_with_workers_and_on_resume(annotated_folder):
     assert here[0].points.shape == (3, 68, 2) and here[0].points.dtype == np.float32
     assert not np.array_equal(here[0].crops, here[1].crops)
     assert not np.array_equal(here[0].crops, _batches(annotated_folder, seed=1).draw(0).crops)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_a_bad_face_in_a_worker_is_the_same_error_as_without_workers(tmp_path):
+    """Points that no crop can hold fail when a batch is cut: with worker processes the training process raises
+    the same project error, naming the face, not the loader's multi-process traceback."""
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    points = np.stack([64 + 30 * np.cos(t), 64 + 30 * np.sin(t)], axis=1)
+    for name, scale in (("good", 1.0), ("broken", 1e200)):  # finite, so the .pts reads; its box overflows
+        cv2.imwrite(str(folder / f"{name}.png"), np.full((128, 128, 3), 100, np.uint8))
+        write_pts(folder / f"{name}.pts", points * scale)
+    messages = []
+    for workers in (0, 1):
+        cfg = LandmarkConfig(train=[DataSource(folder=str(folder))], val=None, autoencoder=None,
+                             run_dir=str(tmp_path / f"run{workers}"), net=NetConfig(width=8), batch_size=4, steps=3,
+                             threads=1, workers=workers)
+        with pytest.raises(InputError) as caught:
+            train_landmarks(cfg, progress=False)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and messages[0].startswith("training face broken.png: invalid face box")
 
 
 def test_time_limit_stops_the_run_with_a_checkpoint_and_holds_on_resume(annotated_folder, tmp_path):
