@@ -44,8 +44,8 @@ class LandmarkBatches:
         samples = [self._sample(i, rng) for i in picks]
         return Batch(np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples]).astype(np.float32), picks)
 
-
     def _sample(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The augmented crop and points of item ``index``; InputError naming the face when it cannot be cut."""
         item = self.items[index]
         try:
             return landmark_sample(item, self.crop_size, rng, self.augs[self.source_of[index]])
