@@ -511,6 +511,24 @@ def test_a_steps_batch_is_the_same_with_workers_and_on_resume(annotated_folder):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_a_run_from_init_model_warns_of_a_conventions_file_fitted_on_another_model(annotated_folder, tiny_model,
+                                                                                  tmp_path, caplog):
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.conventions import FittedConvention, ModelIdentity
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    other = ModelIdentity(name="another-model", weights_sha256="ab" * 32)
+    path = tmp_path / "conventions.json"
+    path.write_text(json.dumps({"ytf68": FittedConvention(name="ytf68", model=other, folder="x", faces=1,
+                                                          offsets=[(0.01, 0.0)] * 68, nme_without=1.0,
+                                                          nme_with=1.0).model_dump()}))
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder), convention="ytf68")], val=None,
+                         autoencoder=None, init_model=str(tiny_model), conventions=str(path), target_convention="none",
+                         run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=2, steps=1, threads=1)
+    train_landmarks(cfg, progress=False)
+    assert "was fitted on model another-model (weights abababababab), this run starts from tiny-test" in caplog.text
+
+
 def test_a_bad_face_in_a_worker_is_the_same_error_as_without_workers(tmp_path):
     """Points that no crop can hold fail when a batch is cut: with worker processes the training process raises
     the same project error, naming the face, not the loader's multi-process traceback."""
