@@ -182,9 +182,11 @@ def test_a_conventions_file_of_another_model_than_the_runs_start_warns(tmp_path,
     from facealign_sdk.training.data import Annotated
     from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, _move_into_target_convention
 
-    fitted_on, other = ModelIdentity(name="m", weights_sha256="ab" * 32), ModelIdentity(name="m", weights_sha256="cd" * 32)
+    fitted_on = ModelIdentity(name="m", weights_sha256="ab" * 32)
+    other = ModelIdentity(name="m", weights_sha256="cd" * 32)  # the same name, retrained
     conv = {name: FittedConvention(name=name, model=fitted_on, folder="x", faces=1, nme_without=1.0, nme_with=1.0,
-                                   offsets=[tuple(o) for o in _offsets(seed)]) for name, seed in (("300w", 3), ("ytf68", 4))}
+                                   offsets=[tuple(o) for o in _offsets(seed)])
+            for name, seed in (("300w", 3), ("ytf68", 4))}
     path = tmp_path / "conventions.json"
     cfg = LandmarkConfig(train=[DataSource(folder="a", convention="ytf68")], conventions=str(path), init_model="m2")
     points = np.stack([200 + 60 * np.cos(np.linspace(0, 6, 68)), 220 + 80 * np.sin(np.linspace(0, 6, 68))], 1)

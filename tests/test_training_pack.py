@@ -111,7 +111,8 @@ def test_pack_holds_the_faces_a_source_with_max_faces_trains_on(data_root, tmp_p
     assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(out), "--root", "."]) == 0
 
     def trained_on(folder):
-        return sorted(Path(it.name).stem for it in first_by_hash(load_annotated(folder, held_out=0.25, progress=False), 3))
+        faces = first_by_hash(load_annotated(folder, held_out=0.25, progress=False), 3)
+        return sorted(Path(it.name).stem for it in faces)
 
     unpacked = tmp_path / "unpacked"
     with tarfile.open(out) as tar:

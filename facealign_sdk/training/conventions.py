@@ -96,9 +96,9 @@ def fit_convention(aligner, name: str, folder: str | Path, held_out: float | Non
     eyes = aligner.landmarker.scheme.outer_eye_corners
     nme_without, nme_with = (100 * float(nme(points, annotated, eyes).mean()) for points in (predicted, predicted + offsets))
     return FittedConvention(
+        name=name, model=ModelIdentity.of(aligner.landmarker.manifest), folder=str(folder), faces=len(predicted),
         # a millionth of the crop side is far below any annotation's precision
-        name=name, model=ModelIdentity.of(aligner.landmarker.manifest), folder=str(folder), faces=len(predicted), offsets=[(round(float(x), 6), round(float(y), 6))
-                                                                      for x, y in offsets],
+        offsets=[(round(float(x), 6), round(float(y), 6)) for x, y in offsets],
         nme_without=nme_without, nme_with=nme_with)
 
 
