@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,11 +85,15 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
 def replacing(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` for a writer to fill; renamed over ``path`` when the block ends
     and removed when it fails. An interruption or a full disk leaves the old file (or none), never half
-    a new one."""
+    a new one. The file gets the mode of any new file (0o666 less the umask), also from a writer that makes
+    its output private (safetensors writes 0o600)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.part")  # one per writer
     try:
+        tmp.open("wb").close()  # created here, so that it has the umask's mode, without changing the umask
+        mode = tmp.stat().st_mode & 0o777
         yield tmp
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

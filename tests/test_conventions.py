@@ -157,6 +157,7 @@ def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, 
     fitted = fit_convention(aligner, "mine", folder, progress=False)
     predicted, annotated = crop_points(aligner, folder, progress=False)
     assert fitted.faces == 2 and len(fitted.offsets) == 68
+    assert fitted.model.name == aligner.manifest.name and fitted.model.weights_sha256 == aligner.manifest.weights_sha256
     np.testing.assert_allclose(fitted.offsets, (annotated - predicted).mean(axis=0), atol=5e-7)  # 6 decimals
     assert fitted.nme_with <= fitted.nme_without
     with pytest.raises(FileNotFoundError, match="no such folder"):
@@ -197,6 +198,34 @@ def test_training_moves_named_sources_into_the_target_convention(tmp_path):
         _move_into_target_convention(cfg, items)
 
 
+def test_a_conventions_file_of_another_model_than_the_runs_start_warns(tmp_path, caplog):
+    """A conventions file records the model it was fitted on; a run starting from another model uses it with a
+    warning, and a file from before the record loads without one."""
+    from facealign_sdk.training.conventions import FittedConvention, ModelIdentity
+    from facealign_sdk.training.data import Annotated
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, _move_into_target_convention
+
+    fitted_on = ModelIdentity(name="m", weights_sha256="ab" * 32)
+    other = ModelIdentity(name="m", weights_sha256="cd" * 32)  # the same name, retrained
+    conv = {name: FittedConvention(name=name, model=fitted_on, folder="x", faces=1, nme_without=1.0, nme_with=1.0,
+                                   offsets=[tuple(o) for o in _offsets(seed)])
+            for name, seed in (("300w", 3), ("ytf68", 4))}
+    path = tmp_path / "conventions.json"
+    cfg = LandmarkConfig(train=[DataSource(folder="a", convention="ytf68")], conventions=str(path), init_model="m2")
+    points = np.stack([200 + 60 * np.cos(np.linspace(0, 6, 68)), 220 + 80 * np.sin(np.linspace(0, 6, 68))], 1)
+    moved = {}
+    for case, records, start in (("same", True, fitted_on), ("other", True, other), ("old file", False, other)):
+        path.write_text(json.dumps({k: v.model_dump(exclude=set() if records else {"model"}) for k, v in conv.items()}))
+        caplog.clear()
+        items = [[Annotated(np.zeros((4, 4, 3), np.uint8), points.copy(), "f")]]
+        _move_into_target_convention(cfg, items, start)
+        moved[case] = items[0][0].points
+        assert ("was fitted on model m (weights abababababab), this run starts from m (weights cdcdcdcdcdcd)"
+                in caplog.text) is (case == "other"), case
+    np.testing.assert_array_equal(moved["same"], moved["other"])
+    np.testing.assert_array_equal(moved["same"], moved["old file"])
+
+
 def test_cli_fits_writes_the_file_and_the_manifest(bundled_copy, self_annotated, tmp_path, capsys):
     import shutil
 
@@ -211,6 +240,7 @@ def test_cli_fits_writes_the_file_and_the_manifest(bundled_copy, self_annotated,
     written = json.loads(out.read_text())
     manifest = json.loads((model / "manifest.json").read_text())
     assert set(written) == {"mine", "other"} and manifest["default_convention"] == "mine"
+    assert written["mine"]["model"] == {"name": manifest["name"], "weights_sha256": manifest["weights_sha256"]}
     np.testing.assert_allclose(manifest["conventions"]["mine"], written["mine"]["offsets"])
     # fitting again measures the network's points, not the points with the stored default's offsets
     assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={folder}",
@@ -300,9 +330,9 @@ def test_an_evaluation_records_the_convention_it_was_measured_in(convention_mode
 
 
 @pytest.mark.parametrize(("flags", "expected"), [([], "a"), (["--convention", "b"], "b"), (["--convention", "none"], None)])
-def test_image_and_video_json_record_the_convention_of_their_points(convention_model, tmp_path, flags, expected):
-    """Each image record and the video document's head say which convention the points follow (null: the
-    network's own); the CSVs have no place for it."""
+def test_image_video_and_bench_json_record_the_convention_of_their_points(convention_model, tmp_path, flags, expected):
+    """Each image record, the video document's head and the bench report say which convention the points follow
+    (null: the network's own); the CSVs have no place for it."""
     from facealign_sdk.cli.main import main
 
     folder, _ = convention_model
@@ -315,6 +345,10 @@ def test_image_and_video_json_record_the_convention_of_their_points(convention_m
     assert main(["video", str(frames), "--json", str(video_json), *model]) == 0
     assert [r["convention"] for r in json.loads(image_json.read_text())] == [expected]
     assert json.loads(video_json.read_text())["convention"] == expected
+    bench_json = tmp_path / "bench.json"
+    assert main(["bench", "--model", str(folder), "--backends", "torch", "--batch", "1", "--iters", "1",
+                 "--image", str(frames / "face.jpg"), "--json", str(bench_json), *flags]) == 0
+    assert json.loads(bench_json.read_text())["convention"] == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import cv2
@@ -500,3 +501,25 @@ def test_every_released_artifact_is_the_one_its_manifest_records(name):
     for file, digest in manifest.artifacts_sha256.items():
         assert sha256(folder / file) == digest, f"{name}/{file}"
     assert sha256(folder / "model.safetensors") == manifest.weights_sha256
+
+
+# -- written files ----------------------------------------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "umask") or os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_get_the_umasks_mode(tmp_path, umask):
+    """Released weights, manifests and checkpoints are written atomically through a temporary file, and still
+    get the mode of any new file (safetensors' writer makes its files 0o600)."""
+    import torch
+
+    from facealign_sdk.nets import LandmarkNet, NetConfig
+    from facealign_sdk.training.checkpoint import save_checkpoint
+    from facealign_sdk.training.release import write_model_folder
+
+    before = os.umask(umask)
+    try:
+        write_model_folder(LandmarkNet(NetConfig(width=8)), tmp_path / "model", "mode-test", [])
+        save_checkpoint({"step": torch.zeros(1)}, tmp_path / "last.pt")
+    finally:
+        os.umask(before)
+    written = [tmp_path / "model" / "model.safetensors", tmp_path / "model" / "manifest.json", tmp_path / "last.pt"]
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in written} == {p.name: oct(0o666 & ~umask) for p in written}

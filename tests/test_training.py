@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
+from facealign_sdk.errors import InputError
 from facealign_sdk.pts import PtsError, read_pts, write_pts
 
 from .conftest import SAMPLES
@@ -509,6 +510,48 @@ def test_a_steps_batch_is_the_same_with_workers_and_on_resume(annotated_folder):
     assert not np.array_equal(here[0].crops, _batches(annotated_folder, seed=1).draw(0).crops)
 
 
+def test_a_run_from_init_model_warns_of_a_conventions_file_fitted_on_another_model(annotated_folder, tiny_model,
+                                                                                  tmp_path, caplog):
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.conventions import FittedConvention, ModelIdentity
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    other = ModelIdentity(name="another-model", weights_sha256="ab" * 32)
+    path = tmp_path / "conventions.json"
+    path.write_text(json.dumps({"ytf68": FittedConvention(name="ytf68", model=other, folder="x", faces=1,
+                                                          offsets=[(0.01, 0.0)] * 68, nme_without=1.0,
+                                                          nme_with=1.0).model_dump()}))
+    cfg = LandmarkConfig(train=[DataSource(folder=str(annotated_folder), convention="ytf68")], val=None,
+                         autoencoder=None, init_model=str(tiny_model), conventions=str(path), target_convention="none",
+                         run_dir=str(tmp_path / "run"), net=NetConfig(width=8), batch_size=2, steps=1, threads=1)
+    train_landmarks(cfg, progress=False)
+    assert "was fitted on model another-model (weights abababababab), this run starts from tiny-test" in caplog.text
+
+
+def test_a_bad_face_in_a_worker_is_the_same_error_as_without_workers(tmp_path):
+    """Points that no crop can hold fail when a batch is cut: with worker processes the training process raises
+    the same project error, naming the face, not the loader's multi-process traceback."""
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training.landmarks import DataSource, LandmarkConfig, train_landmarks
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    points = np.stack([64 + 30 * np.cos(t), 64 + 30 * np.sin(t)], axis=1)
+    for name, far in (("good", 0.0), ("broken", 1e300)):  # finite, so the .pts reads; its points collapse to one
+        cv2.imwrite(str(folder / f"{name}.png"), np.full((128, 128, 3), 100, np.uint8))
+        write_pts(folder / f"{name}.pts", points + far)
+    messages = []
+    for workers in (0, 1):
+        cfg = LandmarkConfig(train=[DataSource(folder=str(folder))], val=None, autoencoder=None,
+                             run_dir=str(tmp_path / f"run{workers}"), net=NetConfig(width=8), batch_size=4, steps=3,
+                             threads=1, workers=workers)
+        with pytest.raises(InputError) as caught:
+            train_landmarks(cfg, progress=False)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and messages[0].startswith("training face broken.png: invalid face box")
+
+
 def test_time_limit_stops_the_run_with_a_checkpoint_and_holds_on_resume(annotated_folder, tmp_path):
     from facealign_sdk.nets import NetConfig
     from facealign_sdk.training.checkpoint import load_checkpoint
@@ -526,6 +569,24 @@ def test_time_limit_stops_the_run_with_a_checkpoint_and_holds_on_resume(annotate
     assert load_checkpoint(run / "last.pt")["step"] == 1
     more = cfg.model_copy(update={"time_limit_minutes": None, "steps": 3})  # a longer budget resumes it
     assert train_landmarks(more, progress=False)["step"] == 3
+
+
+def test_the_training_loop_reads_the_clock_once_per_step(annotated_folder, tmp_path, monkeypatch):
+    """One clock reading per step serves the schedule, the time limit and the log."""
+    import time
+    import types
+
+    from facealign_sdk.nets import NetConfig
+    from facealign_sdk.training import landmarks
+
+    reads = []
+    monkeypatch.setattr(landmarks, "time", types.SimpleNamespace(time=lambda: reads.append(1) or time.time()))
+    cfg = landmarks.LandmarkConfig(train=[landmarks.DataSource(folder=str(annotated_folder))], val=None,
+                                   autoencoder=None, run_dir=str(tmp_path / "run"), net=NetConfig(width=8),
+                                   batch_size=2, steps=4, checkpoint_every=2, threads=1, time_limit_minutes=60)
+    record = landmarks.train_landmarks(cfg, progress=False)
+    assert record["step"] == 4 and record["wall_s"] >= 0
+    assert len(reads) == 1 + 4  # the start, then each step's
 
 
 def test_schedule_runs_on_steps_or_time_whichever_is_spent_first():

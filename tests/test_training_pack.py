@@ -98,6 +98,29 @@ def test_pack_command_packs_a_runs_folders_and_keeps_its_size_bound(data_root, t
                  "--max-mb", "0.001"]) == 2
 
 
+def test_pack_holds_the_faces_a_source_with_max_faces_trains_on(data_root, tmp_path, monkeypatch):
+    """A few-label source (max_faces) packs only the faces training takes, and a run on the unpacked copy takes
+    the same ones."""
+    from facealign_sdk.training.data import first_by_hash, load_annotated
+
+    monkeypatch.chdir(data_root)
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"train": [{"folder": "set/train", "held_out": 0.25, "max_faces": 3}], "val": None,
+                                  "autoencoder": None}))
+    out = tmp_path / "p.tar.gz"
+    assert main(["train", "--no-progress", "pack", "--config", str(config), "--out", str(out), "--root", "."]) == 0
+
+    def trained_on(folder):
+        faces = first_by_hash(load_annotated(folder, held_out=0.25, progress=False), 3)
+        return sorted(Path(it.name).stem for it in faces)
+
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(out) as tar:
+        tar.extractall(unpacked, filter="data")
+    packed = sorted(p.stem for p in (unpacked / "set" / "train").glob("*.webp"))
+    assert packed == trained_on("set/train") == trained_on(unpacked / "set" / "train") and len(packed) == 3
+
+
 def test_every_takes_any_path_to_a_folder_and_a_folder_used_twice_is_packed_once(data_root, tmp_path):
     train = str(data_root / "set" / "train")
     out = tmp_path / "p.tar.gz"

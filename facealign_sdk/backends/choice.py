@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import platform
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from ..model import sha256
+from ..outputs import write_file_atomic
 from .base import Backend, BackendError
 from .ort import cache_dir, env_threads
 
@@ -84,9 +84,7 @@ def write_cache(path: Path, choices: dict[str, BackendChoice]) -> None:
     """Write the choices atomically; a cache that cannot be written costs a measurement next time, no more."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per writer
-        tmp.write_text(json.dumps({k: v.model_dump() for k, v in choices.items()}, indent=1) + "\n")
-        tmp.replace(path)
+        write_file_atomic(path, json.dumps({k: v.model_dump() for k, v in choices.items()}, indent=1) + "\n")
     except OSError as exc:
         log.warning("%s: cannot write the backend cache (%s)", path, exc)
 

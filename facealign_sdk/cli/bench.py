@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_output_file(args.json)  # before the timing runs, not after them
     # an unknown convention is bad input for every target alike, not one "skipped" line per target (exit 1)
-    load_manifest(model_dir).convention_offsets(args.convention)
+    convention, _ = load_manifest(model_dir).convention_offsets(args.convention)
     targets = _targets(model_dir, args.backends)
     image = read_image(args.image or sample_image())
     aligners = []
@@ -119,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
     print(f"\n{env}")
-    if args.json:
-        args.json.write_text(json.dumps({"env": env, "results": rows}, indent=1))
+    if args.json:  # the points' annotation convention, as image and video JSON record it (null: the network's own)
+        args.json.write_text(json.dumps({"env": env, "convention": convention, "results": rows}, indent=1))
     if not rows:
         print("facealign bench: no target could be built (see the skipped lines above)", file=sys.stderr)
         return 1

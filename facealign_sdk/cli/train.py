@@ -226,7 +226,7 @@ def _pack(args: argparse.Namespace) -> int:
     from ..outputs import check_output_file
     from ..resources import shared_data
     from ..training.landmarks import LandmarkConfig
-    from ..training.pack import PackOptions, pack_folders
+    from ..training.pack import FolderUse, PackOptions, pack_folders
 
     cfg = _config(LandmarkConfig, args, {})
     every = {}
@@ -238,9 +238,10 @@ def _pack(args: argparse.Namespace) -> int:
     options = PackOptions.model_validate({"every": every, **{k: v for k, v in {
         "quality": args.quality, "crop_pixels": args.crop_pixels}.items() if v is not None}})
     check_output_file(args.out, suffixes=(".tar.gz",), what="--out")
-    folders = [(src.folder, src.held_out) for src in cfg.train] + ([(cfg.val, None)] if cfg.val else [])
+    folders = [FolderUse(src.folder, src.held_out, src.max_faces) for src in cfg.train] + (
+        [FolderUse(cfg.val)] if cfg.val else [])
     # the machine that trains runs this config where it unpacks the pack: a path of this machine is not there
-    absolute = [folder for folder, _ in folders if Path(folder).is_absolute()]
+    absolute = [use.folder for use in folders if Path(use.folder).is_absolute()]
     if absolute:
         raise InputError(f"{args.config}: {', '.join(absolute)}: absolute paths; the pack is unpacked under the "
                          "training machine's own ../shared/data, so name its folders as this repository sees them "

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ..errors import FacealignError, InputError
 from .data import Annotated, LandmarkAugment, landmark_sample
 
 PREFETCH_PER_WORKER = 4  # batches each worker keeps ready: enough to hide a slow one, bounded memory
@@ -40,8 +41,23 @@ class LandmarkBatches:
         """The batch of ``step`` (steps done before it)."""
         rng = np.random.default_rng([self.seed, step])
         picks = rng.choice(len(self.items), self.batch_size, p=self.sample_p)
-        samples = [landmark_sample(self.items[i], self.crop_size, rng, self.augs[self.source_of[i]]) for i in picks]
+        samples = [self._sample(i, rng) for i in picks]
         return Batch(np.stack([s[0] for s in samples]), np.stack([s[1] for s in samples]).astype(np.float32), picks)
+
+    def _sample(self, index: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The augmented crop and points of item ``index``; InputError naming the face when it cannot be cut."""
+        item = self.items[index]
+        try:
+            return landmark_sample(item, self.crop_size, rng, self.augs[self.source_of[index]])
+        except InputError as exc:  # bad annotation data (points far outside any image): say which face
+            raise InputError(f"training face {item.name}: {exc}") from None
+
+
+class _WorkerError(NamedTuple):
+    """A project error raised while cutting a batch in a worker, sent back as the batch: the training process
+    raises it as it is, not inside the loader's multi-process traceback."""
+
+    error: FacealignError
 
 
 class _Steps(torch.utils.data.Dataset):
@@ -53,8 +69,11 @@ class _Steps(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.last - self.first
 
-    def __getitem__(self, index: int) -> Batch:
-        return self.batches.draw(self.first + index)
+    def __getitem__(self, index: int) -> Batch | _WorkerError:
+        try:
+            return self.batches.draw(self.first + index)
+        except FacealignError as exc:
+            return _WorkerError(exc)
 
 
 def _quiet_worker(_: int) -> None:
@@ -81,4 +100,7 @@ def batch_stream(batches: LandmarkBatches, first: int, last: int, workers: int =
         _Steps(batches, first, last), batch_size=None, shuffle=False, num_workers=workers,
         prefetch_factor=PREFETCH_PER_WORKER, worker_init_fn=_quiet_worker, collate_fn=_as_they_are,
         multiprocessing_context=context)
-    yield from loader
+    for batch in loader:
+        if isinstance(batch, _WorkerError):
+            raise batch.error
+        yield batch

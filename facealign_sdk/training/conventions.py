@@ -29,10 +29,27 @@ from ..outputs import write_file_atomic
 from .data import is_held_out
 
 
+class ModelIdentity(BaseModel):
+    """Which model a conventions file was fitted on: its manifest's name and weights hash."""
+
+    name: str
+    weights_sha256: str
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> "ModelIdentity":
+        """The identity of the model ``manifest`` describes."""
+        return cls(name=manifest.name, weights_sha256=manifest.weights_sha256)
+
+    def __str__(self) -> str:
+        return f"{self.name} (weights {self.weights_sha256[:12] or 'unhashed'})"
+
+
 class FittedConvention(BaseModel):
     """One fitted convention and what it does on the faces it was fitted on (fixed boxes)."""
 
     name: str
+    model: ModelIdentity | None = Field(None, description="the model whose points the offsets start from (None: "
+                                        "not recorded, a file fitted before it was)")
     folder: str
     faces: int
     offsets: list[tuple[float, float]] = Field(description="per landmark (dx, dy), fractions of the crop side")
@@ -90,8 +107,9 @@ def fit_convention(aligner, name: str, folder: str | Path, held_out: float | Non
     def nme_pct(points: np.ndarray) -> float:
         return 100 * float(nme(points, annotated, eyes).mean())
 
-    fitted = FittedConvention(name=name, folder=str(folder), faces=len(predicted), offsets=_rounded(offsets),
-                              nme_without=nme_pct(predicted), nme_with=nme_pct(predicted + offsets))
+    fitted = FittedConvention(name=name, model=ModelIdentity.of(aligner.landmarker.manifest), folder=str(folder),
+                              faces=len(predicted), offsets=_rounded(offsets), nme_without=nme_pct(predicted),
+                              nme_with=nme_pct(predicted + offsets))
     if flip_aligner is not None:
         flipped, _ = crop_points(flip_aligner, folder, held_out, progress)
         flip_offsets = (annotated - flipped).mean(axis=0)

@@ -9,6 +9,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -26,9 +27,16 @@ def is_held_out(path: Path, fraction: float) -> bool:
     return digest[0] / 256.0 < fraction
 
 
-def first_by_hash(items: list["Annotated"], count: int | None) -> list["Annotated"]:
-    """``count`` of ``items`` chosen by a hash of their names (all when ``count`` is None): the same faces
-    every run, whatever the folder's order, independent of :func:`is_held_out`'s split."""
+class _Named(Protocol):
+    name: str
+
+
+NamedT = TypeVar("NamedT", bound=_Named)
+
+
+def first_by_hash(items: list[NamedT], count: int | None) -> list[NamedT]:
+    """``count`` of ``items`` (faces, or their image paths) chosen by a hash of their names (all when ``count``
+    is None): the same faces every run, whatever the folder's order, independent of :func:`is_held_out`'s split."""
     if count is None or count >= len(items):
         return items
     return sorted(items, key=lambda it: hashlib.sha1(b"subset:" + Path(it.name).stem.encode()).digest())[:count]

@@ -13,6 +13,7 @@ the pixels); weighting the peaks gets past it at once (ytf68/val, width 16, 200 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Literal
@@ -30,11 +31,13 @@ from ..model import NETWORK_CONVENTION
 from ..nets import LandmarkNet, MarginalHead, NetConfig
 from .autoencoder import load_autoencoder
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
-from .conventions import FittedConvention, shift_to
+from .conventions import FittedConvention, ModelIdentity, shift_to
 from .device import training_device
 from .batches import LandmarkBatches, batch_stream
 from .data import Annotated, LandmarkAugment, first_by_hash, landmark_sample, load_annotated
 from .losses import laplace_kl_loss, marginal_kl_loss
+
+log = logging.getLogger("facealign_sdk")
 
 
 class DataSource(BaseModel):
@@ -58,8 +61,14 @@ class DataSource(BaseModel):
         "run's target_convention (None: taken as they are)")
 
 
-def _move_into_target_convention(cfg: "LandmarkConfig", per_source: list[list[Annotated]]) -> None:
-    """Shift, in place, the points of every source that names a convention into ``cfg.target_convention``."""
+def _move_into_target_convention(cfg: "LandmarkConfig", per_source: list[list[Annotated]],
+                                 start_model: ModelIdentity | None = None) -> None:
+    """Shift, in place, the points of every source that names a convention into ``cfg.target_convention``.
+
+    A conventions file fitted on another model than the one the run starts from (``start_model``, its
+    ``init_model``) is used with a warning, not refused: the shift between two named conventions is the
+    difference of their offsets, in which much of the fitted model's own bias cancels, but a source taken as
+    the model's own points (``none``) moves by the fitted model's offsets. Files without the record load as before."""
     named = [src.convention for src in cfg.train if src.convention is not None]
     if not named:
         return
@@ -76,6 +85,12 @@ def _move_into_target_convention(cfg: "LandmarkConfig", per_source: list[list[An
             # a file fitted on a model with another scheme: its offsets would broadcast silently
             raise InputError(f"{cfg.conventions}: convention {name!r} has {len(fitted[name].offsets)} offsets, the "
                              f"run's network {cfg.net.num_landmarks} landmarks")
+    others = sorted({str(fitted[name].model) for name in [*named, cfg.target_convention]
+                     if name in fitted and fitted[name].model not in (None, start_model)})
+    if others and start_model is not None:
+        log.warning("%s was fitted on model %s, this run starts from %s: its offsets describe the other model's "
+                    "points (refit it: facealign train conventions --model %s --json ...)",
+                    cfg.conventions, ", ".join(others), start_model, cfg.init_model)
 
     def offsets(name: str) -> np.ndarray:
         # "none": points that are the fitted model's own (its pseudo-labels): no offset from its points
@@ -112,7 +127,7 @@ class LandmarkConfig(BaseModel):
     init_model: str | None = Field(None, description="model folder to warm-start from (e.g. a released model)")
     conventions: str | None = Field(
         None, description="JSON of fitted annotation conventions (facealign train conventions --json), which the "
-        "sources' convention names refer to")
+        "sources' convention names refer to; fitted on another model than init_model, it is used with a warning")
     target_convention: str = Field("300w", description="the convention every source with a convention is moved "
                                    "into, so that the network learns one")
     run_dir: str = "runs/lm"
@@ -280,12 +295,15 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     # the starting weights before the data: a wrong path fails in seconds, not after loading every image
     torch.manual_seed(cfg.seed)
     net = LandmarkNet(cfg.net)
+    start_model = None
     if state is None and cfg.init_model:
         from ..backends.torch_backend import load_network
         from ..model import load_manifest
 
         model_dir = Path(cfg.init_model)
-        model = load_network(model_dir, load_manifest(model_dir))
+        manifest = load_manifest(model_dir)
+        start_model = ModelIdentity.of(manifest)
+        model = load_network(model_dir, manifest)
         if model.config != cfg.net:
             raise InputError(f"{model_dir}: its network ({model.config.model_dump()}) is not this run's net "
                              f"({cfg.net.model_dump()}): set net to the model's to start from it")
@@ -300,7 +318,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     for src, got in zip(cfg.train, per_source):
         if not got:
             raise InputError(f"{src.folder}: no annotated images left for training (held_out {src.held_out})")
-    _move_into_target_convention(cfg, per_source)
+    _move_into_target_convention(cfg, per_source, start_model)
     items = [it for got in per_source for it in got]
     source_of = np.concatenate([np.full(len(got), k) for k, got in enumerate(per_source)])
     # each source gets its share of the samples whatever its size
@@ -332,9 +350,9 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
     bar = tqdm(total=cfg.steps, initial=step, desc="landmarks", disable=not progress, dynamic_ncols=True)
     t0 = time.time()
     spent_before = float(state.get("train_seconds", 0.0)) if state else 0.0  # the run's earlier sessions
-    last = cfg.steps if cfg.progress(step, spent_before) < 1.0 else step  # a resumed run whose time is spent: done
+    seconds = spent_before  # training time so far, read once per step (at its end)
+    last = cfg.steps if cfg.progress(step, seconds) < 1.0 else step  # a resumed run whose time is spent: done
     for batch in batch_stream(batches, step, last, cfg.workers):
-        seconds = spent_before + time.time() - t0
         factor = 0.1 if cfg.progress(step, seconds) >= cfg.lr_decay_at else 1.0
         for group, lr in zip(opt.param_groups, base_lrs):
             group["lr"] = lr * factor
@@ -365,12 +383,12 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         bar.update(1)
         if step % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-        spent = spent_before + time.time() - t0
-        out_of_time = cfg.progress(step, spent) >= 1.0
+        seconds = spent_before + time.time() - t0
+        out_of_time = cfg.progress(step, seconds) >= 1.0
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
             val_nme = validate(net, val_items) if val_items else None  # JSON null, never a bare NaN
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
-                      "wall_s": round(time.time() - t0, 1), "loss": round(float(np.mean(losses)), 5),
+                      "wall_s": round(seconds - spent_before, 1), "loss": round(float(np.mean(losses)), 5),
                       "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
             if head is not None:  # the unweighted 1-D term: is the head learning while its weight ramps up?
                 record["loss_1d"] = round(float(np.mean(losses_1d)), 5)
@@ -384,7 +402,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
                 save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
                                  "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
-                      "train_seconds": spent, "config": cfg.model_dump(),
+                      "train_seconds": seconds, "config": cfg.model_dump(),
                       **({} if head is None else {"marginal_head": head.state_dict()})})
         if out_of_time:
             break

@@ -14,6 +14,7 @@ import io
 import math
 import tarfile
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from ..errors import InputError
 from ..imageio import list_images, read_image
 from ..outputs import replacing
 from ..pts import pts_text, read_pts
-from .data import is_held_out
+from .data import first_by_hash, is_held_out
 
 
 class PackOptions(BaseModel):
@@ -42,6 +43,20 @@ class PackOptions(BaseModel):
     every: dict[str, int] = Field(default_factory=dict, description="keep every N-th face of these folders "
                                   "(sorted by name; any path to the folder): sets of consecutive video frames repeat "
                                   "themselves")
+
+
+class FolderUse(NamedTuple):
+    """One use of a folder by a run: a train source (its held-out share and ``max_faces``) or the val folder."""
+
+    folder: str
+    held_out: float | None = None
+    max_faces: int | None = None
+
+    def faces(self, files: list[Path]) -> set[Path]:
+        """The faces of ``files`` this use takes, chosen as training chooses them (:func:`.data.is_held_out`,
+        then :func:`.data.first_by_hash`)."""
+        kept = [f for f in files if self.held_out is None or not is_held_out(f, self.held_out)]
+        return set(first_by_hash(kept, self.max_faces))
 
 
 class PackReport(BaseModel):
@@ -78,30 +93,27 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))  # mtime 0, root-owned
 
 
-def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out: str | Path,
+def pack_folders(folders: list[FolderUse | tuple], root: str | Path, out: str | Path,
                  options: PackOptions | None = None, progress: bool = True, max_mb: float | None = None) -> PackReport:
-    """Write the annotated images of ``folders`` ((folder, held-out share to leave out)) as ``out`` (a .tar.gz
-    whose paths are the folders' paths under ``root``); InputError when it comes to more than ``max_mb``.
-    Whole or not at all: a failure (a bad image, the size bound) leaves the pack that was there before."""
+    """Write the faces of ``folders`` that their uses take (:class:`FolderUse`, or a tuple of its fields) as ``out``
+    (a .tar.gz whose paths are the folders' paths under ``root``); InputError when it comes to more than
+    ``max_mb``. Whole or not at all: a failure (a bad image, the size bound) leaves the pack that was there before."""
     options = options or PackOptions()
     root = Path(root).resolve()
     # a folder is the same however it is written (trailing slash, ./, absolute) and is packed once: with the
-    # faces every use of it needs (a train source's held-out share and the val folder: all of them)
-    needed: dict[Path, float | None] = {}
-    for folder, held_out in folders:
-        key = Path(folder).resolve()
-        if key not in needed:
-            needed[key] = held_out
-        elif needed[key] is not None:
-            needed[key] = None if held_out is None else min(needed[key], held_out)
-    unknown = sorted(folder for folder in options.every if Path(folder).resolve() not in needed)
+    # faces every use of it takes (a train source's and the val folder's)
+    uses: dict[Path, list[FolderUse]] = {}
+    for use in folders:
+        use = FolderUse(*use)
+        uses.setdefault(Path(use.folder).resolve(), []).append(use)
+    unknown = sorted(folder for folder in options.every if Path(folder).resolve() not in uses)
     if unknown:
         raise InputError(f"every: {', '.join(unknown)} is not one of the packed folders")
     every = {Path(folder).resolve(): count for folder, count in options.every.items()}
     places = []
-    for folder, held_out in needed.items():
+    for folder, folder_uses in uses.items():
         try:
-            places.append((folder, held_out, folder.relative_to(root)))
+            places.append((folder, folder_uses, folder.relative_to(root)))
         except ValueError:
             raise InputError(f"{folder}: not under the pack's root {root}") from None
     faces: dict[str, int] = {}
@@ -110,9 +122,10 @@ def pack_folders(folders: list[tuple[str, float | None]], root: str | Path, out:
     with replacing(Path(out)) as part:
         with open(part, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped, \
                 tarfile.open(fileobj=zipped, mode="w") as tar:
-            for folder, held_out, place in places:
-                files = [f for f in list_images(folder) if held_out is None or not is_held_out(f, held_out)]
-                files = files[:: every.get(folder, 1)]
+            for folder, folder_uses, place in places:
+                files = list_images(folder)
+                taken = set().union(*(use.faces(files) for use in folder_uses))
+                files = [f for f in files if f in taken][:: every.get(folder, 1)]
                 for path in tqdm(files, desc=f"packing {place}", leave=False, disable=not progress):
                     points = read_pts(path.with_suffix(".pts"))
                     crop, moved = cut_face(read_image(path), points, options.margin, options.crop_pixels)
