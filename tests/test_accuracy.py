@@ -116,3 +116,12 @@ def test_lite_model_end_to_end(name, shared_data):
     lite = Aligner(model="fabrec-scaf-w16-lite", convention=name)
     assert lite.manifest.input_size == 128
     _check(lite, _samples(shared_data, name, FACES_PER_SET), f"lite {name}")
+
+
+@pytest.mark.parametrize("name", ["300w", "ytf68"])
+def test_flip_averaging_with_its_fitted_offsets_end_to_end(name, shared_data):
+    """flip=True in each set's convention, with the offsets fitted for flip averaging (manifest flip_conventions):
+    catches flip offsets lost, or the plain ones used for flip-averaged points."""
+    flipped = Aligner(convention=name, flip=True)
+    assert name in flipped.manifest.flip_conventions
+    _check(flipped, _samples(shared_data, name, FACES_PER_SET), f"{name} flip")
