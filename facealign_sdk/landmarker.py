@@ -130,8 +130,9 @@ class Landmarker:
 
     def frame_from_landmarks(self, points: np.ndarray, crop: geometry.CropFrame | None = None) -> geometry.CropFrame:
         """The crop window a detector would give for a face with these landmarks (for tracking). ``crop``: the
-        window the points came from; the convention's offsets are taken out in it first, so that the next
-        window follows the network's own points, as the training crops did."""
+        window the points came from; the convention's offsets (with ``flip``, those fitted for flip averaging) are
+        taken out in it first, so that the next window follows the network's own (flip-averaged) points whatever the
+        convention, as the training crops did."""
         if self._crop_offsets is not None and crop is not None:
             size = self.manifest.input_size
             points = geometry.crop_to_image(geometry.image_to_crop(points, crop, size) - self._crop_offsets, crop, size)

@@ -97,11 +97,16 @@ def test_bad_conventions_in_a_manifest_are_refused(tiny_model, tmp_path, edit, m
         Landmarker(model_copy(tiny_model, tmp_path, edit), backend="torch")
 
 
-def test_tracking_crops_follow_the_network_points(convention_model, face_image):
-    """The next frame's crop comes from the network's own points, whichever convention the output follows."""
-    folder, _ = convention_model
-    raw = Landmarker(folder, backend="torch", convention="none")
-    shifted = Landmarker(folder, backend="torch", convention="b")
+@pytest.mark.parametrize("flip", [False, True])
+def test_tracking_crops_follow_the_network_points(convention_model, tiny_model, tmp_path, face_image, flip):
+    """The next frame's crop comes from the network's own points, whichever convention the output follows; with
+    flip=True from the flip-averaged points, the convention's flip offsets taken out (not its plain ones)."""
+    folder, conventions = convention_model
+    if flip:
+        folder = model_copy(tiny_model, tmp_path, lambda m: m.update(
+            conventions=conventions, flip_conventions={"b": _offsets(3, 0.05)}))
+    raw = Landmarker(folder, backend="torch", convention="none", flip=flip)
+    shifted = Landmarker(folder, backend="torch", convention="b", flip=flip)
     crop = raw.frame_for(Detection(box=BOX))
     (raw_points,), _ = raw.landmarks_in_frames([(face_image, crop)])
     (points,), _ = shifted.landmarks_in_frames([(face_image, crop)])
