@@ -169,6 +169,8 @@ def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, 
         fit_convention(aligner, "mine", folder / "missing", progress=False)
     with pytest.raises(InputError, match="adds convention '300w'"):  # the default: offsets on top of offsets
         fit_convention(Aligner(bundled_copy, backend="ort", detector=None), "mine", folder, progress=False)
+    with pytest.raises(InputError, match="with flip=True, got .* with flip=False"):  # flip offsets = plain ones
+        fit_convention(aligner, "mine", folder, progress=False, flip_aligner=aligner)
 
 
 def test_training_moves_named_sources_into_the_target_convention(tmp_path):
@@ -264,7 +266,8 @@ def test_cli_fits_flip_offsets_that_lower_the_flip_averaged_error(bundled_copy, 
     out = tmp_path / "conventions.json"
     assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={self_annotated}",
                  "--json", str(out), "--write-manifest", "--flip"]) == 0
-    assert "flip-averaged" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "flip-averaged" in printed and "fitted for flip averaging too: mine" in printed
     fitted = json.loads(out.read_text())["mine"]
     assert fitted["nme_with_flip"] < fitted["nme_without"]
     assert not np.allclose(fitted["flip_offsets"], fitted["offsets"], atol=1e-4)
@@ -273,6 +276,7 @@ def test_cli_fits_flip_offsets_that_lower_the_flip_averaged_error(bundled_copy, 
     assert main(["train", "--no-progress", "conventions", "--model", str(model), "--set", f"mine={self_annotated}",
                  "--write-manifest"]) == 0
     assert "mine" not in json.loads((model / "manifest.json").read_text())["flip_conventions"]
+    assert "fitted for flip averaging too: none" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("args", "message"), [

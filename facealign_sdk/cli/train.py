@@ -218,7 +218,8 @@ def _fit_conventions(args: argparse.Namespace) -> int:
     if args.write_manifest:
         manifest = load_manifest(aligner.model_dir)
         print(f"{aligner.model_dir / MANIFEST}: conventions {', '.join(sorted(manifest.conventions))}, "
-              f"default {manifest.default_convention or NETWORK_CONVENTION}")
+              f"default {manifest.default_convention or NETWORK_CONVENTION}, fitted for flip averaging too: "
+              f"{', '.join(sorted(manifest.flip_conventions)) or 'none'}")
     return 0
 
 

@@ -100,6 +100,12 @@ def fit_convention(aligner, name: str, folder: str | Path, held_out: float | Non
                    progress: bool = True, flip_aligner=None) -> FittedConvention:
     """The mean offset from the model's points to ``folder``'s annotations (faces not held out); with
     ``flip_aligner`` (the same model with ``flip=True``) also the offset from its flip-averaged points."""
+    model = ModelIdentity.of(aligner.landmarker.manifest)
+    if flip_aligner is not None:
+        flip_model = ModelIdentity.of(flip_aligner.landmarker.manifest)
+        if not flip_aligner.flip or flip_model != model:  # its offsets would be stored as this model's flip offsets
+            raise InputError(f"flip_aligner must be {model} with flip=True, got {flip_model} with "
+                             f"flip={flip_aligner.flip}")
     predicted, annotated = crop_points(aligner, folder, held_out, progress)
     offsets = (annotated - predicted).mean(axis=0)
     eyes = aligner.landmarker.scheme.outer_eye_corners
@@ -107,7 +113,7 @@ def fit_convention(aligner, name: str, folder: str | Path, held_out: float | Non
     def nme_pct(points: np.ndarray) -> float:
         return 100 * float(nme(points, annotated, eyes).mean())
 
-    fitted = FittedConvention(name=name, model=ModelIdentity.of(aligner.landmarker.manifest), folder=str(folder),
+    fitted = FittedConvention(name=name, model=model, folder=str(folder),
                               faces=len(predicted), offsets=_rounded(offsets), nme_without=nme_pct(predicted),
                               nme_with=nme_pct(predicted + offsets))
     if flip_aligner is not None:
