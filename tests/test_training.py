@@ -147,6 +147,22 @@ def test_flip_probability_controls_mirroring(annotated_folder):
         LandmarkConfig(flip_probability=1.5)
 
 
+def test_release_without_the_runs_settings_warns_that_it_takes_the_model_as_mirror_symmetric(tmp_path, caplog):
+    """Without config.json beside the checkpoint nothing says whether the run mirrored its data: the release
+    says what it assumes (a wrong true hides flip=True's warning)."""
+    from facealign_sdk.model import load_manifest
+    from facealign_sdk.nets import LandmarkNet, NetConfig
+    from facealign_sdk.training.checkpoint import save_checkpoint
+    from facealign_sdk.training.release import release_model
+
+    net = LandmarkNet(NetConfig(width=8))
+    save_checkpoint({"net": net.state_dict(), "config": net.config.model_dump()}, tmp_path / "best.pt")
+    with caplog.at_level("WARNING"):
+        release_model(tmp_path / "best.pt", tmp_path / "model", "m", [])
+    assert "no config.json beside the checkpoint" in caplog.text
+    assert load_manifest(tmp_path / "model").mirror_symmetric
+
+
 def test_release_records_mirror_symmetry_and_flip_warns(annotated_folder, tiny_model, tmp_path, caplog):
     """A run trained without mirror augmentation releases a manifest with mirror_symmetric false, and
     Aligner(flip=True) on it logs a warning; the default run stays mirror-symmetric."""

@@ -38,6 +38,11 @@ def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, traini
                                   "augmentation") from None
         mirror = all((cfg.flip_probability if src.flip_probability is None else src.flip_probability) > 0
                      for src in cfg.train)
+    else:
+        # nothing tells: a model trained without mirroring would release as symmetric, and flip=True on it would
+        # average in the mirrored convention without the warning
+        log.warning("%s: no config.json beside the checkpoint; the model is taken as trained with mirror "
+                    "augmentation (manifest mirror_symmetric true)", checkpoint)
     return write_model_folder(net, out_dir, name, training_data, mirror_symmetric=mirror)
 
 
