@@ -79,9 +79,11 @@ class Landmarker:
             raise ModelError(f"{self.model_dir}: flip needs the mirror order of the landmark scheme "
                              f"{self.manifest.landmark_scheme!r} ({self.manifest.num_landmarks} points), which is not known")
         if flip and not self.manifest.mirror_symmetric and self.convention not in self.manifest.flip_conventions:
-            log.warning("%s was trained without mirror augmentation and has no offsets of convention %r fitted for "
-                        "flip averaging (facealign train conventions --flip): flip=True averages in the mirrored "
-                        "convention and usually costs accuracy", self.model_dir, self.convention or "none")
+            # the network's own points have no offsets to fit: no advice to fit them
+            missing = ("" if self.convention is None else f" and has no offsets of convention {self.convention!r} "
+                       "fitted for flip averaging (facealign train conventions --flip)")
+            log.warning("%s was trained without mirror augmentation%s: flip=True averages in the mirrored convention "
+                        "and usually costs accuracy", self.model_dir, missing)
         self.batch_size = batch_size
         self.codec = self.manifest.heatmap_codec()
         crop = self.manifest.crop
