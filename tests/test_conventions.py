@@ -343,7 +343,8 @@ def test_an_evaluation_records_the_convention_it_was_measured_in(convention_mode
     assert json.loads(out.read_text())["results"][0]["convention"] == "b"
 
 
-@pytest.mark.parametrize(("flags", "expected"), [([], "a"), (["--convention", "b"], "b"), (["--convention", "none"], None)])
+@pytest.mark.parametrize(("flags", "expected"), [([], "a"), (["--convention", "b"], "b"), (["--convention", "none"], None),
+                                               (["--flip"], "a")])
 def test_image_video_and_bench_json_record_the_convention_of_their_points(convention_model, tmp_path, flags, expected):
     """Each image record, the video document's head and the bench report say which convention the points follow
     (null: the network's own); the CSVs have no place for it."""
@@ -362,7 +363,8 @@ def test_image_video_and_bench_json_record_the_convention_of_their_points(conven
     bench_json = tmp_path / "bench.json"
     assert main(["bench", "--model", str(folder), "--backends", "torch", "--batch", "1", "--iters", "1",
                  "--image", str(frames / "face.jpg"), "--json", str(bench_json), *flags]) == 0
-    assert json.loads(bench_json.read_text())["convention"] == expected
+    report = json.loads(bench_json.read_text())
+    assert report["convention"] == expected and report["flip"] is ("--flip" in flags)
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -119,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")
     print(f"\n{env}")
-    if args.json:  # the points' annotation convention, as image and video JSON record it (null: the network's own)
-        args.json.write_text(json.dumps({"env": env, "convention": convention, "results": rows}, indent=1))
+    if args.json:  # the points' annotation convention, as image and video JSON record it (null: the network's own);
+        # flip: end_to_end_ms_per_image ran the network twice per face (net_ms_per_face_b* is one run)
+        args.json.write_text(json.dumps({"env": env, "convention": convention, "flip": args.flip, "results": rows},
+                                        indent=1))
     if not rows:
         print("facealign bench: no target could be built (see the skipped lines above)", file=sys.stderr)
         return 1
