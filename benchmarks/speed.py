@@ -151,6 +151,7 @@ def run_facealign(args: argparse.Namespace, frames: list[np.ndarray], fps: float
     rows = []
     for label, backend, path in facealign_targets(resolve_model_dir(args.model), args.int8):
         aligner = make_aligner(argparse.Namespace(**{**vars(args), "model": str(path), "backend": backend}))
+        label += " flip" if aligner.flip else ""
         aligner.align(frames[0])  # first-call set-up (YuNet's input size, the runtime's first run) not timed
         times, faces = per_frame(lambda frame: len(aligner.align(frame)), frames)
         rows.append(make_row("facealign", "image", f"{label} ({aligner.backend_name})", times, faces, args.warmup))
@@ -212,6 +213,9 @@ def markdown(rows: list[Row]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(parser)
+    from facealign_sdk.cli.flags import add_aligner_flags
+
+    add_aligner_flags(parser, ("flip",), title="decoder")
     parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO, help="video to decode (default fschuang_Elon3.mp4)")
     parser.add_argument("--frames", type=int, default=150, help="frames to decode and time (default 150)")
     parser.add_argument("--warmup", type=int, default=0, help="leading frames left out of the statistics")

@@ -79,7 +79,9 @@ def restore_threads(monkeypatch):
         torch.set_num_threads(torch_threads)
 
 
-def test_a_facealign_only_run_on_a_video(face_image, tmp_path, restore_threads):
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_facealign_only_run_on_a_video(face_image, tmp_path, restore_threads, flip):
+    """--flip times flip averaging and names it in each facealign row."""
     path = tmp_path / "v.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (face_image.shape[1], face_image.shape[0]))
     for k in range(4):
@@ -87,10 +89,11 @@ def test_a_facealign_only_run_on_a_video(face_image, tmp_path, restore_threads):
     writer.release()
     out = tmp_path / "speed.json"
     assert speed.main(["--video", str(path), "--frames", "3", "--methods", "facealign", "--threads", "1",
-                       "--rounds", "2", "--json", str(out)]) == 0
+                       "--rounds", "2", "--json", str(out)] + ["--flip"] * flip) == 0
     report = json.loads(out.read_text())
     assert report["setup"]["frames"] == 3 and report["setup"]["threads"] == 1 and report["setup"]["rounds"] == 2
     assert all(r["rounds"] == 2 and r["frames"] == 6 for r in report["rows"])
     modes = {(r["mode"], r["detail"].split(" (")[0]) for r in report["rows"]}
-    assert ("image", "ort fp32") in modes and ("video", "ort fp32") in modes
+    label = "ort fp32 flip" if flip else "ort fp32"
+    assert ("image", label) in modes and ("video", label) in modes
     assert all(r["faces_per_frame"] == 1.0 and r["ms_median"] > 0 for r in report["rows"])
