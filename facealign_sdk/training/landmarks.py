@@ -30,6 +30,7 @@ from ..metrics import nme
 from ..model import NETWORK_CONVENTION
 from ..nets import LandmarkNet, MarginalHead, NetConfig
 from .autoencoder import load_autoencoder
+from .averaging import WeightAverage
 from .checkpoint import CheckpointError, RunDir, check_finite_loss, load_checkpoint, save_checkpoint
 from .conventions import FittedConvention, ModelIdentity, shift_to
 from .device import training_device
@@ -157,6 +158,9 @@ class LandmarkConfig(BaseModel):
         2.5, gt=0, description="sigma of the 1-D Gaussian targets, in crop pixels (RTMPose's SimCC codec: "
         "4.9-5.66 bins at 2 bins per pixel)")
     checkpoint_every: int = Field(200, ge=1)
+    weight_average_decay: float | None = Field(
+        None, gt=0, lt=1, description="validate, keep and release an exponential moving average of the weights "
+        "with this decay per step (e.g. 0.998: about the last 500 steps) instead of the raw weights (None: off)")
     augment: bool = True
     flip_probability: float = Field(
         0.5, ge=0, le=1,
@@ -285,6 +289,22 @@ def _optimizer(net: LandmarkNet, cfg: LandmarkConfig, head: MarginalHead | None 
     return opt, [lr for _, lr in groups.values()]
 
 
+def _weight_average(net: LandmarkNet, cfg: LandmarkConfig, state: dict | None, run: RunDir
+                    ) -> WeightAverage | None:
+    """The run's weight average (``weight_average_decay``), resumed from ``state`` when it holds one."""
+    if cfg.weight_average_decay is None:
+        return None
+    if state is None:
+        return WeightAverage(net, cfg.weight_average_decay)
+    if "weight_average" not in state:
+        raise CheckpointError(f"{run.checkpoint}: holds no weight average to resume the weight_average_decay run with")
+    try:
+        return WeightAverage(net, cfg.weight_average_decay, int(state["weight_average_updates"]),
+                             state["weight_average"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{run.checkpoint}: its weight average does not fit this network ({exc})") from None
+
+
 def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, float]:
     """Train (or resume) the landmark stage; returns the last logged record."""
     if cfg.threads:
@@ -339,6 +359,8 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
             head.load_state_dict(state["marginal_head"])
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state["best_nme"]
+    average = _weight_average(net, cfg, state, run)
+    judged = net if average is None else LandmarkNet(cfg.net).to(device)  # the weights validated and kept
     augs = [LandmarkAugment(p_flip=cfg.flip_probability if src.flip_probability is None else src.flip_probability)
             if cfg.augment else LandmarkAugment.none() for src in cfg.train]
     batches = LandmarkBatches(items, source_of, sample_p, augs, cfg.net.input_size, cfg.batch_size, cfg.seed)
@@ -378,6 +400,8 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update(net)
         step += 1
         losses.append(float(loss.detach()))
         bar.update(1)
@@ -386,7 +410,9 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
         seconds = spent_before + time.time() - t0
         out_of_time = cfg.progress(step, seconds) >= 1.0
         if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-            val_nme = validate(net, val_items) if val_items else None  # JSON null, never a bare NaN
+            if average is not None:
+                average.copy_to(judged)
+            val_nme = validate(judged, val_items) if val_items else None  # JSON null, never a bare NaN
             record = {"stage": "landmarks", "step": step, "images": step * cfg.batch_size,
                       "wall_s": round(seconds - spent_before, 1), "loss": round(float(np.mean(losses)), 5),
                       "val_nme_fixed_box_pct": None if val_nme is None else round(val_nme, 3)}
@@ -399,11 +425,13 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
             losses, losses_1d = [], []
             if val_nme is not None and val_nme < best:
                 best = val_nme
-                save_checkpoint({"net": net.state_dict(), "config": cfg.net.model_dump(), "step": step,
+                save_checkpoint({"net": judged.state_dict(), "config": cfg.net.model_dump(), "step": step,
                                  "val_nme": val_nme}, run.path / "best.pt")
             run.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best_nme": best,
                       "train_seconds": seconds, "config": cfg.model_dump(),
-                      **({} if head is None else {"marginal_head": head.state_dict()})})
+                      **({} if head is None else {"marginal_head": head.state_dict()}),
+                      **({} if average is None else {"weight_average": average.state,
+                                                     "weight_average_updates": average.updates})})
         if out_of_time:
             break
     bar.close()
@@ -411,7 +439,7 @@ def train_landmarks(cfg: LandmarkConfig, progress: bool = True) -> dict[str, flo
 
 
 def load_trained(path: str | Path) -> LandmarkNet:
-    """A LandmarkNet from a run's ``best.pt`` / ``last.pt``."""
+    """A LandmarkNet from a run's ``best.pt`` / ``last.pt`` (the weight average in a ``last.pt`` that has one)."""
     state = load_checkpoint(path)
     cfg = state.get("config")
     if "net" not in state or not isinstance(cfg, dict):
@@ -419,7 +447,7 @@ def load_trained(path: str | Path) -> LandmarkNet:
                               f"landmarks); it holds {sorted(state)}")
     try:
         net = LandmarkNet(NetConfig.model_validate(cfg["net"] if "net" in cfg else cfg))
-        net.load_state_dict(state["net"])
+        net.load_state_dict(state.get("weight_average", state["net"]))
     except (ValidationError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: not a landmark network checkpoint ({first[:200]})") from None
