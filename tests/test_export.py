@@ -432,8 +432,14 @@ class Recorder:
     def _fake(self, name: str, out_index: int):
         def fake(*args, **kwargs):
             self.calls[name] = (args, kwargs)
+            Path(args[out_index]).write_text(name)
             return Path(args[out_index])
         return fake
+
+
+def _written_through_a_temporary(path: Path, final: Path) -> bool:
+    """``path`` is a temporary file beside ``final`` (``outputs.replacing``), now renamed away."""
+    return path.parent == final.parent and path.name.startswith(f".{final.name}.") and not path.exists()
 
 
 @pytest.mark.parametrize("flags, expected", [
@@ -450,11 +456,17 @@ def test_every_int8_flag_reaches_the_quantizer(flags, expected, monkeypatch, tmp
         written = export_cli._export_onnx_targets("net", manifest, tmp_path, ["onnx", "fp16", "int8", "decode"], args)
     names = ("model.onnx", "model_fp16.onnx", "model_int8.onnx", "model_decode.onnx")
     assert written == [tmp_path / n for n in names]
-    assert calls["export_onnx"][0] == ("net", manifest, tmp_path / "model.onnx")
-    assert calls["convert_fp16"][0] == (tmp_path / "model.onnx", tmp_path / "model_fp16.onnx")
-    assert calls["export_decode_onnx"][0] == (tmp_path / "model.onnx", manifest, tmp_path / "model_decode.onnx")
+    # each writer fills a temporary file that replaces the artifact when complete; the others read model.onnx
+    assert [(tmp_path / n).read_text() for n in names] == ["export_onnx", "convert_fp16", "quantize_int8",
+                                                           "export_decode_onnx"]
+    assert calls["export_onnx"][0][:2] == ("net", manifest)
+    assert _written_through_a_temporary(calls["export_onnx"][0][2], tmp_path / "model.onnx")
+    assert calls["convert_fp16"][0][0] == tmp_path / "model.onnx"
+    assert _written_through_a_temporary(calls["convert_fp16"][0][1], tmp_path / "model_fp16.onnx")
+    assert calls["export_decode_onnx"][0][:2] == (tmp_path / "model.onnx", manifest)
+    assert _written_through_a_temporary(calls["export_decode_onnx"][0][2], tmp_path / "model_decode.onnx")
     (source, target, crops), options = calls["quantize_int8"]
-    assert (source, target) == (tmp_path / "model.onnx", tmp_path / "model_int8.onnx")
+    assert source == tmp_path / "model.onnx" and _written_through_a_temporary(target, tmp_path / "model_int8.onnx")
     assert np.array_equal(crops, quantize.noise_crops(3, manifest.input_size)) and options == expected
     assert "int8 calibration: random-noise crops" in caplog.text
 
@@ -464,6 +476,22 @@ def test_only_the_named_targets_are_written(monkeypatch, tmp_path):
     written = export_cli._export_onnx_targets("net", MANIFEST, tmp_path, ["onnx"],
                                               _args("unused", "--to", "onnx"))
     assert written == [tmp_path / "model.onnx"] and set(calls) == {"export_onnx"}
+
+
+def test_a_failed_export_keeps_the_previous_artifact(monkeypatch, tmp_path):
+    Recorder(monkeypatch)
+
+    def broken(src, dst, *args, **kwargs):
+        Path(dst).write_text("half an int8 graph")
+        raise KeyboardInterrupt  # Ctrl-C mid-write
+
+    monkeypatch.setattr(quantize, "quantize_int8", broken)
+    (tmp_path / "model_int8.onnx").write_text("the previous int8 graph")
+    with pytest.raises(KeyboardInterrupt):
+        export_cli._export_onnx_targets("net", MANIFEST, tmp_path, ["onnx", "int8"],
+                                        _args("unused", "--to", "onnx,int8", "--calib", str(tmp_path / "none")))
+    assert (tmp_path / "model_int8.onnx").read_text() == "the previous int8 graph"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model_int8.onnx"]  # no partial file left
 
 
 def test_the_gate_gets_its_sets_limits_and_threads(monkeypatch, tmp_path):

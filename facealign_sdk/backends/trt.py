@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
 from ..model import Manifest, ModelError
+from ..outputs import write_file_atomic
 from .base import BackendError, ProfileBatcher, check_batch
 
 log = logging.getLogger("facealign_sdk")
@@ -272,5 +273,5 @@ class TrtBackend:
 def write_sidecar(engine_path: Path, sidecar: EngineSidecar) -> Path:
     """Write ``sidecar`` beside ``engine_path``."""
     path = sidecar_path(engine_path)
-    path.write_text(json.dumps(sidecar.model_dump(), indent=2) + "\n")
+    write_file_atomic(path, json.dumps(sidecar.model_dump(), indent=2) + "\n")
     return path

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..export.quantize import DEFAULT_CALIB, DEFAULT_CALIB_COUNT, load_face_crop
 from ..export.tensorrt import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GB, parse_profile, trtexec_lines
 from ..model import (MANIFEST, Manifest, ModelError, describe_validation_error, load_manifest, record_artifacts,
                      resolve_model_dir)
-from ..outputs import check_output_folder
+from ..outputs import check_output_folder, replacing
 from .flags import add_aligner_flags
 
 TARGETS = ("onnx", "fp16", "int8", "decode", "trt")
@@ -110,22 +111,28 @@ def _export_onnx_targets(net, manifest: Manifest, out: Path, targets: list[str],
     from ..export.onnx import export_decode_onnx, export_onnx
     from ..export.quantize import convert_fp16, quantize_int8
 
-    written = [export_onnx(net, manifest, out / FILES["onnx"])]
-    print(f"wrote {written[-1]}")
+    source = out / FILES["onnx"]
+    written = [_write_whole(source, lambda tmp: export_onnx(net, manifest, tmp))]
     if "fp16" in targets:
-        written.append(convert_fp16(out / FILES["onnx"], out / FILES["fp16"]))
-        print(f"wrote {written[-1]}")
+        written.append(_write_whole(out / FILES["fp16"], lambda tmp: convert_fp16(source, tmp)))
     if "int8" in targets:
         crops, note = face_crops(args.calib, args.calib_count, "int8 calibration", manifest.input_size)
-        written.append(quantize_int8(out / FILES["onnx"], out / FILES["int8"], crops,
-                                     keep_head_fp32=not args.int8_quantize_head, method=args.calib_method,
-                                     activations=args.int8_activations, reduce_range=args.int8_reduce_range,
-                                     subpixel=not args.int8_no_subpixel))
-        print(f"wrote {written[-1]} (calibration: {note})")
+        written.append(_write_whole(out / FILES["int8"], lambda tmp: quantize_int8(
+            source, tmp, crops, keep_head_fp32=not args.int8_quantize_head, method=args.calib_method,
+            activations=args.int8_activations, reduce_range=args.int8_reduce_range,
+            subpixel=not args.int8_no_subpixel), f" (calibration: {note})"))
     if "decode" in targets:
-        written.append(export_decode_onnx(out / FILES["onnx"], manifest, out / FILES["decode"]))
-        print(f"wrote {written[-1]}")
+        written.append(_write_whole(out / FILES["decode"], lambda tmp: export_decode_onnx(source, manifest, tmp)))
     return written
+
+
+def _write_whole(path: Path, writer: Callable[[Path], object], note: str = "") -> Path:
+    """Have ``writer`` fill a temporary file that replaces ``path`` once it is complete: an interrupted or failed
+    export leaves the previous artifact (or none), never a truncated one that a runtime would try to load."""
+    with replacing(path) as tmp:
+        writer(tmp)
+    print(f"wrote {path}{note}")
+    return path
 
 
 def _run_int8_gate(out: Path, args: argparse.Namespace) -> int8_gate.Int8Gate:

@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..model import Manifest
+from ..outputs import write_file_atomic
 
 from .int8_gate import Int8Gate, format_gate
 
@@ -295,5 +296,5 @@ def format_table(report: ParityReport) -> str:
 
 def write_report(report: ParityReport, path: Path) -> Path:
     """Write the report as JSON."""
-    path.write_text(json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
+    write_file_atomic(path, json.dumps(report.model_dump(mode="json"), indent=2) + "\n")
     return path

@@ -26,6 +26,7 @@ from ..backends.trt import (
     write_sidecar,
 )
 from ..model import Manifest, sha256
+from ..outputs import write_file_atomic
 
 from .onnx import INPUT_NAME, OUTPUT_NAME
 
@@ -146,7 +147,7 @@ def build_engine(
     if serialized is None:
         raise RuntimeError("TensorRT failed to build the engine (see the TensorRT log above)")
     engine_path = out_dir / engine_name(profile, "fp16", runtime)
-    engine_path.write_bytes(bytes(serialized))
+    write_file_atomic(engine_path, bytes(serialized))  # whole or not at all: runtimes load any *.engine
     sidecar = EngineSidecar(
         tensorrt_version=trt.__version__,
         gpu_name=gpu["gpu_name"],
