@@ -37,7 +37,7 @@ from .detectors.base import Detection
 from .errors import EvalItemError, InputError, MissingDependencyError
 from .imageio import ImageError, list_images
 from .outputs import write_file_atomic
-from .pts import PtsError, read_pts
+from .pts import PtsError, check_points_in_image, read_pts
 from .schemes import IBUG68
 from .training.data import is_held_out
 
@@ -49,10 +49,8 @@ MATCH_IOU = 0.3
 # images whose crops go through the network together
 CHUNK = 16
 # annotations that cannot be scored: outer eye corners (the NME normaliser) closer than this (px) give
-# NMEs of millions of percent; points farther outside the image than this share of its larger side
-# are not annotations of that image (InfAnFace's crops leave points up to 0.2 outside)
+# NMEs of millions of percent
 MIN_EYE_DISTANCE_PX = 1.0
-MAX_OUTSIDE_FRACTION = 0.5
 
 
 # -- result types ---------------------------------------------------------------------------------
@@ -183,18 +181,6 @@ def load_points(image: Path, num_points: int) -> np.ndarray:
             raise PtsError(f"{pts_path}: outer eye corners (points {i} and {j}) are {dist:.2g} px apart; NME "
                            f"normalises by that distance, so it needs at least {MIN_EYE_DISTANCE_PX:g} px")
     return points
-
-
-def check_points_in_image(points: np.ndarray, image: np.ndarray, image_path: Path) -> None:
-    """PtsError naming the .pts when points lie far outside the image they annotate."""
-    h, w = image.shape[:2]
-    margin = MAX_OUTSIDE_FRACTION * max(h, w)
-    x, y = points[:, 0], points[:, 1]
-    outside = (x < -margin) | (x > w - 1 + margin) | (y < -margin) | (y > h - 1 + margin)
-    if outside.any():
-        k = int(np.argmax(outside))
-        raise PtsError(f"{image_path.with_suffix('.pts')}: point {k} ({x[k]:.1f}, {y[k]:.1f}) lies far outside the "
-                       f"{w}x{h} image (more than {MAX_OUTSIDE_FRACTION:g} of its size)")
 
 
 def load_samples(

@@ -9,6 +9,13 @@ import numpy as np
 from .errors import InputError
 
 
+# points farther outside the image than this share of its larger side are not annotations of that image
+# (InfAnFace's crops leave points up to 0.2 outside)
+MAX_OUTSIDE_FRACTION = 0.5
+# points that all lie within this many pixels of each other annotate no face
+MIN_SPAN_PX = 2.0
+
+
 class PtsError(InputError):
     """A ``.pts`` file that cannot be used; the message names the file."""
 
@@ -50,3 +57,20 @@ def pts_text(points: np.ndarray) -> str:
 def write_pts(path: str | Path, points: np.ndarray) -> None:
     """Write (N, 2) 0-based points as a 1-based ``.pts`` file."""
     Path(path).write_text(pts_text(points))
+
+
+def check_points_in_image(points: np.ndarray, image: np.ndarray, image_path: Path) -> None:
+    """PtsError naming the .pts when points lie far outside the image they annotate, or all in (nearly) one
+    place (no face's annotation: its crop would be a pixel wide)."""
+    span = points.max(axis=0) - points.min(axis=0) if len(points) else np.zeros(2)
+    if len(points) > 1 and span.max() < MIN_SPAN_PX:
+        raise PtsError(f"{image_path.with_suffix('.pts')}: its {len(points)} points span {span[0]:.2g} x "
+                       f"{span[1]:.2g} px, not a face (at least {MIN_SPAN_PX:g} px)")
+    h, w = image.shape[:2]
+    margin = MAX_OUTSIDE_FRACTION * max(h, w)
+    x, y = points[:, 0], points[:, 1]
+    outside = (x < -margin) | (x > w - 1 + margin) | (y < -margin) | (y > h - 1 + margin)
+    if outside.any():
+        k = int(np.argmax(outside))
+        raise PtsError(f"{image_path.with_suffix('.pts')}: point {k} ({x[k]:.1f}, {y[k]:.1f}) lies far outside the "
+                       f"{w}x{h} image (more than {MAX_OUTSIDE_FRACTION:g} of its size)")

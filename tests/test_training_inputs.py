@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facealign_sdk.cli import main as cli
@@ -319,3 +320,22 @@ def test_a_diverging_autoencoder_stops_before_nan_reaches_a_checkpoint(annotated
             "--run-dir", str(tmp_path / "ae")]
     assert "the run diverged" in _bad_input(argv, capsys)
     assert not (tmp_path / "ae" / "last.pt").exists()  # the first step diverged: nothing to keep
+
+
+def test_points_of_another_image_are_refused_before_training(annotated, lm_config, tmp_path, capsys):  # noqa: F811
+    """Points far outside their image (another image's, or scaled twice) would train on a crop of the wrong
+    place: the loader names the file, as eval does."""
+    import shutil
+
+    from facealign_sdk.pts import read_pts, write_pts
+
+    data = tmp_path / "data"
+    shutil.copytree(annotated, data)
+    argv = ["train", "landmarks", "--data", str(data), "--config", str(lm_config), *TINY,
+            "--run-dir", str(tmp_path / "run")]
+    points = read_pts(data / "f1.pts")
+    write_pts(data / "f1.pts", points * 4)  # the 512-px image's points x 4: up to 1.3k px
+    assert re.search(r"f1\.pts: point \d+ \(.*\) lies far outside the 512x512 image", _bad_input(argv, capsys))
+    write_pts(data / "f1.pts", np.full_like(points, 200.0) + np.linspace(0, 1, 68)[:, None])  # all in one place
+    assert "f1.pts: its 68 points span 1 x 1 px, not a face" in _bad_input(argv, capsys)
+    assert not (tmp_path / "run" / "last.pt").exists()

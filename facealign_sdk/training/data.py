@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .. import geometry
 from ..imageio import list_images, read_image
-from ..pts import read_pts
+from ..pts import check_points_in_image, read_pts
 from ..schemes import IBUG68
 
 
@@ -103,7 +103,9 @@ def load_annotated(
         if not pts_path.exists():
             raise FileNotFoundError(f"{img_path}: no landmark file {pts_path.name} beside it")
         points = read_pts(pts_path, num_points)
-        items.append(Annotated(read_image(img_path), points, img_path.name, contour_weights(points, turned_jaw_weight)))
+        image = read_image(img_path)
+        check_points_in_image(points, image, img_path)  # another image's points would train on the wrong crop
+        items.append(Annotated(image, points, img_path.name, contour_weights(points, turned_jaw_weight)))
     return items
 
 

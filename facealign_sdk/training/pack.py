@@ -25,7 +25,7 @@ from .. import geometry
 from ..errors import InputError
 from ..imageio import list_images, read_image
 from ..outputs import replacing
-from ..pts import pts_text, read_pts
+from ..pts import check_points_in_image, pts_text, read_pts
 from .data import first_by_hash, is_held_out
 
 
@@ -127,8 +127,9 @@ def pack_folders(folders: list[FolderUse | tuple], root: str | Path, out: str | 
                 taken = set().union(*(use.faces(files) for use in folder_uses))
                 files = [f for f in files if f in taken][:: every.get(folder, 1)]
                 for path in tqdm(files, desc=f"packing {place}", leave=False, disable=not progress):
-                    points = read_pts(path.with_suffix(".pts"))
-                    crop, moved = cut_face(read_image(path), points, options.margin, options.crop_pixels)
+                    points, image = read_pts(path.with_suffix(".pts")), read_image(path)
+                    check_points_in_image(points, image, path)
+                    crop, moved = cut_face(image, points, options.margin, options.crop_pixels)
                     ok, webp = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, options.quality])
                     if not ok:
                         raise InputError(f"{path}: OpenCV could not encode it as WebP")
