@@ -310,16 +310,18 @@ def test_pseudo_labels_are_the_teacher_networks_own_points_unless_asked(conventi
     faces = tmp_path / "faces"
     faces.mkdir()
     (faces / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
-    for convention, expected in ((None, "none"), ("b", "b")):
-        out = tmp_path / f"pseudo_{expected}"
+    for convention, expected, flip in ((None, "none", False), ("b", "b", False), ("b", "b", True)):
+        out = tmp_path / f"pseudo_{expected}_{flip}"
         extra = {} if convention is None else {"convention": convention}
         report = pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(out), teacher=str(folder),
-                                                min_confidence=0, **extra), progress=False)
-        assert report.convention == expected
-        assert json.loads((out / REPORT).read_text())["convention"] == expected
+                                                min_confidence=0, flip=flip, **extra), progress=False)
+        assert report.convention == expected and report.flip == flip
+        assert json.loads((out / REPORT).read_text())["flip"] == flip
         (item,) = load_annotated(out / "faces")
-        want = Aligner(folder, max_faces=1, convention=expected).align(str(faces / "face.jpg"))[0].points
+        want = Aligner(folder, max_faces=1, convention=expected, flip=flip).align(str(faces / "face.jpg"))[0].points
         np.testing.assert_allclose(item.points, want, atol=1e-3)
+        plain = Aligner(folder, max_faces=1, convention=expected).align(str(faces / "face.jpg"))[0].points
+        assert (np.abs(item.points - plain).max() > 0.01) == flip  # the flip option reached the teacher
 
 
 def test_an_evaluation_records_the_convention_it_was_measured_in(convention_model, tmp_path, capsys):

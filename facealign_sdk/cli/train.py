@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pseudo.add_argument("--limit", type=int, help="at most this many images per folder (evenly spaced)")
     pseudo.add_argument("--convention", help="annotation convention of the written points, one of the teacher's "
                         "(default: none, the teacher network's own points)")
+    pseudo.add_argument("--flip", action="store_true", default=None,
+                        help="the teacher also runs the mirrored crop and averages (name a convention it has flip "
+                        "offsets for)")
     ae = sub.add_parser("autoencoder", help="stage 1: adversarial autoencoder on unlabelled faces")
     ae.add_argument("--data", nargs="+", help="folders of face images or face banks (.npz)")
     ae.add_argument("--init-from", help="autoencoder run or checkpoint to start from (128 px -> 256 px)")
@@ -132,10 +135,11 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = _config(PseudoLabelConfig, args, {"data": args.data, "out": args.out, "teacher": args.model,
                                                 "min_confidence": args.min_confidence, "limit": args.limit,
-                                                "convention": args.convention})
+                                                "convention": args.convention, "flip": args.flip})
         report = pseudo_label(cfg, progress=args.progress)
         kept = ", ".join(f"{Path(s.written_to)}: {s.kept} of {s.images}" for s in report.sources)
-        print(f"wrote {cfg.out}: {kept} (teacher {report.teacher}, convention {report.convention}, "
+        print(f"wrote {cfg.out}: {kept} (teacher {report.teacher}{' with flip' if report.flip else ''}, "
+              f"convention {report.convention}, "
               f"min confidence {report.min_confidence})")
         return 0
     if args.stage == "conventions":

@@ -47,6 +47,9 @@ class PseudoLabelConfig(BaseModel):
     convention: str = Field(NETWORK_CONVENTION, description="annotation convention of the written points, one of the "
                             "teacher's; none: the teacher network's own points (what a landmark run's source with "
                             "convention none expects), not the teacher's default convention")
+    flip: bool = Field(False, description="the teacher also runs the mirrored crop and averages (twice its time; more "
+                       "accurate where the teacher has offsets fitted for it, manifest 'flip_conventions': name one of "
+                       "them as convention)")
     limit: int | None = Field(None, ge=1, description="at most this many images per folder (evenly spaced)")
     batch_size: int = Field(32, ge=1, description="images per teacher call")
 
@@ -70,6 +73,7 @@ class PseudoLabelReport(BaseModel):
     teacher_weights_sha256: str
     min_confidence: float
     convention: str = Field(description="annotation convention of the written points (none: the network's own)")
+    flip: bool = Field(False, description="the teacher averaged its points with the mirrored crop's")
     sources: list[SourceCounts]
     seconds: float
 
@@ -95,7 +99,7 @@ def pseudo_label(cfg: PseudoLabelConfig, progress: bool = True) -> PseudoLabelRe
     from ..evaluate import select_images
 
     targets = _output_folders(cfg)
-    teacher = Aligner(model=cfg.teacher, max_faces=1, convention=cfg.convention)
+    teacher = Aligner(model=cfg.teacher, max_faces=1, convention=cfg.convention, flip=cfg.flip)
     start = time.perf_counter()
     sources = []
     for folder, target in zip(cfg.data, targets):
@@ -126,7 +130,7 @@ def pseudo_label(cfg: PseudoLabelConfig, progress: bool = True) -> PseudoLabelRe
             counts.kept_confidence_median = round(float(np.median(kept_confidence)), 4)
         sources.append(counts)
     report = PseudoLabelReport(teacher=teacher.manifest.name, teacher_weights_sha256=teacher.manifest.weights_sha256,
-                               min_confidence=cfg.min_confidence, convention=cfg.convention, sources=sources,
+                               min_confidence=cfg.min_confidence, convention=cfg.convention, flip=cfg.flip, sources=sources,
                                seconds=round(time.perf_counter() - start, 1))
     write_file_atomic(Path(cfg.out) / REPORT, report.model_dump_json(indent=2) + "\n")
     return report
