@@ -114,6 +114,43 @@ def test_a_named_convention_gives_the_python_points(convention):
     assert np.abs(py[0].points - default[0].points).max() > 1.0  # a convention other than the default moves them
 
 
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("model, convention", [("fabrec-scaf-w32", None), ("fabrec-scaf-w16-lite", "ytf68")])
+def test_flip_averaging_gives_the_python_points(backend, model, convention):
+    """flip: both runtimes average with the mirrored crop in the scheme's mirror order and add the offsets fitted
+    for flip averaging (the manifest's flip_conventions)."""
+    box = (200.0, 118.0, 395.0, 398.0)
+    folder = REPO / "models" / model
+    named = [] if convention is None else ["--convention", convention]
+    cpp = run_cpp(str(SAMPLES / "face.jpg"), "--model", str(folder), "--backend", backend,
+                  "--box", ",".join(map(str, box)), "--flip", *named)["faces"]
+    aligner = Aligner(model=folder, backend="ort", device="cpu", detector=None, convention=convention, flip=True)
+    py = aligner.align(str(SAMPLES / "face.jpg"), boxes=[box])
+    err = np.linalg.norm(np.asarray(cpp[0]["points"]) - py[0].points, axis=1)
+    assert err.max() < POINT_TOLERANCE_PX, f"{model}: largest point difference {err.max():.4f} px"
+    assert np.abs(np.asarray(cpp[0]["confidence"]) - py[0].confidence).max() < 1e-3
+    plain = Aligner(model=folder, backend="ort", device="cpu", detector=None, convention=convention).align(
+        str(SAMPLES / "face.jpg"), boxes=[box])
+    assert np.abs(py[0].points - plain[0].points).max() > 0.1  # flip moves the points: the check can fail
+
+
+def test_flip_without_fitted_offsets_warns_as_python_does(tmp_path):
+    """A model trained without mirror augmentation and no offsets fitted for flip: the C++ sample says so on stderr
+    (Python logs the same warning) and still averages."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(REPO / "models" / "fabrec-scaf-w32", folder, ignore=shutil.ignore_patterns("*.safetensors", "eval"))
+    shutil.copytree(REPO / "models" / "yunet", tmp_path / "yunet")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["flip_conventions"] = {}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    proc = subprocess.run([str(EXE), str(SAMPLES / "face.jpg"), "--model", str(folder), "--box", "200,118,395,398",
+                           "--flip"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: " in proc.stderr and "no offsets of convention 300w fitted for flip averaging" in proc.stderr
+
+
 def test_the_128_px_lite_model_adds_its_conventions_as_python_does():
     """The released 128-px model (a 64-px heatmap): offsets are fractions of the 128-px crop in both runtimes."""
     box = (200.0, 118.0, 395.0, 398.0)

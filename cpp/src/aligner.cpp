@@ -45,7 +45,36 @@ Tensor crop_batch(const cv::Mat& image, const std::vector<CropFrame>& frames, si
   return batch;
 }
 
+// The crops mirrored left-right (each row of each plane reversed).
+Tensor mirrored(const Tensor& batch) {
+  Tensor out = batch;
+  const int64_t width = batch.shape.back();
+  for (size_t row = 0; row < out.data.size(); row += width) std::reverse(out.data.begin() + row, out.data.begin() + row + width);
+  return out;
+}
+
 }  // namespace
+
+Tensor Aligner::heatmaps(const Tensor& batch) const {
+  Tensor heat = network_->run(batch).at(0);
+  if (mirror_.empty()) return heat;
+  const Tensor other = network_->run(mirrored(batch)).at(0);
+  if (heat.shape.size() != 4 || other.shape != heat.shape || heat.shape[1] != static_cast<int64_t>(mirror_.size())) {
+    return heat;  // align() names the unexpected shape
+  }
+  // as Python's Landmarker.heatmaps: map l of the face is map mirror[l] of the mirrored crop, read right to left
+  const int64_t n = heat.shape[0], lm = heat.shape[1], h = heat.shape[2], w = heat.shape[3];
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t l = 0; l < lm; ++l) {
+      float* dst = heat.data.data() + ((i * lm + l) * h) * w;
+      const float* src = other.data.data() + ((i * lm + mirror_[l]) * h) * w;
+      for (int64_t y = 0; y < h; ++y) {
+        for (int64_t x = 0; x < w; ++x) dst[y * w + x] = (dst[y * w + x] + src[y * w + (w - 1 - x)]) / 2;
+      }
+    }
+  }
+  return heat;
+}
 
 Aligner::Aligner(const AlignerOptions& options) : manifest_(load_manifest(options.model_dir)), batch_size_(options.batch_size) {
   if (batch_size_ < 1) throw Error(Error::Kind::InvalidArgument, "batch_size must be >= 1");
@@ -59,7 +88,25 @@ Aligner::Aligner(const AlignerOptions& options) : manifest_(load_manifest(option
       throw Error(Error::Kind::InvalidArgument, "model " + manifest_.name + " has no annotation convention " +
                                                     convention_ + " (it has: " + (have.empty() ? "none" : have) + ")");
     }
-    for (const cv::Point2d& offset : found->second) crop_offsets_.push_back(offset * manifest_.input_size);
+    const auto fitted_for_flip = manifest_.flip_conventions.find(convention_);
+    const bool flip_offsets = options.flip && fitted_for_flip != manifest_.flip_conventions.end();
+    for (const cv::Point2d& offset : flip_offsets ? fitted_for_flip->second : found->second) {
+      crop_offsets_.push_back(offset * manifest_.input_size);
+    }
+  }
+  if (options.flip) {
+    mirror_ = mirror_permutation(manifest_.landmark_scheme, manifest_.num_landmarks);
+    if (mirror_.empty()) {
+      throw Error(Error::Kind::InvalidArgument, "flip needs the mirror order of the landmark scheme " +
+                                                    manifest_.landmark_scheme + " (" + std::to_string(manifest_.num_landmarks) +
+                                                    " points), which is not known");
+    }
+    if (!manifest_.mirror_symmetric && !manifest_.flip_conventions.count(convention_)) {
+      warnings_.push_back(manifest_.dir.string() + " was trained without mirror augmentation" +
+                          (convention_.empty() ? std::string() : " and has no offsets of convention " + convention_ +
+                                                                     " fitted for flip averaging (facealign train conventions --flip)") +
+                          ": flip averages in the mirrored convention and usually costs accuracy");
+    }
   }
   detail::require_backend(options.backend);  // before looking for an engine
   const bool trt = options.backend == BackendKind::TensorRT;
@@ -99,8 +146,7 @@ std::vector<Face> Aligner::align(const cv::Mat& image, const std::vector<Detecti
   std::vector<Face> out;
   for (size_t first = 0; first < faces.size(); first += batch_size_) {
     const size_t count = std::min(faces.size() - first, static_cast<size_t>(batch_size_));
-    const std::vector<Tensor> heat = network_->run(crop_batch(image, frames, first, count, m.input_size));
-    const Tensor& hm = heat.at(0);
+    const Tensor hm = heatmaps(crop_batch(image, frames, first, count, m.input_size));
     if (hm.shape.size() != 4 || hm.shape[0] != static_cast<int64_t>(count) || hm.shape[1] != m.num_landmarks) {
       throw Error(Error::Kind::Backend, "the network's output is not (N, " + std::to_string(m.num_landmarks) +
                                             ", H, W) heatmaps: does the model match " + (m.dir / "manifest.json").string() + "?");

@@ -9,6 +9,52 @@
 #include "facealign/facealign.hpp"
 
 namespace facealign {
+namespace {
+
+// A manifest's offsets by convention name (`section`: "conventions" or "flip_conventions"), checked as the
+// Python Manifest checks them.
+std::map<std::string, std::vector<cv::Point2d>> read_conventions(const nlohmann::json& j, const std::string& section,
+                                                                 const std::filesystem::path& path) {
+  std::map<std::string, std::vector<cv::Point2d>> result;
+  const std::string what = section == "conventions" ? "convention " : "flip convention ";
+  const nlohmann::json conventions = j.value(section, nlohmann::json::object());  // items() must not outlive it
+  for (const auto& [name, offsets] : conventions.items()) {
+    if (name == kNetworkConvention) {
+      throw Error(Error::Kind::InvalidArgument, path.string() + ": convention name none is reserved for the network's points");
+    }
+    std::vector<cv::Point2d>& out = result[name];
+    for (const auto& xy : offsets) {
+      // a (dx, dy) pair, each within half the crop side
+      if (!xy.is_array() || xy.size() != 2) {
+        throw Error(Error::Kind::InvalidArgument, path.string() + ": " + what + name + ": offsets are (dx, dy) pairs");
+      }
+      const cv::Point2d offset(xy.at(0).get<double>(), xy.at(1).get<double>());
+      if (!(std::abs(offset.x) <= 0.5 && std::abs(offset.y) <= 0.5)) {
+        throw Error(Error::Kind::InvalidArgument, path.string() + ": " + what + name +
+                                                      ": a convention moves points by less than half of the crop side");
+      }
+      out.push_back(offset);
+    }
+    if (static_cast<int>(out.size()) != j.at("num_landmarks").get<int>()) {
+      throw Error(Error::Kind::InvalidArgument, path.string() + ": " + what + name + " needs one offset per landmark");
+    }
+  }
+  return result;
+}
+
+}  // namespace
+
+std::vector<int> mirror_permutation(const std::string& scheme, int num_landmarks) {
+  if (scheme != "ibug68" || num_landmarks != 68) return {};
+  std::vector<int> order;
+  for (int i = 16; i >= 0; --i) order.push_back(i);   // jaw
+  for (int i = 26; i >= 17; --i) order.push_back(i);  // brows
+  for (int i : {27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40,  // nose, eyes
+                54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65}) {  // lips
+    order.push_back(i);
+  }
+  return order;
+}
 
 Manifest load_manifest(const std::filesystem::path& model_dir) {
   const std::filesystem::path path = model_dir / "manifest.json";
@@ -38,28 +84,16 @@ Manifest load_manifest(const std::filesystem::path& model_dir) {
       m.decoder.soft_power = codec.value("soft_power", m.decoder.soft_power);
       m.decoder.confidence_window = codec.value("confidence_window", m.decoder.confidence_window);
     }
-    const nlohmann::json conventions = j.value("conventions", nlohmann::json::object());
-    for (const auto& [name, offsets] : conventions.items()) {
-      if (name == kNetworkConvention) {
-        throw Error(Error::Kind::InvalidArgument, path.string() + ": convention name none is reserved for the network's points");
-      }
-      std::vector<cv::Point2d>& out = m.conventions[name];
-      for (const auto& xy : offsets) {
-        // as the Python Manifest: a (dx, dy) pair, each within half the crop side
-        if (!xy.is_array() || xy.size() != 2) {
-          throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name + ": offsets are (dx, dy) pairs");
-        }
-        const cv::Point2d offset(xy.at(0).get<double>(), xy.at(1).get<double>());
-        if (!(std::abs(offset.x) <= 0.5 && std::abs(offset.y) <= 0.5)) {
-          throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name +
-                                                        ": a convention moves points by less than half of the crop side");
-        }
-        out.push_back(offset);
-      }
-      if (static_cast<int>(out.size()) != j.at("num_landmarks").get<int>()) {
-        throw Error(Error::Kind::InvalidArgument, path.string() + ": convention " + name + " needs one offset per landmark");
+    m.conventions = read_conventions(j, "conventions", path);
+    m.flip_conventions = read_conventions(j, "flip_conventions", path);
+    for (const auto& entry : m.flip_conventions) {
+      if (!m.conventions.count(entry.first)) {
+        throw Error(Error::Kind::InvalidArgument, path.string() + ": flip convention " + entry.first +
+                                                      " is not one of its conventions");
       }
     }
+    m.mirror_symmetric = j.value("mirror_symmetric", true);
+    m.landmark_scheme = j.value("landmark_scheme", m.landmark_scheme);
     if (j.contains("default_convention") && !j.at("default_convention").is_null()) {
       m.default_convention = j.at("default_convention").get<std::string>();
       if (!m.conventions.count(m.default_convention)) {

@@ -146,10 +146,23 @@ void test_yunet_postprocessing() {
   near(detector.detect(large).at(0).box.x2, 2 * 180, 1e-3, "box mapped back to the original image");
 }
 
+void test_mirror_permutation() {
+  // mirroring twice gives the face back; the nose bridge stays; the outer eye corners swap
+  const std::vector<int> order = facealign::mirror_permutation("ibug68", 68);
+  check(order.size() == 68, "ibug68 mirror order has 68 points", static_cast<double>(order.size()), 68);
+  if (order.size() != 68) return;
+  int involution = 0;
+  for (int i = 0; i < 68; ++i) involution += order.at(order.at(i)) == i;
+  check(involution == 68, "mirror order is an involution", involution, 68);
+  check(order[27] == 27 && order[36] == 45 && order[0] == 16, "mirror order pairs", order[36], 45);
+  check(facealign::mirror_permutation("ibug68", 98).empty(), "unknown scheme: no mirror order", 0, 0);
+}
+
 }  // namespace
 
 int main() {
   test_geometry();
+  test_mirror_permutation();
   test_decoder();
   test_yunet_postprocessing();
   if (failures) return 1;

@@ -2,7 +2,7 @@
 //
 //   facealign-cpp IMAGE [--model DIR] [--backend ort|openvino|tensorrt] [--box x1,y1,x2,y2] [--json]
 //                       [--engine FILE] [--device auto|cpu|cuda|tensorrt] [--threads N] [--draw OUT.png]
-//                       [--repeat N]
+//                       [--repeat N] [--convention NAME] [--flip]
 //
 // Exit codes as the Python CLI: 0 ok, 2 bad input (every facealign::Error: a missing image, model or
 // engine, an engine built for another GPU, a runtime that cannot load the model, a bad option), 1 any
@@ -38,11 +38,12 @@ std::string usage() {
   return "usage: facealign-cpp IMAGE [--model DIR] [--backend " + backends +
          "] [--box x1,y1,x2,y2] [--json] [--engine FILE]\n"
          "                     [--device auto|cpu|cuda|tensorrt] [--threads N] [--draw OUT.png] [--repeat N]\n"
-         "                     [--convention NAME]\n"
+         "                     [--convention NAME] [--flip]\n"
          "  --box may be repeated; without it the YuNet detector finds the faces.\n"
          "  --device: ONNX Runtime's execution providers (cuda / tensorrt need onnxruntime-gpu).\n"
          "  --repeat N: align N more times and print the mean time per face (a benchmark).\n"
-         "  --convention: the annotation convention of the points (the model's manifest lists them).\n";
+         "  --convention: the annotation convention of the points (the model's manifest lists them).\n"
+         "  --flip: also run the mirrored crop and average (twice the network time).\n";
 }
 
 facealign::Box parse_box(const std::string& text) {
@@ -95,6 +96,7 @@ Args parse(int argc, char** argv) {
     else if (arg == "--draw") a.draw = value(i);
     else if (arg == "--repeat") a.repeat = parse_int(arg, value(i));
     else if (arg == "--convention") a.options.convention = convention_name(value(i));
+    else if (arg == "--flip") a.options.flip = true;
     else if (!arg.empty() && arg[0] == '-') throw facealign::Error(facealign::Error::Kind::InvalidArgument, "unknown option " + arg);
     else if (a.image.empty()) a.image = arg;
     else throw facealign::Error(facealign::Error::Kind::InvalidArgument, "one image only, got '" + a.image + "' and '" + arg + "'");
@@ -155,6 +157,7 @@ int main(int argc, char** argv) {
     const Args args = parse(argc, argv);
     const cv::Mat image = facealign::read_image(args.image);
     const facealign::Aligner aligner(args.options);
+    for (const std::string& warning : aligner.warnings()) std::cerr << "facealign-cpp: warning: " << warning << "\n";
     auto run = [&] { return args.boxes.empty() ? aligner.align(image) : aligner.align(image, args.boxes); };
     const std::vector<facealign::Face> faces = run();
     if (args.repeat > 0 && !faces.empty()) {

@@ -109,7 +109,15 @@ struct Manifest {
   /// the crop side (facealign_sdk/training/conventions.py); empty in a manifest without them
   std::map<std::string, std::vector<cv::Point2d>> conventions;
   std::string default_convention;  ///< applied unless AlignerOptions::convention names another; empty: none
+  /// the same conventions for flip averaging (AlignerOptions::flip): offsets fitted on flip-averaged points
+  std::map<std::string, std::vector<cv::Point2d>> flip_conventions;
+  bool mirror_symmetric = true;           ///< trained with mirror augmentation
+  std::string landmark_scheme = "ibug68"; ///< the point order (mirror_permutation)
 };
+
+/// The landmark order of a horizontally mirrored face (facealign_sdk/schemes.py): point i of the mirrored face
+/// is point result[i] of the face; empty for a scheme whose mirror order is not known.
+std::vector<int> mirror_permutation(const std::string& scheme, int num_landmarks);
 
 /// Read `model_dir`/manifest.json; Error(NotFound / InvalidArgument) when missing or incomplete.
 Manifest load_manifest(const std::filesystem::path& model_dir);
@@ -202,6 +210,8 @@ struct AlignerOptions {
   int batch_size = 32;              ///< crops per network run
   std::string convention;           ///< annotation convention (manifest "conventions"), "none" (the network's
                                     ///< own points) or empty (the manifest's default_convention)
+  bool flip = false;                ///< also run the mirrored crop and average the heatmaps (twice the network
+                                    ///< time); the convention's offsets fitted for it (flip_conventions) apply
 };
 
 /// The pipeline of the Python `Aligner` (soft refinement, blur on). Not thread-safe (an OpenVINO infer
@@ -220,14 +230,22 @@ class Aligner {
   std::string backend_name() const { return network_->name(); }
   /// The annotation convention the points follow (empty: the network's own points).
   const std::string& convention() const { return convention_; }
+  /// What the Python Aligner logs as warnings for these options (e.g. flip on a model without offsets fitted
+  /// for it); empty when none.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
+  /// The network's heatmaps for a batch of crops, averaged with the mirrored crops' when flipping.
+  Tensor heatmaps(const Tensor& batch) const;
+
   Manifest manifest_;
   std::unique_ptr<Backend> network_;
   std::unique_ptr<YuNetDetector> detector_;
   int batch_size_;
   std::string convention_;
   std::vector<cv::Point2d> crop_offsets_;  ///< the convention's offsets in crop pixels (empty: none)
+  std::vector<int> mirror_;                ///< flip: the mirrored face's point order (empty: no flip)
+  std::vector<std::string> warnings_;
 };
 
 /// Read an image file as uint8 BGR (greyscale, alpha and 16-bit are converted); Error(NotFound) when
