@@ -135,13 +135,15 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
     return out
 
 
-def facealign_targets(model_dir: Path, int8: Path | None) -> list[tuple[str, str, Path]]:
-    """(label, backend, model path) for every runtime and artifact present."""
+def facealign_targets(model_dir: Path, int8: Path | list[Path] | None) -> list[tuple[str, str, Path]]:
+    """(label, backend, model path) for every runtime and artifact present; several int8 artifacts are labelled
+    by their folder and file."""
     runtimes = [("ort", "ort")] + ([("openvino", "openvino")] if importlib.util.find_spec("openvino") else [])
     artifacts = [("fp32", model_dir)]
-    int8 = int8 or (model_dir / "model_int8.onnx" if (model_dir / "model_int8.onnx").is_file() else None)
-    if int8 is not None:
-        artifacts.append(("int8", int8))
+    shipped = model_dir / "model_int8.onnx"
+    int8s = [int8] if isinstance(int8, Path) else list(int8 or ([shipped] if shipped.is_file() else []))
+    for path in int8s:
+        artifacts.append(("int8" if len(int8s) == 1 else f"int8 {path.parent.name}/{path.name}", path))
     return [(f"{name} {precision}", backend, path) for precision, path in artifacts for name, backend in runtimes]
 
 
@@ -222,7 +224,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3,
                         help="run every method this many times, in a rotating order; the ratios are taken within "
                         "each round and their median reported (default 3)")
-    parser.add_argument("--int8", type=Path, default=None, help="an int8 artifact (default: the model folder's)")
+    parser.add_argument("--int8", type=Path, action="append", default=None,
+                        help="an int8 artifact (default: the model folder's); repeat it to time several in one run")
     parser.add_argument("--methods", default="facealign,mediapipe,dlib", help="comma list of facealign,mediapipe,dlib")
     parser.add_argument("--max-faces", type=int, default=5, help="MediaPipe's max_num_faces (default 5)")
     parser.add_argument("--mediapipe-refine", action="store_true", help="MediaPipe's refined 478-point mesh (iris)")

@@ -64,6 +64,11 @@ def test_targets_follow_the_runtimes_and_artifacts(tmp_path, monkeypatch):
     assert [t[0] for t in speed.facealign_targets(tmp_path, None)] == ["ort fp32"]
     (tmp_path / "model_int8.onnx").write_bytes(b"")
     assert [t[:2] for t in speed.facealign_targets(tmp_path, None)] == [("ort fp32", "ort"), ("ort int8", "ort")]
+    other = tmp_path / "head" / "model_int8.onnx"
+    assert [t[0] for t in speed.facealign_targets(tmp_path, [other])] == ["ort fp32", "ort int8"]
+    both = speed.facealign_targets(tmp_path, [tmp_path / "model_int8.onnx", other])  # --int8 given twice
+    assert [(t[0], t[2]) for t in both] == [("ort fp32", tmp_path), (f"ort int8 {tmp_path.name}/model_int8.onnx",
+                                            tmp_path / "model_int8.onnx"), ("ort int8 head/model_int8.onnx", other)]
 
 
 @pytest.fixture
