@@ -324,6 +324,29 @@ def test_pseudo_labels_are_the_teacher_networks_own_points_unless_asked(conventi
         assert (np.abs(item.points - plain).max() > 0.01) == flip  # the flip option reached the teacher
 
 
+def test_flipped_pseudo_labels_need_offsets_fitted_for_flip(convention_model, tiny_model, tmp_path):
+    """A teacher trained without mirror augmentation: its flip-averaged points follow neither its own points
+    (convention none) nor a convention without flip offsets, so pseudo-labels written as either are refused;
+    a convention with flip offsets is labelled."""
+    from facealign_sdk.training.pseudolabel import PseudoLabelConfig, pseudo_label
+
+    _, conventions = convention_model
+    folder = model_copy(tiny_model, tmp_path / "model", lambda m: m.update(
+        conventions=conventions, default_convention="a", flip_conventions={"a": _offsets(3)}, mirror_symmetric=False))
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    for convention in ("none", "b"):
+        out = tmp_path / f"pseudo_{convention}"
+        with pytest.raises(InputError, match=f"convention {convention} has no offsets fitted for flip averaging.*: a;"):
+            pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(out), teacher=str(folder), min_confidence=0,
+                                           convention=convention, flip=True), progress=False)
+        assert not out.exists() or not any(out.iterdir())
+    report = pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(tmp_path / "pseudo_a"), teacher=str(folder),
+                                            min_confidence=0, convention="a", flip=True), progress=False)
+    assert report.flip and report.sources[0].kept == 1
+
+
 def test_an_evaluation_records_the_convention_it_was_measured_in(convention_model, tmp_path, capsys):
     """NME depends on the convention (the same points are 4.23 % in one and 4.82 % in another): the JSON and the
     printed header say which one."""
