@@ -175,6 +175,22 @@ def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, 
         fit_convention(aligner, "mine", folder, progress=False, flip_aligner=aligner)
 
 
+def test_fitting_refuses_points_that_annotate_no_face_of_their_image(bundled_copy, self_annotated, tmp_path):
+    """Points far outside their image (another image's) would put one face's crop elsewhere and move the mean
+    offsets of every point: the fit names the file, as training and eval do."""
+    import shutil
+
+    from facealign_sdk.pts import PtsError, read_pts
+    from facealign_sdk.training.conventions import fit_convention
+
+    folder = tmp_path / "data"
+    shutil.copytree(self_annotated, folder)
+    write_pts(folder / "face.pts", read_pts(folder / "face.pts") * 4)
+    aligner = Aligner(bundled_copy, backend="ort", detector=None, convention="none")
+    with pytest.raises(PtsError, match=r"face\.pts: point \d+ .* lies far outside the"):
+        fit_convention(aligner, "mine", folder, progress=False)
+
+
 def test_training_moves_named_sources_into_the_target_convention(tmp_path):
     from facealign_sdk.training.conventions import FittedConvention, shift_to
     from facealign_sdk.training.data import Annotated
