@@ -78,7 +78,7 @@ class Landmarker:
         if flip and self._mirror is None:
             raise ModelError(f"{self.model_dir}: flip needs the mirror order of the landmark scheme "
                              f"{self.manifest.landmark_scheme!r} ({self.manifest.num_landmarks} points), which is not known")
-        if flip and not self.manifest.mirror_symmetric and self.convention not in self.manifest.flip_conventions:
+        if flip and self.manifest.flip_mixes_conventions(self.convention):
             # the network's own points have no offsets to fit: no advice to fit them
             missing = ("" if self.convention is None else f" and has no offsets of convention {self.convention!r} "
                        "fitted for flip averaging (facealign train conventions --flip)")

@@ -137,6 +137,12 @@ class Manifest(BaseModel):
             raise ValueError(f"{what}: offsets up to {np.abs(offsets).max():.3g} of the crop side; a convention moves "
                              "points by less than half of it")
 
+    def flip_mixes_conventions(self, convention: str | None) -> bool:
+        """True when flip averaging in ``convention`` (a name :meth:`convention_offsets` returned; None: the
+        network's own points) mixes in the mirrored convention uncorrected: a network trained without mirror
+        augmentation, with no offsets of that convention fitted for flip averaging."""
+        return not self.mirror_symmetric and convention not in self.flip_conventions
+
     def convention_offsets(self, convention: str | None, flip: bool = False) -> tuple[str | None, np.ndarray | None]:
         """The convention to apply (``None``: the default; ``"none"``: the network's points as they are) and its
         (L, 2) offsets in crop fractions, those fitted for flip averaging when ``flip`` and the manifest has them; a

@@ -64,8 +64,9 @@ def check_points_in_image(points: np.ndarray, image: np.ndarray, image_path: Pat
     place (no face's annotation: its crop would be a pixel wide)."""
     span = points.max(axis=0) - points.min(axis=0) if len(points) else np.zeros(2)
     if len(points) > 1 and span.max() < MIN_SPAN_PX:
-        raise PtsError(f"{image_path.with_suffix('.pts')}: its {len(points)} points span {span[0]:.2g} x "
-                       f"{span[1]:.2g} px, not a face (at least {MIN_SPAN_PX:g} px)")
+        shown = np.floor(span * 100) / 100  # rounded down: a span just under the limit must not read as the limit
+        raise PtsError(f"{image_path.with_suffix('.pts')}: its {len(points)} points span {shown[0]:g} x "
+                       f"{shown[1]:g} px, not a face (at least {MIN_SPAN_PX:g} px)")
     h, w = image.shape[:2]
     margin = MAX_OUTSIDE_FRACTION * max(h, w)
     x, y = points[:, 0], points[:, 1]

@@ -175,6 +175,22 @@ def test_fitting_measures_the_mean_offset_and_it_lowers_the_error(bundled_copy, 
         fit_convention(aligner, "mine", folder, progress=False, flip_aligner=aligner)
 
 
+def test_fitting_refuses_points_that_annotate_no_face_of_their_image(bundled_copy, self_annotated, tmp_path):
+    """Points far outside their image (another image's) would put one face's crop elsewhere and move the mean
+    offsets of every point: the fit names the file, as training and eval do."""
+    import shutil
+
+    from facealign_sdk.pts import PtsError, read_pts
+    from facealign_sdk.training.conventions import fit_convention
+
+    folder = tmp_path / "data"
+    shutil.copytree(self_annotated, folder)
+    write_pts(folder / "face.pts", read_pts(folder / "face.pts") * 4)
+    aligner = Aligner(bundled_copy, backend="ort", detector=None, convention="none")
+    with pytest.raises(PtsError, match=r"face\.pts: point \d+ .* lies far outside the"):
+        fit_convention(aligner, "mine", folder, progress=False)
+
+
 def test_training_moves_named_sources_into_the_target_convention(tmp_path):
     from facealign_sdk.training.conventions import FittedConvention, shift_to
     from facealign_sdk.training.data import Annotated
@@ -322,6 +338,29 @@ def test_pseudo_labels_are_the_teacher_networks_own_points_unless_asked(conventi
         np.testing.assert_allclose(item.points, want, atol=1e-3)
         plain = Aligner(folder, max_faces=1, convention=expected).align(str(faces / "face.jpg"))[0].points
         assert (np.abs(item.points - plain).max() > 0.01) == flip  # the flip option reached the teacher
+
+
+def test_flipped_pseudo_labels_need_offsets_fitted_for_flip(convention_model, tiny_model, tmp_path):
+    """A teacher trained without mirror augmentation: its flip-averaged points follow neither its own points
+    (convention none) nor a convention without flip offsets, so pseudo-labels written as either are refused;
+    a convention with flip offsets is labelled."""
+    from facealign_sdk.training.pseudolabel import PseudoLabelConfig, pseudo_label
+
+    _, conventions = convention_model
+    folder = model_copy(tiny_model, tmp_path / "model", lambda m: m.update(
+        conventions=conventions, default_convention="a", flip_conventions={"a": _offsets(3)}, mirror_symmetric=False))
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "face.jpg").write_bytes((SAMPLES / "face.jpg").read_bytes())
+    for convention in ("none", "b"):
+        out = tmp_path / f"pseudo_{convention}"
+        with pytest.raises(InputError, match=f"convention {convention} has no offsets fitted for flip averaging.*: a;"):
+            pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(out), teacher=str(folder), min_confidence=0,
+                                           convention=convention, flip=True), progress=False)
+        assert not out.exists() or not any(out.iterdir())
+    report = pseudo_label(PseudoLabelConfig(data=[str(faces)], out=str(tmp_path / "pseudo_a"), teacher=str(folder),
+                                            min_confidence=0, convention="a", flip=True), progress=False)
+    assert report.flip and report.sources[0].kept == 1
 
 
 def test_an_evaluation_records_the_convention_it_was_measured_in(convention_model, tmp_path, capsys):

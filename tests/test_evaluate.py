@@ -281,3 +281,15 @@ def test_dlib_baseline_helpers_without_dlib(monkeypatch):
     pts = face_shape((100, 100, 200, 200))
     x1, y1, x2, y2 = mod.dlib_box_from_points(pts)
     assert x2 - x1 == pytest.approx(y2 - y1) and x1 < pts[36, 0] < pts[45, 0] < x2
+
+
+@pytest.mark.parametrize("span, shown", [(1.0, "1 x 0"), (1.996, "1.99 x 0")])
+def test_points_in_one_place_say_a_span_below_the_limit(span, shown):
+    """The refusal's span is rounded down: a span just under the limit never reads as the limit itself."""
+    from facealign_sdk.pts import MIN_SPAN_PX, PtsError, check_points_in_image
+
+    points = np.full((68, 2), 100.0)
+    points[:, 0] += np.linspace(0, span, 68)
+    with pytest.raises(PtsError, match=f"x\\.pts: its 68 points span {shown} px, not a face \\(at least "
+                                       f"{MIN_SPAN_PX:g} px\\)"):
+        check_points_in_image(points, np.zeros((200, 200, 3), np.uint8), Path("x.jpg"))

@@ -26,6 +26,7 @@ from ..metrics import nme
 from ..model import (MANIFEST, NETWORK_CONVENTION, Manifest, ModelError, describe_validation_error, load_manifest,
                      manifest_json, write_manifest)
 from ..outputs import write_file_atomic
+from ..pts import check_points_in_image
 from .data import is_held_out
 
 
@@ -84,6 +85,7 @@ def crop_points(aligner, folder: str | Path, held_out: float | None = None, prog
     predicted, annotated = [], []
     for path in tqdm(paths, desc=f"fitting {Path(folder).name}", leave=False, disable=not progress):
         image, points = read_image(path), load_points(path, landmarker.num_landmarks)
+        check_points_in_image(points, image, path)  # one face cut at the wrong place would move every mean offset
         frame = landmarker.frame_for(Detection(box=geometry.box_from_points(points)))
         (found,), _ = landmarker.landmarks_in_frames([(image, frame)])
         predicted.append(geometry.image_to_crop(found, frame, size) / size)

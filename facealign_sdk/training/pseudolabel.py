@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..model import DEFAULT_MODEL, NETWORK_CONVENTION
+from ..model import DEFAULT_MODEL, NETWORK_CONVENTION, load_manifest, resolve_model
 from ..outputs import replacing, write_file_atomic
 from ..pts import write_pts
 
@@ -93,12 +93,25 @@ def _output_folders(cfg: PseudoLabelConfig) -> list[Path]:
     return [out / name for name in names]
 
 
+def _check_flip_offsets(cfg: PseudoLabelConfig) -> None:
+    """InputError when the teacher's flip-averaged points would follow neither the convention they are written in
+    nor the mirrored one (a landmark run shifts them as if they followed it: ``DataSource.convention``)."""
+    manifest = load_manifest(resolve_model(cfg.teacher)[0])
+    if manifest.flip_mixes_conventions(manifest.convention_offsets(cfg.convention, flip=True)[0]):
+        fitted = ", ".join(sorted(manifest.flip_conventions)) or "none"
+        raise InputError(f"{cfg.teacher}: trained without mirror augmentation, and convention {cfg.convention} has no "
+                         f"offsets fitted for flip averaging: flipped pseudo-labels would not follow it (name a "
+                         f"convention it has flip offsets for: {fitted}; or leave flip off)")
+
+
 def pseudo_label(cfg: PseudoLabelConfig, progress: bool = True) -> PseudoLabelReport:
     """Label the faces of ``cfg.data`` with the teacher and write the confident ones to ``cfg.out``."""
     from ..aligner import Aligner
     from ..evaluate import select_images
 
     targets = _output_folders(cfg)
+    if cfg.flip:
+        _check_flip_offsets(cfg)
     teacher = Aligner(model=cfg.teacher, max_faces=1, convention=cfg.convention, flip=cfg.flip)
     start = time.perf_counter()
     sources = []
