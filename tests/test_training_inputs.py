@@ -337,5 +337,15 @@ def test_points_of_another_image_are_refused_before_training(annotated, lm_confi
     write_pts(data / "f1.pts", points * 4)  # the 512-px image's points x 4: up to 1.3k px
     assert re.search(r"f1\.pts: point \d+ \(.*\) lies far outside the 512x512 image", _bad_input(argv, capsys))
     write_pts(data / "f1.pts", np.full_like(points, 200.0) + np.linspace(0, 1, 68)[:, None])  # all in one place
-    assert "f1.pts: its 68 points span 1 x 1 px, not a face" in _bad_input(argv, capsys)
+    assert re.search(r"f1\.pts: its 68 points span .* px, not a face", _bad_input(argv, capsys))
     assert not (tmp_path / "run" / "last.pt").exists()
+    # the face bank and the int8 calibration crops read the same files the same way
+    config = tmp_path / "bank.json"
+    config.write_text(json.dumps({"crops": [], "annotated": [str(data)], "videos": []}))
+    assert "f1.pts: its 68 points span" in _bad_input(["train", "facebank", "--config", str(config), "--out",
+                                                       str(tmp_path / "bank.npz")], capsys)
+    from facealign_sdk.export.quantize import load_face_crops
+    from facealign_sdk.pts import PtsError
+
+    with pytest.raises(PtsError, match="f1.pts: its 68 points span"):
+        load_face_crops(data, 2)

@@ -42,7 +42,7 @@ def pick_evenly(files: list[Path], count: int) -> list[Path]:
 def load_face_crops(folder: str | Path, count: int, crop_size: int = 256, num_points: int = 68) -> np.ndarray:
     """(N, 3, S, S) float32 RGB in [0, 1]: runtime crops of ``count`` annotated faces (image + .pts) of ``folder``."""
     from ..imageio import read_image
-    from ..pts import read_pts
+    from ..pts import check_points_in_image, read_pts
     from ..training.data import Annotated, landmark_sample, list_images
 
     crops = []
@@ -50,7 +50,9 @@ def load_face_crops(folder: str | Path, count: int, crop_size: int = 256, num_po
         pts = path.with_suffix(".pts")
         if not pts.is_file():
             raise FileNotFoundError(f"{path}: no landmark file {pts.name} beside it (calibration needs annotated faces)")
-        crop, _ = landmark_sample(Annotated(read_image(path), read_pts(pts, num_points), path.name), crop_size, None)
+        image, points = read_image(path), read_pts(pts, num_points)
+        check_points_in_image(points, image, path)  # a crop of the wrong place would calibrate on no face
+        crop, _ = landmark_sample(Annotated(image, points, path.name), crop_size, None)
         crops.append(crop)
     return to_batch(np.stack(crops))
 

@@ -28,7 +28,7 @@ from .. import geometry
 from ..errors import InputError
 from ..imageio import list_images, read_image
 from ..outputs import check_output_file, replacing
-from ..pts import read_pts
+from ..pts import check_points_in_image, read_pts
 from .data import center_square
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
@@ -72,8 +72,10 @@ def _annotated_crops(spec: str, size: int) -> Iterator[tuple[np.ndarray, int]]:
         pts = path.with_suffix(".pts")
         if not pts.is_file() or (held_out is not None and is_held_out(path, held_out)):
             continue
-        frame = geometry.frame_from_box(geometry.box_from_points(read_pts(pts, None)))
-        yield geometry.warp_crop(read_image(path), frame, _stored_side(frame.side, size)), int(frame.side)
+        image, points = read_image(path), read_pts(pts, None)
+        check_points_in_image(points, image, path)  # another image's points would bank a crop of no face
+        frame = geometry.frame_from_box(geometry.box_from_points(points))
+        yield geometry.warp_crop(image, frame, _stored_side(frame.side, size)), int(frame.side)
 
 
 def _video_files(source: str) -> list[Path]:
