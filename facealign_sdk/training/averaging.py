@@ -39,12 +39,16 @@ class WeightAverage:
     def update(self, net: nn.Module) -> None:
         """Move the average towards ``net``'s weights (after an optimiser step)."""
         keep = self.current_decay()
+        floats, targets = [], []
         for name, value in net.state_dict().items():
             average = self.state[name]
             if average.is_floating_point():
-                average.lerp_(value.detach(), 1.0 - keep)
+                floats.append(average)
+                targets.append(value.detach())
             else:
                 average.copy_(value)
+        # one fused call for every tensor (as timm's ModelEmaV3): hundreds of small ones cost launches on a GPU
+        torch._foreach_lerp_(floats, targets, 1.0 - keep)
         self.updates += 1
 
     def copy_to(self, net: nn.Module) -> nn.Module:
