@@ -66,6 +66,27 @@ def test_yunet_on_openvino_finds_the_faces_opencv_finds():
     assert openvino.detect(np.zeros((200, 300, 3), np.uint8)) == []
 
 
+@pytest.mark.skipif(not has_module("openvino"), reason="needs openvino (pip install 'facealign-sdk[openvino]')")
+def test_yunet_on_openvino_compiles_a_size_seen_often_and_finds_the_same_faces():
+    """A size seen STATIC_AFTER times (a video's frames) gets its own compiled model; the faces stay the same; at
+    most STATIC_SIZES sizes are kept, and sizes seen once stay on the model for any size."""
+    detector = YuNetDetector(runtime="openvino")
+    net = detector._net
+    image = read_image(SAMPLES / "two_faces.jpg")
+    runs = [detector.detect(image) for _ in range(net.STATIC_AFTER + 1)]
+    assert len(net._sized) == 1  # the sample's padded size, compiled for it
+    for got in runs[net.STATIC_AFTER - 1:]:  # from the static model
+        assert len(got) == len(runs[0]) == 2
+        for a, b in zip(got, runs[0]):
+            assert np.abs(np.subtract(a.box, b.box)).max() < 0.5 and abs(a.score - b.score) < 1e-3
+    for side in range(320, 320 + 32 * (net.STATIC_SIZES + 2), 32):  # more sizes, each seen often
+        for _ in range(net.STATIC_AFTER):
+            net.detect(np.zeros((side, side, 3), np.uint8))
+    assert len(net._sized) == net.STATIC_SIZES
+    net.detect(np.zeros((64, 96, 3), np.uint8))  # seen once: no compiled model of its own
+    assert (64, 96) not in net._sized and net._seen[(64, 96)] == 1
+
+
 def test_yunet_auto_runtime_takes_openvino_only_where_it_computes_in_bf16(monkeypatch):
     from facealign_sdk.backends import openvino as ov_backend
     from facealign_sdk.detectors import yunet

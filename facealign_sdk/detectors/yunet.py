@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import cv2
@@ -128,31 +129,62 @@ def _openvino_or_opencv() -> str:
 
 class _OpenVinoYuNet:
     """YuNet's network in OpenVINO (any input size) with ``cv2.FaceDetectorYN``'s decoding: ``detect(image)``
-    returns its (N, 15) rows (box x, y, w, h, five keypoints, score), best first."""
+    returns its (N, 15) rows (box x, y, w, h, five keypoints, score), best first.
+
+    One model compiled for any size serves every image; an input size seen ``STATIC_AFTER`` times (a video's
+    frames) gets a model compiled for that size alone, which OpenVINO runs faster (640x384, 2 threads: 2.56 vs
+    3.27 ms). The last ``STATIC_SIZES`` such sizes are kept; a folder of photos of many sizes stays on the first.
+    """
+
+    STATIC_AFTER = 3
+    STATIC_SIZES = 4
 
     def __init__(self, path: Path, score_threshold: float, nms_threshold: float) -> None:
-        from ..backends.openvino import _core
         from ..backends.ort import env_threads
 
-        core = _core()
-        model = core.read_model(str(path))
-        model.reshape([1, 3, -1, -1])  # fully convolutional: one compiled model serves every image size
-        self._names = [sorted(out.get_names())[0] for out in model.outputs]
-        config = {"PERFORMANCE_HINT": "LATENCY"}
+        self._path = path
+        self._config = {"PERFORMANCE_HINT": "LATENCY"}
         threads = env_threads()
         if threads:
-            config["INFERENCE_NUM_THREADS"] = str(threads)
-        self._compiled = core.compile_model(model, "CPU", config)
-        self._request = self._compiled.create_infer_request()
+            self._config["INFERENCE_NUM_THREADS"] = str(threads)
+        self._any_size = self._compile([1, 3, -1, -1])  # fully convolutional: one model serves every size
+        self._sized: OrderedDict[tuple[int, int], tuple] = OrderedDict()
+        self._seen: Counter[tuple[int, int]] = Counter()
         self._settings = (score_threshold, nms_threshold)
+
+    def _compile(self, shape: list[int]) -> tuple:
+        """(infer request, output names in order) of YuNet compiled for ``shape`` (-1: any)."""
+        from ..backends.openvino import _core
+
+        core = _core()
+        model = core.read_model(str(self._path))
+        model.reshape(shape)
+        names = [sorted(out.get_names())[0] for out in model.outputs]  # the compiled outputs keep this order
+        return core.compile_model(model, "CPU", self._config).create_infer_request(), names
+
+    def _model_for(self, size: tuple[int, int]) -> tuple:
+        if size in self._sized:
+            self._sized.move_to_end(size)
+            return self._sized[size]
+        self._seen[size] += 1
+        if self._seen[size] < self.STATIC_AFTER:
+            return self._any_size
+        self._sized[size] = self._compile([1, 3, *size])
+        del self._seen[size]
+        if len(self._sized) > self.STATIC_SIZES:
+            self._sized.popitem(last=False)
+        if len(self._seen) > 64:  # sizes seen once or twice in a long run of photos: forget them
+            self._seen.clear()
+        return self._sized[size]
 
     def detect(self, image: np.ndarray) -> np.ndarray | None:
         h, w = image.shape[:2]
         padded_h, padded_w = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
         blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
         blob[0, :, :h, :w] = image.transpose(2, 0, 1)  # raw BGR values, as FaceDetectorYN feeds them
-        result = self._request.infer({0: blob})
-        outputs = {name: result[out] for name, out in zip(self._names, self._compiled.outputs)}
+        request, names = self._model_for((padded_h, padded_w))
+        request.infer({0: blob})
+        outputs = {name: request.get_output_tensor(i).data for i, name in enumerate(names)}
         faces = decode_outputs(outputs, padded_w, *self._settings)
         return faces if len(faces) else None
 
