@@ -135,13 +135,13 @@ def merge_rounds(rounds: list[list[Row]]) -> list[Row]:
     return out
 
 
-def facealign_targets(model_dir: Path, int8: Path | list[Path] | None) -> list[tuple[str, str, Path]]:
-    """(label, backend, model path) for every runtime and artifact present; several int8 artifacts are labelled
-    by their folder and file."""
+def facealign_targets(model_dir: Path, int8: list[Path] | None) -> list[tuple[str, str, Path]]:
+    """(label, backend, model path) for every runtime and artifact present; ``int8``: the artifacts of ``--int8``
+    (None: the model folder's), several labelled by their folder and file."""
     runtimes = [("ort", "ort")] + ([("openvino", "openvino")] if importlib.util.find_spec("openvino") else [])
     artifacts = [("fp32", model_dir)]
     shipped = model_dir / "model_int8.onnx"
-    int8s = [int8] if isinstance(int8, Path) else list(int8 or ([shipped] if shipped.is_file() else []))
+    int8s = int8 or ([shipped] if shipped.is_file() else [])
     for path in int8s:
         artifacts.append(("int8" if len(int8s) == 1 else f"int8 {path.parent.name}/{path.name}", path))
     return [(f"{name} {precision}", backend, path) for precision, path in artifacts for name, backend in runtimes]
