@@ -30,6 +30,9 @@ CONFIDENCE_WINDOW = 7
 # centre of mass (fabrec-scaf-w32 of session 3, ytf68/val fixed box: NME 4.04 % refining the raw
 # maps in a 9-px window, 4.00 % the blurred ones in a 15-px window; the int8 graph's landmarks
 # move p99 1.77 px from the fp32 graph's with the first, 1.06 px with the second).
+# Networks trained longer on more data make sharper peaks, and there the full blur costs precision: a release
+# may set a weaker one or none in its manifest (``facealign train release --blur-sigma``; the cards give the
+# measurements). This default stays what training validates with.
 BLUR_SIGMA = TARGET_SIGMA
 SOFT_WINDOW = 15
 SOFT_POWER = 8.0

@@ -611,3 +611,37 @@ def test_schedule_runs_on_steps_or_time_whichever_is_spent_first():
     with pytest.raises(ValueError, match="amp"):
         LandmarkConfig(amp=True, device="cpu")
     assert LandmarkConfig(amp=True, device="cuda:1").amp
+
+
+def test_release_blur_sigma_goes_into_the_manifest_and_the_decoder_uses_it(tmp_path, capsys):
+    """``train release --blur-sigma`` sets the codec's blur (the other codec values stay the training ones); the
+    Landmarker then decodes with it, and a negative value is refused with exit 2, no model folder written."""
+    import numpy as np
+
+    from facealign_sdk.cli.main import main
+    from facealign_sdk.codec import CodecSpec
+    from facealign_sdk.landmarker import Landmarker
+    from facealign_sdk.model import load_manifest
+    from facealign_sdk.nets import LandmarkNet, NetConfig
+    from facealign_sdk.training.checkpoint import save_checkpoint
+
+    net = LandmarkNet(NetConfig(width=8))
+    save_checkpoint({"net": net.state_dict(), "config": net.config.model_dump()}, tmp_path / "best.pt")
+    for blur, expected in ((None, CodecSpec().blur_sigma), ("0", 0.0), ("1.25", 1.25)):
+        out = tmp_path / f"model{blur}"
+        flags = [] if blur is None else ["--blur-sigma", blur]
+        assert main(["train", "release", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(out), *flags]) == 0
+        codec = load_manifest(out).heatmap_codec()
+        assert codec.blur_sigma == expected
+        assert codec.soft_window == CodecSpec().soft_window  # only the blur changes
+    # the decoder reads it: an off-centre two-pixel peak decodes differently with and without the blur
+    maps = np.zeros((1, 1, 32, 32), np.float32)
+    maps[0, 0, 10, 10], maps[0, 0, 10, 20] = 1.0, 0.9
+    maps[0, 0, 11:14, 18:23] = 0.8  # more mass around the lower peak: the blur prefers it
+    sharp = Landmarker(tmp_path / "model0", backend="torch").decode(maps)[0][0, 0]
+    blurred = Landmarker(tmp_path / "model1.25", backend="torch").decode(maps)[0][0, 0]
+    assert abs(sharp[0] - 10) < 1 and abs(blurred[0] - 20) < 2
+    assert main(["train", "release", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "bad"),
+                 "--blur-sigma", "-1"]) == 2
+    assert "blur sigma -1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

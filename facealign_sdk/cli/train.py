@@ -89,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rel.add_argument("--out", required=True, type=Path, help="model folder to write, e.g. models/my-model")
     rel.add_argument("--name", help="model name (default: the folder name)")
     rel.add_argument("--data", nargs="*", default=[], help="training data to record in the manifest")
+    rel.add_argument("--blur-sigma", type=float, default=None,
+                     help="the decoder's blur in heatmap pixels of this model (0: none; default: the training "
+                     "codec's, 3.5 at 128-px maps, scaled); choose it on the validation sets")
 
 
 def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> BaseModel:
@@ -151,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.checkpoint.is_file():
             raise FileNotFoundError(f"{args.checkpoint}: no such checkpoint")
-        manifest = release_model(args.checkpoint, args.out, args.name or args.out.name, args.data)
+        manifest = release_model(args.checkpoint, args.out, args.name or args.out.name, args.data,
+                                 blur_sigma=args.blur_sigma)
         print(f"wrote {args.out} ({manifest.num_landmarks} landmarks, sha256 {manifest.weights_sha256[:12]}...)")
         return 0
     common = {"run_dir": args.run_dir, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,

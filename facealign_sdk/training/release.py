@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from safetensors.torch import save_file
 
 from ..codec import CodecSpec
+from ..errors import InputError
 from ..model import MANIFEST, WEIGHTS, CropSpec, Manifest, describe_validation_error, sha256, write_manifest
 from ..nets import FACE_MEAN, FACE_STD, LandmarkNet
 from ..outputs import replacing
@@ -20,8 +21,13 @@ from .landmarks import LandmarkConfig, load_trained
 log = logging.getLogger(__name__)
 
 
-def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str]) -> Manifest:
+def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, training_data: list[str],
+                  blur_sigma: float | None = None) -> Manifest:
     """Write a trained checkpoint as ``out_dir/model.safetensors`` (fp16) + ``manifest.json``.
+
+    ``blur_sigma``: the decoder's blur for this network (``CodecSpec.blur_sigma``, heatmap pixels; None: the
+    default scaled to its maps, what training validated with). A well-trained network's peaks are sharp enough
+    that a weaker blur or none places them better; measure it on the validation sets before choosing.
 
     The run's ``config.json`` beside the checkpoint, when there, tells whether the network was
     trained with mirror augmentation on every source (``Manifest.mirror_symmetric``): one source
@@ -43,7 +49,7 @@ def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, traini
         # average in the mirrored convention without the warning
         log.warning("%s: no config.json beside the checkpoint; the model is taken as trained with mirror "
                     "augmentation (manifest mirror_symmetric true)", checkpoint)
-    return write_model_folder(net, out_dir, name, training_data, mirror_symmetric=mirror)
+    return write_model_folder(net, out_dir, name, training_data, mirror_symmetric=mirror, blur_sigma=blur_sigma)
 
 
 def _remove_stale_artifacts(out: Path) -> None:
@@ -62,15 +68,17 @@ def _remove_stale_artifacts(out: Path) -> None:
 
 
 def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, training_data: list[str],
-                       mirror_symmetric: bool = True) -> Manifest:
-    """Write a network as a model folder (fp16 safetensors + manifest); returns the manifest."""
+                       mirror_symmetric: bool = True, blur_sigma: float | None = None) -> Manifest:
+    """Write a network as a model folder (fp16 safetensors + manifest); returns the manifest. ``blur_sigma``:
+    as in :func:`release_model`."""
+    cfg = net.config
+    codec = _codec(cfg.heatmap_size, blur_sigma)  # checked before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_artifacts(out)
     state = {k: v.detach().half().contiguous() if v.is_floating_point() else v.contiguous() for k, v in net.state_dict().items()}
     with replacing(out / WEIGHTS) as tmp:
         save_file(state, str(tmp), metadata={"name": name, "format": "pt"})
-    cfg = net.config
     manifest = Manifest(
         name=name,
         net=cfg.model_dump(),
@@ -80,13 +88,24 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
         mean=FACE_MEAN,
         std=FACE_STD,
         crop=CropSpec(),
-        codec=CodecSpec.for_heatmap_size(cfg.heatmap_size),  # as training encoded and validated (landmarks.codec_of)
+        codec=codec,
         training_data=training_data,
         mirror_symmetric=mirror_symmetric,
         weights_sha256=sha256(out / WEIGHTS),
     )
     write_manifest(out, manifest)
     return manifest
+
+
+def _codec(heatmap_size: int, blur_sigma: float | None) -> CodecSpec:
+    """The codec training encoded and validated with (``landmarks.codec_of``), with the release's blur."""
+    codec = CodecSpec.for_heatmap_size(heatmap_size)
+    if blur_sigma is None:
+        return codec
+    try:
+        return CodecSpec(**{**codec.model_dump(), "blur_sigma": blur_sigma})
+    except ValidationError as exc:
+        raise InputError(f"blur sigma {blur_sigma!r}: {describe_validation_error(exc)}") from None
 
 
 def fp16_roundtrip_error(checkpoint: str | Path) -> float:
