@@ -84,8 +84,8 @@ class Aligner:
         detector: ``"yunet"`` (bundled), any object with ``detect(image) -> list[Detection]``,
             or ``None`` to always pass ``boxes``.
         refine: subpixel refinement of heatmap peaks: ``"soft"``, ``"quadratic"`` or ``"none"``.
-        blur: seek each peak on the heatmap blurred with the target Gaussian (more accurate;
-            costs a few ms per face on CPU; the model's ``manifest.codec``).
+        blur: seek each peak on the heatmap blurred with the Gaussian its release chose
+            (``manifest.codec.blur_sigma``, measured per model; 0: no blur, and then this has no effect).
         flip: also run each crop mirrored and average the (un-mirrored) heatmaps: twice the network
             time; more accurate when the convention has offsets fitted for it (``manifest.flip_conventions``)
             or the model was trained with mirror augmentation, less accurate otherwise (a warning is logged).

@@ -8,7 +8,7 @@
 * :meth:`HeatmapCodec.to_crop` / :meth:`HeatmapCodec.from_crop`: heatmap pixels <-> crop pixels.
 
 Its parameters are the manifest's ``codec`` section (:class:`CodecSpec`; a manifest without one gets
-the values every released model was trained and measured with), and the sizes are the manifest's
+the values training validates with; a release may choose its own blur), and the sizes are the manifest's
 ``input_size`` and ``heatmap_size``: ``manifest.heatmap_codec()`` builds the codec of a model.
 
 Heatmaps of size ``h`` on a crop of size ``s`` cover it exactly: heatmap pixel ``i`` spans crop pixels
@@ -21,7 +21,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import decode
 from .decode import Refine
@@ -31,6 +31,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # the heatmap size the target sigma is given for: training scales it with the map (7 px of a 256 crop)
 REFERENCE_HEATMAP_SIZE = 128
+
+
+# A positive blur sigma must be at least this: far narrower ones underflow to a kernel of NaNs (and anything
+# under about 0.3 px leaves a map as it is: the kernel's side taps vanish).
+MIN_BLUR_SIGMA = 0.01
 
 
 class CodecSpec(BaseModel):
@@ -43,11 +48,18 @@ class CodecSpec(BaseModel):
         "the map size); the confidence compares each peak's mass with that of the target Gaussian"))
     blur_sigma: float = Field(decode.BLUR_SIGMA, ge=0, le=64, description=(
         "peaks are sought on maps blurred with this Gaussian (heatmap pixels of the model's map; decode.BLUR_SIGMA "
-        "at 128); Aligner(blur=False) skips it"))
+        f"at 128; 0: none, else at least {MIN_BLUR_SIGMA}); Aligner(blur=False) skips it"))
     soft_window: int = Field(decode.SOFT_WINDOW, ge=1, le=255, description="soft-argmax window (heatmap pixels)")
     soft_power: float = Field(decode.SOFT_POWER, gt=0, le=64, description="soft-argmax sharpening exponent")
     confidence_window: int = Field(decode.CONFIDENCE_WINDOW, ge=1, le=255,
                                    description="window whose heatmap mass is the confidence")
+
+    @field_validator("blur_sigma")
+    @classmethod
+    def _blur_off_or_wide_enough(cls, value: float) -> float:
+        if 0 < value < MIN_BLUR_SIGMA:
+            raise ValueError(f"must be 0 (no blur) or at least {MIN_BLUR_SIGMA}")
+        return value + 0.0  # -0.0 -> 0.0
 
     @classmethod
     def for_heatmap_size(cls, heatmap_size: int) -> CodecSpec:

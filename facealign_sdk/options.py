@@ -25,8 +25,8 @@ class AlignerOptions(BaseModel):
     backend: str = Field("auto", description="inference backend (auto: the fastest available)")
     device: str = Field("auto", description=", ".join(DEVICES) + " (cuda:N; tensorrt: ONNX Runtime's TensorRT provider)")
     refine: Refine = Field("soft", description="subpixel refinement of each heatmap peak: " + ", ".join(REFINE_MODES))
-    blur: bool = Field(True, description="seek heatmap peaks on maps blurred with the target Gaussian "
-                       "(more accurate and steadier; a few ms per face)")
+    blur: bool = Field(True, description="seek heatmap peaks on maps blurred with the Gaussian the model's release "
+                       "chose (manifest codec.blur_sigma: 1.75 px for the default model, none for the lite one)")
     flip: bool = Field(False, description="also run the mirrored crop and average (twice the network time; more "
                        "accurate with conventions fitted for it, manifest 'flip_conventions', or a model trained with "
                        "mirror augmentation; less accurate otherwise: see the model's card)")

@@ -161,3 +161,23 @@ def test_detection_model_is_immutable():
     d = Detection(box=(0, 0, 1, 1))
     with pytest.raises(Exception):
         d.score = 0.5
+
+
+@pytest.mark.parametrize("runtime", ["opencv", "openvino"])
+def test_yunet_refuses_what_it_cannot_read_and_takes_any_layout_of_a_bgr_image(runtime):
+    """Gray, BGRA and float images get a clear InputError (Aligner converts them first); a strided view and
+    sizes that are not multiples of 32 give the same faces as a contiguous copy."""
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    detector = YuNetDetector(runtime=runtime)
+    image = read_image(SAMPLES / "face.jpg")
+    for bad in (image[:, :, 0], np.dstack([image, image[:, :, :1]]), image.astype(np.float32)):
+        with pytest.raises(InputError, match="uint8 BGR image"):
+            detector.detect(bad)
+    odd = image[: image.shape[0] - 7, : image.shape[1] - 5]
+    mirrored = odd[:, ::-1]  # a negative-stride view
+    for view in (odd, mirrored):
+        got = detector.detect(view)
+        want = detector.detect(np.ascontiguousarray(view))
+        assert len(got) == len(want) >= 1
+        assert [d.box for d in got] == [d.box for d in want]

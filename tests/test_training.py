@@ -641,7 +641,15 @@ def test_release_blur_sigma_goes_into_the_manifest_and_the_decoder_uses_it(tmp_p
     sharp = Landmarker(tmp_path / "model0", backend="torch").decode(maps)[0][0, 0]
     blurred = Landmarker(tmp_path / "model1.25", backend="torch").decode(maps)[0][0, 0]
     assert abs(sharp[0] - 10) < 1 and abs(blurred[0] - 20) < 2
-    assert main(["train", "release", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "bad"),
-                 "--blur-sigma", "-1"]) == 2
-    assert "blur sigma -1" in capsys.readouterr().err
-    assert not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    for bad in ("-1", "nan", "inf", "65", "1e-200"):  # 1e-200: a kernel that underflows to NaN points
+        assert main(["train", "release", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "bad"),
+                     "--blur-sigma", bad]) == 2
+        assert f"blur sigma {float(bad)!r}" in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+    # a refused value leaves an existing model folder as it was
+    before = (tmp_path / "model0" / "manifest.json").read_bytes()
+    assert main(["train", "release", "--checkpoint", str(tmp_path / "best.pt"), "--out", str(tmp_path / "model0"),
+                 "--blur-sigma", "-2"]) == 2
+    assert (tmp_path / "model0" / "manifest.json").read_bytes() == before
+    assert load_manifest(tmp_path / "model0").heatmap_codec().blur_sigma == 0.0

@@ -90,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     rel.add_argument("--name", help="model name (default: the folder name)")
     rel.add_argument("--data", nargs="*", default=[], help="training data to record in the manifest")
     rel.add_argument("--blur-sigma", type=float, default=None,
-                     help="the decoder's blur in heatmap pixels of this model (0: none; default: the training "
-                     "codec's, 3.5 at 128-px maps, scaled); choose it on the validation sets")
+                     help="the decoder's blur in heatmap pixels of this model: 0 (none) or 0.01 to 64 (default: the "
+                     "training codec's, 3.5 at 128-px maps, scaled); choose it on the validation sets")
 
 
 def _config(cls: type[BaseModel], args: argparse.Namespace, overrides: dict) -> BaseModel:

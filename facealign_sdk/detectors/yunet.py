@@ -77,6 +77,11 @@ class YuNetDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in a uint8 BGR image, best score first."""
+        if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
+            what = (f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray)
+                    else type(image).__name__)
+            raise InputError(f"YuNet takes a uint8 BGR image of shape (H, W, 3), got a {what} "
+                             "(Aligner converts gray, BGRA and 16-bit images)")
         h, w = image.shape[:2]
         longest = max(h, w)
         scale = 1.0

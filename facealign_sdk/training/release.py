@@ -32,6 +32,7 @@ def release_model(checkpoint: str | Path, out_dir: str | Path, name: str, traini
     The run's ``config.json`` beside the checkpoint, when there, tells whether the network was
     trained with mirror augmentation on every source (``Manifest.mirror_symmetric``): one source
     without it (an annotation convention that is not mirror-symmetric) makes the model not symmetric."""
+    _checked_blur(blur_sigma)  # before the checkpoint is read
     net = load_trained(checkpoint)
     run_config = Path(checkpoint).parent / "config.json"
     mirror = True
@@ -97,15 +98,21 @@ def write_model_folder(net: LandmarkNet, out_dir: str | Path, name: str, trainin
     return manifest
 
 
+def _checked_blur(blur_sigma: float | None) -> float | None:
+    """``blur_sigma`` when a codec accepts it (None: the training default); InputError otherwise."""
+    if blur_sigma is None:
+        return None
+    try:
+        return CodecSpec(blur_sigma=blur_sigma).blur_sigma
+    except ValidationError as exc:
+        raise InputError(f"blur sigma {blur_sigma!r}: {describe_validation_error(exc)}") from None
+
+
 def _codec(heatmap_size: int, blur_sigma: float | None) -> CodecSpec:
     """The codec training encoded and validated with (``landmarks.codec_of``), with the release's blur."""
     codec = CodecSpec.for_heatmap_size(heatmap_size)
-    if blur_sigma is None:
-        return codec
-    try:
-        return CodecSpec(**{**codec.model_dump(), "blur_sigma": blur_sigma})
-    except ValidationError as exc:
-        raise InputError(f"blur sigma {blur_sigma!r}: {describe_validation_error(exc)}") from None
+    blur_sigma = _checked_blur(blur_sigma)
+    return codec if blur_sigma is None else CodecSpec(**{**codec.model_dump(), "blur_sigma": blur_sigma})
 
 
 def fp16_roundtrip_error(checkpoint: str | Path) -> float:
