@@ -31,6 +31,13 @@ def test_a_manifest_without_codec_gets_the_training_values(tmp_path):
     assert 0 <= released["blur_sigma"] <= codec.blur_sigma
 
 
+@pytest.mark.parametrize("name, blur", [("fabrec-scaf-w32", 1.75), ("fabrec-scaf-w16-lite", 0.0)])
+def test_released_models_decode_with_the_blur_measured_for_them(name, blur):
+    """The blur each release chose on the validation sets (cards, session 15): a manifest reverted by accident
+    would silently decode differently from what the cards report."""
+    assert load_manifest(models_root() / name).heatmap_codec().blur_sigma == blur
+
+
 def test_decode_is_the_decoder_with_the_codec_parameters():
     rng = np.random.default_rng(0)
     maps = rng.random((2, 5, 32, 32)).astype(np.float32)
