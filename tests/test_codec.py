@@ -137,9 +137,11 @@ def test_manifest_codec_is_read_strictly(tmp_path):
     assert CodecSpec().soft_window == 15
 
 
-def test_decode_graph_module_matches_numpy():
+@pytest.mark.parametrize("blur_sigma", [1.75, 0.0])
+def test_decode_graph_module_matches_numpy(blur_sigma):
+    """The decode graph's module decodes as numpy does, with the blur and without (a release may choose none)."""
     torch = pytest.importorskip("torch")
-    codec = HeatmapCodec(input_size=256, heatmap_size=64, soft_window=9)
+    codec = HeatmapCodec(input_size=256, heatmap_size=64, soft_window=9, blur_sigma=blur_sigma)
     maps = np.random.default_rng(1).random((2, 4, 64, 64)).astype(np.float32)
     with torch.no_grad():
         points, scores = codec.decoder_module(4)(torch.from_numpy(maps))

@@ -279,14 +279,16 @@ def decoder_module(num_landmarks: int, codec: HeatmapCodec):
             self.conf_radius = codec.confidence_window // 2
             self.power = codec.soft_power
             self.expected_mass = expected_mass(codec.confidence_window, codec.target_sigma)
-            blur_sigma = codec.blur_sigma
-            kernel = torch.from_numpy(blur_kernel(blur_sigma)) if blur_sigma > 0 else torch.ones(1)
+            self.blurs = codec.blur_sigma > 0  # a release without blur gets no identity convolutions
+            kernel = torch.from_numpy(blur_kernel(codec.blur_sigma)) if self.blurs else torch.ones(1)
             # one depthwise filter per map (groups=L): ~8x faster in ONNX Runtime than L one-channel images
             self.register_buffer("kernel_x", kernel.view(1, 1, 1, -1).repeat(num_landmarks, 1, 1, 1))
             self.register_buffer("kernel_y", kernel.view(1, 1, -1, 1).repeat(num_landmarks, 1, 1, 1))
 
         def blur(self, hm: torch.Tensor) -> torch.Tensor:
             """Gaussian blur of every map, zero outside (facealign_sdk.decode.blur_heatmaps)."""
+            if not self.blurs:
+                return hm
             lm, r = hm.shape[1], self.kernel_x.shape[-1] // 2
             x = nn.functional.conv2d(hm, self.kernel_x, padding=(0, r), groups=lm)
             return nn.functional.conv2d(x, self.kernel_y, padding=(r, 0), groups=lm)
@@ -374,8 +376,8 @@ def export_decode_onnx(heatmap_onnx: str | Path, manifest: Manifest, out_path: s
     downgrade_to_opset17(decoder)
     onnx.save(append_decoder(onnx.load(str(heatmap_onnx)), decoder), str(out))  # its weights stay as stored
     extra = {"outputs": ",".join(DECODE_OUTPUTS),
-             "decode": f"soft-argmax of the blurred maps (window {codec.soft_window}, power {codec.soft_power:g}); "
-                       "points in heatmap pixels"}
+             "decode": f"soft-argmax of the maps blurred with sigma {codec.blur_sigma:g} (0: not blurred; window "
+                       f"{codec.soft_window}, power {codec.soft_power:g}); points in heatmap pixels"}
     stored = read_metadata(heatmap_onnx).get("weights")  # the network's weights stay stored as they were
     if stored is not None:
         extra["weights"] = stored
