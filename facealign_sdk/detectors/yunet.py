@@ -159,10 +159,10 @@ class _OpenVinoYuNet:
 
     def _compile(self, shape: list[int]) -> tuple:
         """(infer request, output names in order) of YuNet compiled for ``shape`` (-1: any)."""
-        from ..backends.openvino import _core
-
         from openvino import Layout, Type
         from openvino.preprocess import PrePostProcessor
+
+        from ..backends.openvino import _core
 
         core = _core()
         model = core.read_model(str(self._path))

@@ -2,10 +2,10 @@
 
 Input ``image`` (N, 3, 256, 256) float32 RGB in [0, 1], output ``heatmaps``
 (N, L, 128, 128) float32, dynamic batch, opset 17, a single file (no external
-data), a copy of the model manifest at export time in ``metadata_props`` (``manifest.json`` beside the graph
-stays the reference: conventions, decoder blur and tracker settings chosen after the export are only there). The weights are stored in fp16 and
-cast to fp32 inside the graph (:func:`store_weights_fp16`): half the file, the same fp32
-arithmetic (runtimes fold the casts when they load it), landmarks within 0.03 px of fp32
+data), a copy of the model manifest at export time in ``metadata_props`` (``manifest.json`` beside the
+graph stays the reference: conventions, decoder blur and tracker settings chosen after the export are only
+there). The weights are stored in fp16 and cast to fp32 inside the graph (:func:`store_weights_fp16`):
+half the file, the same fp32 arithmetic (runtimes fold the casts when they load it), landmarks within 0.03 px of fp32
 weights on the released model, and the parity report checks every export. Optionally a second graph
 ``model_decode.onnx`` decodes inside (argmax + soft-argmax refinement) and outputs
 ``points`` (N, L, 2, heatmap px) and ``scores`` (N, L).
