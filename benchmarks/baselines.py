@@ -409,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         per_image[name] = {"images": images, "turn_ratio": [round(x, 4) for x in ratios], **{
             mode: {m: _json_errors(t.errors) for m, t in tallies[mode].items()} for mode in modes}}
         curves.update({f"{name} {mode} {m}": t.errors for mode in modes for m, t in tallies[mode].items()})
-    blur = aligner.landmarker.codec.blur_sigma if aligner.blur else 0
-    model = (f"{aligner.manifest.name} ({aligner.backend_name}, refine {aligner.refine}, blur {blur:g} px, "
+    model = (f"{aligner.manifest.name} ({aligner.backend_name}, refine {aligner.refine}, "
+             f"blur {aligner.landmarker.blur_sigma:g} px, "
              f"{'flip-averaged, ' if aligner.flip else ''}convention {aligner.convention or 'none'})")
     if conventions:
         model += f"; {OWN}: " + ", ".join(f"{s} in convention {c}" for s, c in conventions.items())

@@ -99,6 +99,11 @@ class Landmarker:
         """Points per face."""
         return self.manifest.num_landmarks
 
+    @property
+    def blur_sigma(self) -> float:
+        """The blur the decoder applies, heatmap pixels: the model's ``codec.blur_sigma`` with ``blur`` on, else 0."""
+        return self.codec.blur_sigma if self.blur else 0.0
+
     def _check_network(self) -> None:
         """Run one grey crop: the output must have the manifest's shape and be finite. Catches a manifest
         whose input or heatmap size disagrees with the network, and corrupt (NaN / inf) weights."""

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"facealign eval: failed: {exc}", file=sys.stderr)
         return 1
     print(f"model {aligner.manifest.name}, backend {aligner.backend_name}, refine {aligner.refine}, "
-          f"blur {aligner.landmarker.codec.blur_sigma if aligner.blur else 0:g} px, flip {aligner.flip}, "
+          f"blur {aligner.landmarker.blur_sigma:g} px, flip {aligner.flip}, "
           f"convention {aligner.convention or 'none'}")
     print(format_table(results))
     print(TABLE_NOTE)
